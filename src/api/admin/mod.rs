@@ -1,0 +1,14 @@
+//! The admin API, shaped like Synapse's (`/_synapse/admin/...`) so that existing tooling works:
+//! shared-secret registration and registration tokens. These endpoints are not in the Matrix
+//! specification, so their paths are written here.
+
+mod register;
+mod registration_tokens;
+
+use axum::Router;
+
+use super::AppState;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    registration_tokens::routes(register::routes(router))
+}

@@ -1,0 +1,318 @@
+//! The server's configuration: one serde struct per TOML section, each with a default for every
+//! option so that `plexus serve` runs with no file at all. `conf/plexus.example.toml` is the
+//! documented source of every option; a test checks that it parses and names every field.
+//!
+//! Values come from, in increasing precedence: the defaults, the TOML file, environment variables
+//! named `PLEXUS__SECTION__KEY` (how secrets reach the server without being written in a file),
+//! and the command-line overrides of `plexus serve`. An unknown key or a bad value stops start-up
+//! with a message naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ruma::OwnedServerName;
+use serde::{Deserialize, Serialize};
+
+/// The prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "PLEXUS__";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server name: the part after the colon in user ids and room aliases.
+    pub server_name: OwnedServerName,
+    /// Addresses to listen on for client (and later federation) traffic, as "ADDR:PORT".
+    pub listen: Vec<SocketAddr>,
+    /// Where the database, the signing key and media are kept.
+    pub data_dir: PathBuf,
+    /// The URL clients reach this server at, served in `/.well-known/matrix/client`. Derived from
+    /// the server name and first listener when unset.
+    pub public_baseurl: Option<String>,
+    pub log: LogConfig,
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub database: DatabaseConfig,
+    pub metrics: MetricsConfig,
+    pub well_known: WellKnownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: a level ("info") or directives ("info,plexus::storage=debug").
+    /// `RUST_LOG`, when set, takes precedence.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Anyone may register with `m.login.dummy`. Registration tokens work either way.
+    pub open: bool,
+    /// Enables `/_synapse/admin/v1/register` for tools that hold this secret.
+    pub shared_secret: Option<String>,
+    /// Passwords shorter than this are refused with `M_WEAK_PASSWORD`.
+    pub password_min_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens issued together with a refresh token. Tokens issued without one
+    /// never expire.
+    pub access_token_lifetime_secs: u64,
+    /// How long an unfinished user-interactive authentication session is kept.
+    pub uiaa_session_lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted on the client API; larger ones get `M_TOO_LARGE`.
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+    /// Login attempts per client address.
+    pub login: Bucket,
+    /// Failed login attempts per account.
+    pub failed_login: Bucket,
+    /// Registration attempts per client address.
+    pub registration: Bucket,
+    /// Events sent per user.
+    pub message: Bucket,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `full` syncs every commit to disk (survives power loss); `normal` survives a crash of the
+    /// process but may lose the last commits on power loss.
+    pub synchronous: Synchronous,
+    /// Read-only connections in the pool.
+    pub read_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `/metrics` on the listeners.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WellKnownConfig {
+    /// "host:port" served as `m.server` in `/.well-known/matrix/server` (federation delegation).
+    /// Unset: that endpoint answers 404 and other servers fall back to the server name itself.
+    pub server: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "localhost".try_into().expect("a valid server name"),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8008))],
+            data_dir: PathBuf::from("./plexus-data"),
+            public_baseurl: None,
+            log: LogConfig::default(),
+            registration: RegistrationConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            database: DatabaseConfig::default(),
+            metrics: MetricsConfig::default(),
+            well_known: WellKnownConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig { open: false, shared_secret: None, password_min_length: 8 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { access_token_lifetime_secs: 300, uiaa_session_lifetime_secs: 3600 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_request_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            enabled: true,
+            login: Bucket { per_second: 0.5, burst: 10 },
+            failed_login: Bucket { per_second: 0.05, burst: 5 },
+            registration: Bucket { per_second: 0.17, burst: 3 },
+            message: Bucket { per_second: 10.0, burst: 50 },
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { synchronous: Synchronous::Full, read_connections: 4 }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+/// A configuration that could not be loaded; the message names the file, key and problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (if any), then `PLEXUS__…` variables from
+    /// `env`. Validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    ConfigError(format!("config file {} is not valid TOML: {e}", path.display()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env_overrides(&mut table, env)?;
+        let source = file.map_or("configuration".to_string(), |p| p.display().to_string());
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let at = if path == "." { String::new() } else { format!(" at `{path}`") };
+                ConfigError(format!("{source}{at}: {}", e.inner().message().trim()))
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(ConfigError("listen: at least one \"ADDR:PORT\" is needed".into()));
+        }
+        if self.limits.max_request_bytes < 1024 {
+            return Err(ConfigError("limits.max_request_bytes: must be at least 1024".into()));
+        }
+        if self.database.read_connections == 0 {
+            return Err(ConfigError("database.read_connections: must be at least 1".into()));
+        }
+        let buckets = [
+            ("login", &self.rate_limits.login),
+            ("failed_login", &self.rate_limits.failed_login),
+            ("registration", &self.rate_limits.registration),
+            ("message", &self.rate_limits.message),
+        ];
+        for (name, bucket) in buckets {
+            if !(bucket.per_second.is_finite() && bucket.per_second > 0.0) || bucket.burst == 0 {
+                return Err(ConfigError(format!(
+                    "rate_limits.{name}: per_second must be a positive number and burst at least 1"
+                )));
+            }
+        }
+        if let Some(url) = &self.public_baseurl
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "public_baseurl: {url:?} must start with http:// or https://"
+            )));
+        }
+        if self.registration.shared_secret.as_deref() == Some("") {
+            return Err(ConfigError("registration.shared_secret: must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The base URL clients use, as served in `/.well-known/matrix/client`.
+    pub fn client_base_url(&self) -> String {
+        if let Some(url) = &self.public_baseurl {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = self.server_name.host();
+        let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok();
+        match (local, self.server_name.port(), self.listen.first()) {
+            (true, None, Some(addr)) => format!("http://{host}:{}", addr.port()),
+            (true, _, _) => format!("http://{}", self.server_name),
+            (false, _, _) => format!("https://{}", self.server_name),
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("plexus.db")
+    }
+}
+
+/// Applies `PLEXUS__SECTION__KEY=value` variables to the parsed table. A value is read as TOML
+/// when it parses as a TOML value (numbers, booleans, arrays), and as a plain string otherwise.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(ConfigError(format!("environment variable {name}: empty key segment")));
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let (last, parents) = keys.split_last().expect("split yields at least one key");
+        let mut cursor = &mut *table;
+        for key in parents {
+            let entry =
+                cursor.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = entry.as_table_mut().ok_or_else(|| {
+                ConfigError(format!("environment variable {name}: {key} is not a section"))
+            })?;
+        }
+        cursor.insert(last.clone(), value);
+    }
+    Ok(())
+}

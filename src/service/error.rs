@@ -1,0 +1,48 @@
+//! The service layer's error: what went wrong in domain terms. `api/error.rs` maps each variant to
+//! a Matrix `errcode` and HTTP status.
+
+use std::time::Duration;
+
+use ruma::api::client::uiaa::UiaaInfo;
+
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    MissingParam(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("{0}")]
+    UserInUse(String),
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("{0}")]
+    GuestAccessForbidden(String),
+    /// A request the server understood but does not support (an unknown login type, say).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("this account has been deactivated")]
+    UserDeactivated,
+    #[error("{message}")]
+    UnknownToken { soft_logout: bool, message: String },
+    #[error("too many requests; retry in {} ms", retry_after.as_millis())]
+    LimitExceeded { retry_after: Duration },
+    /// User-interactive authentication goes on: the client must complete more stages.
+    #[error("additional authentication is required")]
+    AuthRequired(Box<UiaaInfo>),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,60 @@
+//! The logic of the server, in domain terms ("register this user", "log this device out"). Handlers
+//! in `api/` call these methods; these call `storage/` and never know about HTTP.
+//!
+//! `Services` is one struct whose methods are split by concept across the files of this module.
+
+pub mod accounts;
+mod devices;
+mod error;
+mod passwords;
+mod profile;
+pub mod rate_limit;
+mod registration_tokens;
+pub mod shared_secret;
+pub mod tokens;
+pub mod uiaa;
+
+use std::sync::Mutex;
+
+pub use error::{Error, Result};
+pub use registration_tokens::NewRegistrationToken;
+pub use tokens::{IssuedTokens, UserSession};
+
+use crate::config::Config;
+use crate::federation::signing_key::SigningKey;
+use crate::metrics::Metrics;
+use crate::storage::Db;
+
+/// Everything a request handler may ask for. Built once at start-up; no globals.
+pub struct Services {
+    pub config: Config,
+    pub db: Db,
+    pub rate_limiter: rate_limit::RateLimiter,
+    pub signing_key: SigningKey,
+    pub metrics: Metrics,
+    shared_secret_nonces: Mutex<shared_secret::Nonces>,
+}
+
+impl Services {
+    pub fn new(config: Config, db: Db, signing_key: SigningKey, metrics: Metrics) -> Services {
+        let rate_limiter = rate_limit::RateLimiter::new(&config.rate_limits);
+        Services {
+            config,
+            db,
+            rate_limiter,
+            signing_key,
+            metrics,
+            shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),
+        }
+    }
+
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.config.server_name
+    }
+}
+
+/// Random text for tokens, session ids and nonces: `len` characters from `[A-Za-z0-9]`.
+pub fn random_string(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}

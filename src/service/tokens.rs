@@ -1,0 +1,226 @@
+//! Access and refresh tokens: issuing them for a device, turning a presented access token into the
+//! identity behind it, refreshing, and logging out. Tokens are random; only their SHA-256 hashes
+//! are stored.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use sha2::{Digest, Sha256};
+
+use super::{Error, Result, Services, random_string};
+use crate::storage::{self, now_ms, tokens::NewTokens};
+
+/// A device's last-seen time and address are written at most this often, so that authenticating
+/// a request normally costs one indexed read and no write.
+const LAST_SEEN_INTERVAL_MS: i64 = 60_000;
+
+/// The identity behind an access token.
+#[derive(Debug, Clone)]
+pub struct UserSession {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub is_admin: bool,
+}
+
+/// Tokens handed to a client after login, registration or refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<Duration>,
+}
+
+/// Freshly generated tokens with the hashes that get stored.
+pub(super) struct PreparedTokens {
+    pub issued: IssuedTokens,
+    access_hash: Vec<u8>,
+    refresh_hash: Option<Vec<u8>>,
+    expires_ts: Option<i64>,
+}
+
+impl PreparedTokens {
+    pub fn as_new_tokens(&self) -> NewTokens<'_> {
+        NewTokens {
+            access_hash: &self.access_hash,
+            expires_ts: self.expires_ts,
+            refresh_hash: self.refresh_hash.as_deref(),
+        }
+    }
+}
+
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A new device id: ten upper-case letters, as other homeservers use.
+pub fn new_device_id() -> OwnedDeviceId {
+    const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let id: String = (0..10).map(|_| LETTERS[rand::random_range(0..LETTERS.len())] as char).collect();
+    id.into()
+}
+
+impl Services {
+    /// Generates an access token, and a refresh token when the client asked for one (its access
+    /// token then expires after `auth.access_token_lifetime_secs`).
+    pub(super) fn prepare_tokens(&self, with_refresh: bool) -> PreparedTokens {
+        let access_token = format!("plx_at_{}", random_string(40));
+        let access_hash = hash_token(&access_token);
+        let (refresh_token, refresh_hash, expires_in) = if with_refresh {
+            let token = format!("plx_rt_{}", random_string(40));
+            let hash = hash_token(&token);
+            let lifetime = Duration::from_secs(self.config.auth.access_token_lifetime_secs);
+            (Some(token), Some(hash), Some(lifetime))
+        } else {
+            (None, None, None)
+        };
+        let expires_ts = expires_in.map(|d| now_ms() + d.as_millis() as i64);
+        PreparedTokens {
+            issued: IssuedTokens { access_token, refresh_token, expires_in },
+            access_hash,
+            refresh_hash,
+            expires_ts,
+        }
+    }
+
+    /// Creates (or reuses) a device and gives it new tokens, invalidating any it held before.
+    pub async fn open_device(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        with_refresh: bool,
+    ) -> Result<(OwnedDeviceId, IssuedTokens)> {
+        let device_id = device_id.unwrap_or_else(new_device_id);
+        let prepared = self.prepare_tokens(with_refresh);
+        let (user, device) = (user_id.to_owned(), device_id.clone());
+        let prepared = self
+            .db
+            .write("open_device", move |txn| {
+                storage::tokens::upsert_device_with_tokens_txn(
+                    txn,
+                    &user,
+                    &device,
+                    display_name.as_deref(),
+                    &prepared.as_new_tokens(),
+                )?;
+                Ok(prepared)
+            })
+            .await?;
+        Ok((device_id, prepared.issued))
+    }
+
+    /// The identity behind `token`, or `M_UNKNOWN_TOKEN` (with `soft_logout` when it expired).
+    pub async fn authenticate(&self, token: &str, client_ip: IpAddr) -> Result<UserSession> {
+        let hash = hash_token(token);
+        let lookup = hash.clone();
+        let row = self
+            .db
+            .read(move |conn| storage::tokens::find_access_token(conn, &lookup))
+            .await?
+            .ok_or_else(|| Error::UnknownToken {
+                soft_logout: false,
+                message: "unknown or revoked access token".into(),
+            })?;
+        let now = now_ms();
+        if row.expires_ts.is_some_and(|expires| expires <= now) {
+            return Err(Error::UnknownToken {
+                soft_logout: true,
+                message: "access token has expired; refresh it or log in again".into(),
+            });
+        }
+        if !row.used
+            && let Some(refresh_hash) = row.refresh_token_hash.clone()
+        {
+            self.db
+                .write("retire_predecessor_tokens", move |txn| {
+                    storage::tokens::retire_predecessor_txn(txn, &refresh_hash)?;
+                    storage::tokens::mark_access_token_used_txn(txn, &hash)
+                })
+                .await?;
+        }
+        if row.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS) {
+            let (db, user, device, ip) =
+                (self.db.clone(), row.user_id.clone(), row.device_id.clone(), client_ip.to_string());
+            // Last-seen is advisory; the request does not wait for it.
+            tokio::spawn(async move {
+                let written = db
+                    .write("touch_device", move |txn| {
+                        storage::tokens::touch_device_txn(txn, &user, &device, &ip)
+                    })
+                    .await;
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "could not record device last-seen");
+                }
+            });
+        }
+        Ok(UserSession { user_id: row.user_id, device_id: row.device_id, is_admin: row.is_admin })
+    }
+
+    /// Exchanges a refresh token for new tokens.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
+        let old = hash_token(refresh_token);
+        let prepared = self.prepare_tokens(true);
+        let lookup = old.clone();
+        let row = self.db.read(move |conn| storage::tokens::find_refresh_token(conn, &lookup)).await?;
+        if row.is_none() {
+            return Err(Error::UnknownToken {
+                soft_logout: false,
+                message: "unknown or revoked refresh token".into(),
+            });
+        }
+        let rotated = self
+            .db
+            .write("refresh_tokens", move |txn| {
+                // The refresh token's own successor being used retires it, like an access token.
+                storage::tokens::retire_predecessor_txn(txn, &old)?;
+                let rotated =
+                    storage::tokens::rotate_refresh_token_txn(txn, &old, &prepared.as_new_tokens())?;
+                Ok(rotated.then_some(prepared))
+            })
+            .await?;
+        rotated.map(|p| p.issued).ok_or_else(|| Error::UnknownToken {
+            soft_logout: false,
+            message: "unknown or revoked refresh token".into(),
+        })
+    }
+
+    /// Logs one device out: the device and its tokens are deleted.
+    pub async fn logout(&self, session: &UserSession) -> Result<()> {
+        self.delete_devices(&session.user_id, vec![session.device_id.clone()]).await
+    }
+
+    /// Logs every device of the user out.
+    pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
+        let user = user_id.to_owned();
+        self.db
+            .write("logout_all", move |txn| storage::tokens::delete_other_devices_txn(txn, &user, None))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the given devices of a user with their tokens; unknown ids are ignored.
+    pub async fn delete_devices(&self, user_id: &UserId, devices: Vec<OwnedDeviceId>) -> Result<()> {
+        let user = user_id.to_owned();
+        self.db
+            .write("delete_devices", move |txn| {
+                for device in &devices {
+                    storage::tokens::delete_device_txn(txn, &user, device)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every device but `keep`.
+    pub async fn delete_other_devices(&self, user_id: &UserId, keep: &DeviceId) -> Result<()> {
+        let (user, keep) = (user_id.to_owned(), keep.to_owned());
+        self.db
+            .write("delete_other_devices", move |txn| {
+                storage::tokens::delete_other_devices_txn(txn, &user, Some(&keep))
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Schema migrations: the numbered SQL files of `migrations/`, embedded in the binary and applied
+//! in order at start-up. The version reached is kept in `PRAGMA user_version`; a database newer
+//! than this binary is refused rather than guessed at.
+
+use rusqlite::Connection;
+
+use super::{Result, StorageError};
+
+/// Every migration, in order. Append only: a released migration never changes.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_create_accounts",
+    include_str!("../../migrations/0001_create_accounts.sql"),
+)];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(super) fn apply(conn: &mut Connection) -> Result<()> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StorageError::SchemaTooNew { found, known: SCHEMA_VERSION });
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as u32 + 1;
+        let txn = conn.transaction()?;
+        txn.execute_batch(sql)?;
+        txn.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        txn.commit()?;
+        tracing::info!(migration = name, version, "applied database migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_record_their_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        apply(&mut conn).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+        let err = apply(&mut conn).unwrap_err();
+        assert!(matches!(err, StorageError::SchemaTooNew { .. }), "{err}");
+        assert!(err.to_string().contains("newer than this plexus"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The only module with SQL. It owns the SQLite database: the schema (applied from `migrations/`),
+//! one writer thread that commits queued work in batches (group commit), and a small pool of
+//! read-only connections used off the async runtime.
+//!
+//! Callers hand in named, synchronous closures: `Db::write("name", |txn| …)` and
+//! `Db::read(|conn| …)`. Each write closure runs inside its own savepoint, so a closure that fails
+//! leaves no trace while the other closures of the same batch still commit. A write's future
+//! resolves only after the batch it belongs to is durably committed, which is what lets the API
+//! acknowledge a request: what was acknowledged survives `kill -9`.
+//!
+//! Table groups live in their own files, with functions named `verb_noun_txn` (writes, given the
+//! open transaction) and `verb_noun` (reads, given a read connection).
+
+mod migrate;
+mod pool;
+pub mod registration_tokens;
+pub mod tokens;
+pub mod uiaa;
+pub mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::config::{DatabaseConfig, Synchronous};
+pub use rusqlite::Connection as Conn;
+
+/// The most closures committed in one transaction. Larger batches amortise the fsync further but
+/// delay the first caller of the batch; 256 keeps a batch well under a millisecond of work.
+const MAX_BATCH: usize = 256;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored JSON is invalid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "the database schema is version {found}, newer than this plexus knows ({known}); \
+         run a newer plexus or restore a backup"
+    )]
+    SchemaTooNew { found: u32, known: u32 },
+    #[error("cannot open database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("the database writer has stopped")]
+    WriterStopped,
+    #[error("a database reader task failed: {0}")]
+    ReaderFailed(String),
+    /// A write closure refused to go on; the service that raised it knows what it means. Its
+    /// savepoint is rolled back, so nothing of the closure is written.
+    #[error("write aborted: {0}")]
+    Aborted(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What the writer thread runs: the closure, run inside the open transaction, returns how to
+/// report its result once the batch's commit has succeeded or failed.
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// A handle on the database. Cloning is cheap; the writer thread stops when the last handle is
+/// dropped, after committing everything queued before.
+#[derive(Clone)]
+pub struct Db {
+    writer: mpsc::Sender<Job>,
+    readers: std::sync::Arc<pool::ReaderPool>,
+    writer_thread: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
+    /// the writer thread.
+    pub fn open(path: &Path, config: &DatabaseConfig) -> Result<Db> {
+        let mut conn = open_connection(path, OpenFlags::default(), config)?;
+        migrate::apply(&mut conn)?;
+        let readers = pool::ReaderPool::open(path, config)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name("plexus-db-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StorageError::Aborted(format!("cannot start writer thread: {e}")))?;
+        Ok(Db {
+            writer: tx,
+            readers: std::sync::Arc::new(readers),
+            writer_thread: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Runs `f` on the writer thread inside a transaction and resolves once it is committed.
+    pub async fn write<T, F>(&self, name: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let span = tracing::debug_span!("db.write", write.name = name);
+        let job: Job = Box::new(move |conn| {
+            let _entered = span.enter();
+            let outcome = run_in_savepoint(conn, f);
+            Box::new(move |commit: Result<()>| {
+                let result = match (outcome, commit) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(e),
+                    (Ok(v), Ok(())) => Ok(v),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.writer.send(job).map_err(|_| StorageError::WriterStopped)?;
+        rx.await.map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Runs `f` with a read-only connection on the blocking thread pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let permit = readers.acquire().await?;
+        tokio::task::spawn_blocking(move || readers.with_connection(permit, f))
+            .await
+            .map_err(|e| StorageError::ReaderFailed(e.to_string()))?
+    }
+
+    /// Waits until every write queued so far is committed and the writer thread has stopped. Used
+    /// at shutdown; other clones of the handle must be dropped first for the thread to end.
+    pub fn close(self) {
+        let Db { writer, writer_thread, readers } = self;
+        drop(writer);
+        drop(readers);
+        if let Some(slot) = std::sync::Arc::into_inner(writer_thread)
+            && let Ok(Some(handle)) = slot.into_inner()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| StorageError::Open { path: path.to_owned(), source })?;
+    let synchronous = match config.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+    ))?;
+    Ok(conn)
+}
+
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let outcome = f(conn);
+    let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    conn.execute_batch(end)?;
+    outcome
+}
+
+/// The writer thread: takes the first queued job, then whatever else is already waiting (up to
+/// `MAX_BATCH`), runs them in one transaction and commits once.
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let started = Instant::now();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        let completions: Vec<Completion> = match begin {
+            Ok(()) => batch.into_iter().map(|job| job(&conn)).collect(),
+            Err(e) => {
+                // Dropping the jobs unblocks their callers with `WriterStopped`.
+                tracing::error!(error = %e, batch.size = size, "cannot begin write transaction");
+                continue;
+            }
+        };
+        let commit = conn.execute_batch("COMMIT").map_err(StorageError::from);
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "write batch failed to commit");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for complete in completions {
+            let report = match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StorageError::Aborted(format!("commit failed: {e}"))),
+            };
+            complete(report);
+        }
+        tracing::trace!(batch.size = size, elapsed_us = started.elapsed().as_micros() as u64, "committed");
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit every timestamp column uses.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

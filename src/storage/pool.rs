@@ -1,0 +1,57 @@
+//! The pool of read-only SQLite connections. Reads never wait for the writer (WAL mode), only for
+//! a free connection.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Result, StorageError, open_connection};
+use crate::config::DatabaseConfig;
+
+pub(super) struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    permits: std::sync::Arc<Semaphore>,
+}
+
+impl ReaderPool {
+    pub(super) fn open(path: &Path, config: &DatabaseConfig) -> Result<ReaderPool> {
+        let count = config.read_connections.max(1);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let idle = (0..count)
+            .map(|_| {
+                let conn = open_connection(path, flags, config)?;
+                conn.execute_batch("PRAGMA query_only = ON;")?;
+                Ok(conn)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ReaderPool { idle: Mutex::new(idle), permits: std::sync::Arc::new(Semaphore::new(count)) })
+    }
+
+    /// Waits for a free connection; the permit guarantees `with_connection` finds one idle.
+    pub(super) async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.map_err(|_| StorageError::WriterStopped)
+    }
+
+    pub(super) fn with_connection<T>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let conn = self
+            .idle
+            .lock()
+            .map_err(|_| StorageError::ReaderFailed("reader pool poisoned".into()))?
+            .pop()
+            .ok_or_else(|| StorageError::ReaderFailed("no idle reader despite a permit".into()))?;
+        let outcome = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        drop(permit);
+        outcome
+    }
+}
