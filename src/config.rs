@@ -207,17 +207,19 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
-                })?;
-                text.parse::<toml::Table>().map_err(|e| {
-                    ConfigError(format!("config file {} is not valid TOML: {e}", path.display()))
-                })?
-            }
-            None => toml::Table::new(),
-        };
+        // Start from the defaults so that a section given in part (one field of a rate limit
+        // bucket, say) keeps the defaults of the rest.
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError(format!("cannot represent the defaults: {e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let from_file = text.parse::<toml::Table>().map_err(|e| {
+                ConfigError(format!("config file {} is not valid TOML: {e}", path.display()))
+            })?;
+            merge(&mut table, from_file);
+        }
         apply_env_overrides(&mut table, env)?;
         let source = file.map_or("configuration".to_string(), |p| p.display().to_string());
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
@@ -286,6 +288,18 @@ impl Config {
     }
 }
 
+/// Merges `overlay` into `base`: tables merge key by key, any other value replaces.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => merge(inner, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 /// Applies `PLEXUS__SECTION__KEY=value` variables to the parsed table. A value is read as TOML
 /// when it parses as a TOML value (numbers, booleans, arrays), and as a plain string otherwise.
 fn apply_env_overrides(
@@ -315,4 +329,100 @@ fn apply_env_overrides(
         cursor.insert(last.clone(), value);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../conf/plexus.example.toml");
+
+    fn load_text(text: &str, env: Vec<(&str, &str)>) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plexus.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
+    }
+
+    fn as_toml(config: &Config) -> String {
+        toml::to_string(config).unwrap()
+    }
+
+    #[test]
+    fn no_file_gives_the_embedded_defaults() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.server_name.as_str(), "localhost");
+        assert_eq!(config.listen, vec![SocketAddr::from(([127, 0, 0, 1], 8008))]);
+        assert_eq!(config.data_dir, PathBuf::from("./plexus-data"));
+        assert!(!config.registration.open);
+        assert_eq!(config.client_base_url(), "http://localhost:8008");
+    }
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let example = load_text(EXAMPLE, Vec::new()).unwrap();
+        assert_eq!(as_toml(&example), as_toml(&Config::default()));
+    }
+
+    #[test]
+    fn the_example_documents_every_option() {
+        let mut full = Config::default();
+        full.public_baseurl = Some("https://example.org".into());
+        full.registration.shared_secret = Some("s".into());
+        full.well_known.server = Some("example.org:443".into());
+        let table: toml::Table = as_toml(&full).parse().unwrap();
+        let mut missing = Vec::new();
+        for (key, value) in &table {
+            let mut keys = vec![key.clone()];
+            if let toml::Value::Table(section) = value {
+                assert!(EXAMPLE.contains(&format!("[{key}]")), "section [{key}] is not in the example");
+                keys = section.keys().cloned().collect();
+            }
+            for key in keys {
+                let active = EXAMPLE.lines().any(|l| l.starts_with(&format!("{key} =")));
+                let commented = EXAMPLE.lines().any(|l| l.starts_with(&format!("# {key} =")));
+                if !active && !commented {
+                    missing.push(key);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "options missing from conf/plexus.example.toml: {missing:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = load_text("[registration]\nopen = true\nopne = false\n", Vec::new()).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("registration") && message.contains("opne"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named() {
+        let err = load_text("listen = [\"not an address\"]\n", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+        let err = load_text("server_name = \"bad name!\"\n", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("server_name"), "{err}");
+        let err = load_text("[rate_limits]\nlogin = { per_second = 0.0, burst = 1 }\n", Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("rate_limits.login"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let config = load_text(
+            "[registration]\nopen = false\n",
+            vec![
+                ("PLEXUS__REGISTRATION__SHARED_SECRET", "from-env"),
+                ("PLEXUS__REGISTRATION__OPEN", "true"),
+                ("PLEXUS__RATE_LIMITS__LOGIN__BURST", "7"),
+                ("UNRELATED", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.registration.shared_secret.as_deref(), Some("from-env"));
+        assert!(config.registration.open);
+        assert_eq!(config.rate_limits.login.burst, 7);
+        let err = load_text("", vec![("PLEXUS__NO_SUCH_KEY", "1")]).unwrap_err();
+        assert!(err.to_string().contains("no_such_key"), "{err}");
+    }
 }

@@ -213,3 +213,82 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_temp() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("test.db"), &DatabaseConfig::default()).unwrap();
+        (dir, db)
+    }
+
+    async fn count(db: &Db) -> i64 {
+        db.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM registration_tokens", [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    fn insert(token: &str) -> impl FnOnce(&Connection) -> Result<()> + Send + 'static {
+        let token = token.to_owned();
+        move |txn| {
+            txn.execute(
+                "INSERT INTO registration_tokens (token, created_ts) VALUES (?1, 0)",
+                [token],
+            )?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_leaves_nothing_while_its_batch_neighbours_commit() {
+        let (_dir, db) = open_temp();
+        let writes = (0..50).map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                if i == 25 {
+                    db.write("half_then_fail", |txn| {
+                        insert("partial")(txn)?;
+                        Err::<(), _>(StorageError::Aborted("refused".into()))
+                    })
+                    .await
+                } else {
+                    db.write("insert", insert(&format!("t{i}"))).await
+                }
+            })
+        });
+        let results: Vec<_> = futures_join(writes).await;
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+        assert_eq!(count(&db).await, 49);
+        let partial = db
+            .read(|c| Ok(registration_tokens::get_token(c, "partial")?))
+            .await
+            .unwrap();
+        assert!(partial.is_none(), "the failed closure's insert must be rolled back");
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_are_on_disk_when_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.db");
+        let db = Db::open(&path, &DatabaseConfig::default()).unwrap();
+        db.write("insert", insert("kept")).await.unwrap();
+        // Reopen through a separate connection without closing the first handle, as after a crash.
+        let other = Db::open(&path, &DatabaseConfig::default()).unwrap();
+        let found = other.read(|c| Ok(registration_tokens::get_token(c, "kept")?)).await.unwrap();
+        assert!(found.is_some());
+        db.close();
+        other.close();
+    }
+
+    async fn futures_join<T: Send + 'static>(
+        handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for handle in handles {
+            out.push(handle.await.unwrap());
+        }
+        out
+    }
+}
