@@ -151,6 +151,11 @@ fn init_tracing(level: &str) -> anyhow::Result<()> {
         _ => tracing_subscriber::EnvFilter::try_new(level)
             .map_err(|e| anyhow::anyhow!("log.level {level:?} is not a valid filter: {e}"))?,
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     Ok(())
 }

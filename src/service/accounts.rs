@@ -134,6 +134,7 @@ impl Services {
         let (user, session_id) = (user_id.clone(), session.session_id);
         let display_name = request.initial_device_display_name;
         let device = device_id.clone();
+        let ip = request.client_ip.to_string();
         let prepared = self
             .db
             .write("register_user", move |txn| {
@@ -150,6 +151,7 @@ impl Services {
                         &user,
                         device,
                         display_name.as_deref(),
+                        &ip,
                         &prepared.as_new_tokens(),
                     )?;
                 }
@@ -215,7 +217,8 @@ impl Services {
         if row.is_some_and(|r| r.deactivated) {
             return Err(Error::UserDeactivated);
         }
-        let (device_id, tokens) = self.open_device(&user_id, device_id, display_name, with_refresh).await?;
+        let (device_id, tokens) =
+            self.open_device(&user_id, device_id, display_name, with_refresh, client_ip).await?;
         tracing::info!(user.id = %user_id, device.id = %device_id, "logged in");
         Ok((user_id, device_id, tokens))
     }

@@ -50,6 +50,7 @@ impl Services {
     pub async fn register_with_shared_secret(
         &self,
         request: SharedSecretRegistration,
+        client_ip: std::net::IpAddr,
     ) -> Result<(OwnedUserId, OwnedDeviceId, IssuedTokens)> {
         let secret = self.shared_secret()?;
         let issued = self
@@ -74,7 +75,7 @@ impl Services {
         if let Some(name) = request.displayname {
             self.set_profile_field(&user_id, &user_id, "displayname", name.into()).await?;
         }
-        let (device_id, tokens) = self.open_device(&user_id, None, None, false).await?;
+        let (device_id, tokens) = self.open_device(&user_id, None, None, false, client_ip).await?;
         Ok((user_id, device_id, tokens))
     }
 }

@@ -90,10 +90,11 @@ impl Services {
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
         with_refresh: bool,
+        client_ip: IpAddr,
     ) -> Result<(OwnedDeviceId, IssuedTokens)> {
         let device_id = device_id.unwrap_or_else(new_device_id);
         let prepared = self.prepare_tokens(with_refresh);
-        let (user, device) = (user_id.to_owned(), device_id.clone());
+        let (user, device, ip) = (user_id.to_owned(), device_id.clone(), client_ip.to_string());
         let prepared = self
             .db
             .write("open_device", move |txn| {
@@ -102,6 +103,7 @@ impl Services {
                     &user,
                     &device,
                     display_name.as_deref(),
+                    &ip,
                     &prepared.as_new_tokens(),
                 )?;
                 Ok(prepared)

@@ -74,21 +74,25 @@ pub fn find_access_token(conn: &Connection, hash: &[u8]) -> Result<Option<Access
     }))
 }
 
-/// Creates the device if it is new (keeping its name otherwise), removes every token it held and
-/// issues the new ones.
+/// Creates the device if it is new (keeping its name otherwise), records it as seen now from
+/// `ip`, removes every token it held and issues the new ones.
 pub fn upsert_device_with_tokens_txn(
     txn: &Connection,
     user_id: &UserId,
     device_id: &DeviceId,
     display_name: Option<&str>,
+    ip: &str,
     tokens: &NewTokens<'_>,
 ) -> Result<()> {
     let now = now_ms();
     txn.execute(
-        "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO devices
+             (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?4)
          ON CONFLICT (user_id, device_id)
-         DO UPDATE SET display_name = COALESCE(excluded.display_name, devices.display_name)",
-        params![user_id.as_str(), device_id.as_str(), display_name, now],
+         DO UPDATE SET display_name = COALESCE(excluded.display_name, devices.display_name),
+                       last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
+        params![user_id.as_str(), device_id.as_str(), display_name, now, ip],
     )?;
     delete_device_tokens_txn(txn, user_id, device_id)?;
     insert_tokens_txn(txn, user_id, device_id, tokens)

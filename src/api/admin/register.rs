@@ -1,6 +1,8 @@
 //! Shared-secret registration: `GET` and `POST /_synapse/admin/v1/register`.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -35,7 +37,11 @@ struct RegisterBody {
 }
 
 /// `POST /_synapse/admin/v1/register`
-async fn register(State(state): State<AppState>, JsonBody(body): JsonBody<RegisterBody>) -> ApiResult<Json<JsonValue>> {
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> ApiResult<Json<JsonValue>> {
     let (user_id, device_id, tokens) = state
         .register_with_shared_secret(SharedSecretRegistration {
             nonce: body.nonce,
@@ -45,7 +51,7 @@ async fn register(State(state): State<AppState>, JsonBody(body): JsonBody<Regist
             user_type: body.user_type,
             displayname: body.displayname,
             mac: body.mac,
-        })
+        }, peer.ip())
         .await?;
     Ok(Json(json!({
         "user_id": user_id,

@@ -1,13 +1,13 @@
 //! Registration tokens: `/_synapse/admin/v1/registration_tokens[/new|/{token}]`, for admins.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value as JsonValue, json};
 
 use crate::api::AppState;
-use crate::api::error::ApiResult;
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{Admin, JsonBody};
 use crate::service::NewRegistrationToken;
 use crate::storage::registration_tokens::RegistrationToken;
@@ -22,19 +22,26 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    valid: Option<bool>,
-}
-
 /// `GET /_synapse/admin/v1/registration_tokens`
 async fn list(
     State(state): State<AppState>,
     _: Admin,
-    Query(query): Query<ListQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<JsonValue>> {
-    let tokens = state.list_registration_tokens(query.valid).await?;
+    let valid = match query_param(query.as_deref(), "valid").as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::InvalidParam(format!("valid must be true or false, not {other:?}")));
+        }
+    };
+    let tokens = state.list_registration_tokens(valid).await?;
     Ok(Json(json!({ "registration_tokens": tokens })))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// `POST /_synapse/admin/v1/registration_tokens/new`
