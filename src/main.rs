@@ -44,7 +44,7 @@ enum Command {
         /// Overrides `data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The localpart (or full user id) of the new user.
+        /// The localpart (or full user id on this server) of the new user.
         user: String,
         password: String,
         /// Make the user a server admin.
@@ -96,7 +96,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             runtime()?.block_on(async {
                 let db = plexus::server::open_database(&config)?;
                 let services = plexus::server::build_services(config, db.clone())?;
-                let user_id = services.create_user(&user, &password, admin).await?;
+                // A full user id is accepted when it belongs to this server.
+                let localpart = match user.strip_prefix('@').and_then(|rest| rest.split_once(':')) {
+                    Some((local, server)) if server == services.server_name().as_str() => local,
+                    Some((_, server)) => anyhow::bail!("{user} is not on this server ({server})"),
+                    None => user.as_str(),
+                };
+                let user_id = services.create_user(localpart, &password, admin).await?;
                 drop(services);
                 db.close();
                 println!("created {user_id}{}", if admin { " (admin)" } else { "" });

@@ -35,9 +35,6 @@ pub struct Registered {
 impl Services {
     /// Validates a requested localpart and returns the user id it makes on this server.
     pub fn user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
-        let localpart = localpart.strip_prefix('@').map_or(localpart, |rest| {
-            rest.split_once(':').map_or(rest, |(local, _)| local)
-        });
         if localpart.is_empty() {
             return Err(Error::InvalidUsername("the username is empty".into()));
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
+use ruma::RoomVersionId;
 use ruma::api::federation::discovery::discover_homeserver as discover_federation;
 
 use crate::api::AppState;
@@ -66,6 +67,14 @@ async fn capabilities(
 ) -> ApiResult<get_capabilities::v3::Response> {
     let mut capabilities = get_capabilities::v3::Capabilities::new();
     capabilities.change_password = get_capabilities::v3::ChangePasswordCapability::new(true);
+    // The room versions rooms will be created in (issue 3 makes the default configurable).
+    capabilities.room_versions = get_capabilities::v3::RoomVersionsCapability::new(
+        RoomVersionId::V10,
+        [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
+            .into_iter()
+            .map(|v| (v, get_capabilities::v3::RoomVersionStability::Stable))
+            .collect(),
+    );
     capabilities.profile_fields = Some(get_capabilities::v3::ProfileFieldsCapability::new(true));
     capabilities.thirdparty_id_changes = get_capabilities::v3::ThirdPartyIdChangesCapability::new(false);
     Ok(get_capabilities::v3::Response::new(capabilities))

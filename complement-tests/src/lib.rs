@@ -1,0 +1,40 @@
+//! A black-box harness for Plexus: it starts real `plexus` binaries on loopback, each with its own
+//! temporary data directory and config file, and drives them over HTTP only.
+//!
+//! A test reads like a user story:
+//!
+//! ```no_run
+//! # async fn story() {
+//! use complement_tests::{Server, json};
+//! let server = Server::start().await;
+//! let alice = server.register_user("alice").await;
+//! alice.set_displayname("Alice").await;
+//! let reply = server.client().get("/_matrix/client/v3/account/whoami").await;
+//! reply.assert_error(401, "M_MISSING_TOKEN");
+//! # }
+//! ```
+//!
+//! Nothing here is global: every [`Server`] owns its process, port and directory, so a test can run
+//! several at once (for federation) and tests run in parallel.
+
+mod admin;
+mod binary;
+mod client;
+mod config;
+mod process;
+mod reply;
+mod server;
+mod user;
+mod wait;
+
+pub use admin::registration_mac;
+pub use binary::{CliOutput, plexus_bin, run_plexus};
+pub use client::{Client, Request, encode};
+pub use config::{Config, Toml};
+pub use process::StartError;
+pub use reply::Reply;
+pub use reqwest::Method;
+pub use serde_json::{Value, json};
+pub use server::{DEFAULT_SHARED_SECRET, Server, ServerBuilder};
+pub use user::User;
+pub use wait::{now_ms, wait_until};
