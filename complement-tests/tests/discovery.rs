@@ -49,6 +49,51 @@ async fn well_known_client_points_at_the_public_base_url() {
 }
 
 #[tokio::test]
+async fn well_known_client_defaults_to_the_port_actually_listened_on() {
+    let server = Server::start().await;
+    let port = server
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+
+    let reply = server.client().get("/.well-known/matrix/client").await;
+
+    let body = reply.ok();
+    let base_url = body["m.homeserver"]["base_url"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        base_url
+            .trim_end_matches('/')
+            .ends_with(&format!(":{port}")),
+        "a client following base_url must reach this server on port {port}:\n{reply}"
+    );
+}
+
+#[tokio::test]
+async fn login_well_known_matches_the_discovery_document() {
+    let server = Server::builder()
+        .config("public_baseurl", "https://matrix.example.test")
+        .start()
+        .await;
+    let alice = server.register_user("alice").await;
+
+    let login = server
+        .client()
+        .post("/_matrix/client/v3/login", alice.login_body())
+        .await
+        .ok();
+
+    // The field is optional, but when present clients reconfigure themselves from it.
+    if let Some(well_known) = login.get("well_known") {
+        let discovery = server.client().get("/.well-known/matrix/client").await.ok();
+        assert_eq!(well_known["m.homeserver"], discovery["m.homeserver"]);
+    }
+}
+
+#[tokio::test]
 async fn well_known_server_is_not_found_when_no_delegation_is_configured() {
     let server = Server::start().await;
 
