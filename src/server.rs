@@ -31,9 +31,12 @@ pub fn build_services(config: Config, db: Db) -> anyhow::Result<Services> {
 /// `plexus listening on http://ADDR` (scripts and the test harness read that line).
 pub async fn run(
     listeners: Vec<TcpListener>,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Port 0 means "any free port": from here on the configuration names the ports actually bound,
+    // so URLs derived from it (the well-known base URL) are reachable.
+    config.listen = listeners.iter().map(TcpListener::local_addr).collect::<Result<_, _>>()?;
     let db = open_database(&config)?;
     let services = Arc::new(build_services(config, db.clone())?);
     let app = crate::api::router(services.clone());

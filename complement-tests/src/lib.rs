@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn story() {
-//! use complement_tests::{Server, json};
+//! use complement_tests::Server;
 //! let server = Server::start().await;
 //! let alice = server.register_user("alice").await;
 //! alice.set_displayname("Alice").await;
@@ -13,6 +13,10 @@
 //! reply.assert_error(401, "M_MISSING_TOKEN");
 //! # }
 //! ```
+//!
+//! Run with `cargo test --workspace` (which builds `target/debug/plexus` first), or after
+//! `cargo build -p plexus` with `cargo test -p complement-tests`. `PLEXUS_BIN=/path/to/plexus`
+//! tests another binary; `PLEXUS_TEST_ECHO=1` echoes every server's stdout and stderr lines.
 //!
 //! Nothing here is global: every [`Server`] owns its process, port and directory, so a test can run
 //! several at once (for federation) and tests run in parallel.
