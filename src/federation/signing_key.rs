@@ -20,6 +20,8 @@ pub enum SigningKeyError {
     Io { path: String, source: std::io::Error },
     #[error("signing key file {path} is malformed: {reason}")]
     Malformed { path: String, reason: String },
+    #[error("cannot convert the signing key for event signing: {0}")]
+    Convert(String),
 }
 
 impl SigningKey {
@@ -48,6 +50,16 @@ impl SigningKey {
     /// The public half, unpadded base64, as published in `/_matrix/key/v2/server`.
     pub fn public_key_base64(&self) -> String {
         STANDARD_NO_PAD.encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// The key in the form ruma's event and request signing takes. The conversion goes through a
+    /// PKCS#8 document because that is the one constructor ruma offers for a key pair.
+    pub fn keypair(&self) -> Result<ruma::signatures::Ed25519KeyPair, SigningKeyError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+
+        let der = self.key.to_pkcs8_der().map_err(|e| SigningKeyError::Convert(e.to_string()))?;
+        ruma::signatures::Ed25519KeyPair::from_der(der.as_bytes(), self.version.clone())
+            .map_err(|e| SigningKeyError::Convert(e.to_string()))
     }
 
     fn to_line(&self) -> String {
@@ -96,6 +108,26 @@ mod tests {
         assert_eq!(first.key_id(), second.key_id());
         assert_eq!(first.public_key_base64(), second.public_key_base64());
         assert!(first.key_id().starts_with("ed25519:a_"));
+    }
+
+    #[test]
+    fn the_keypair_signs_what_the_public_key_verifies() {
+        use ruma::CanonicalJsonObject;
+        use ruma::serde::Base64;
+        use ruma::signatures::{PublicKeyMap, sign_json, verify_json};
+
+        let key = SigningKey { version: "a_test".into(), key: Ed25519Key::from_bytes(&[7u8; 32]) };
+        let keypair = key.keypair().unwrap();
+        assert_eq!(keypair.version(), "a_test");
+
+        let mut object: CanonicalJsonObject =
+            serde_json::from_str(r#"{"hello": "world", "n": 1}"#).unwrap();
+        sign_json("example.org", &keypair, &mut object).unwrap();
+
+        let public = Base64::parse(key.public_key_base64()).unwrap();
+        let mut keys = PublicKeyMap::new();
+        keys.insert("example.org".into(), [(key.key_id(), public)].into_iter().collect());
+        verify_json(&keys, &object).unwrap();
     }
 
     #[test]

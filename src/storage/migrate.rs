@@ -7,10 +7,10 @@ use rusqlite::Connection;
 use super::{Result, StorageError};
 
 /// Every migration, in order. Append only: a released migration never changes.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_create_accounts",
-    include_str!("../../migrations/0001_create_accounts.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_create_accounts", include_str!("../../migrations/0001_create_accounts.sql")),
+    ("0002_create_rooms", include_str!("../../migrations/0002_create_rooms.sql")),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -14,6 +14,7 @@
 mod migrate;
 mod pool;
 pub mod registration_tokens;
+pub mod state;
 pub mod tokens;
 pub mod uiaa;
 pub mod users;
