@@ -19,6 +19,7 @@ CREATE TABLE events (
     sender            TEXT NOT NULL,
     type              TEXT NOT NULL,
     state_key         TEXT,
+    membership        TEXT,                     -- content.membership of m.room.member events
     depth             INTEGER NOT NULL,
     origin_server_ts  INTEGER NOT NULL,
     json              TEXT NOT NULL,            -- canonical JSON, federation form (redacted once redacted)
@@ -128,3 +129,4 @@ CREATE TABLE room_aliases (
     creator  TEXT NOT NULL
 );
 CREATE INDEX room_aliases_by_room ON room_aliases(room_id);
+CREATE INDEX events_by_member ON events(room_id, state_key, membership) WHERE type = 'm.room.member';

@@ -30,6 +30,7 @@ pub struct Config {
     pub public_baseurl: Option<String>,
     pub log: LogConfig,
     pub registration: RegistrationConfig,
+    pub rooms: RoomsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
@@ -55,6 +56,13 @@ pub struct RegistrationConfig {
     pub shared_secret: Option<String>,
     /// Passwords shorter than this are refused with `M_WEAK_PASSWORD`.
     pub password_min_length: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// The room version of new rooms when the client names none: "10", "11" or "12".
+    pub default_room_version: ruma::RoomVersionId,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,6 +145,7 @@ impl Default for Config {
             public_baseurl: None,
             log: LogConfig::default(),
             registration: RegistrationConfig::default(),
+            rooms: RoomsConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
@@ -156,6 +165,12 @@ impl Default for LogConfig {
 impl Default for RegistrationConfig {
     fn default() -> Self {
         RegistrationConfig { open: false, shared_secret: None, password_min_length: 8 }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig { default_room_version: ruma::RoomVersionId::V10 }
     }
 }
 
@@ -261,6 +276,12 @@ impl Config {
         {
             return Err(ConfigError(format!(
                 "public_baseurl: {url:?} must start with http:// or https://"
+            )));
+        }
+        if !["10", "11", "12"].contains(&self.rooms.default_room_version.as_str()) {
+            return Err(ConfigError(format!(
+                "rooms.default_room_version: {} is not supported; use \"10\", \"11\" or \"12\"",
+                self.rooms.default_room_version
             )));
         }
         if self.registration.shared_secret.as_deref() == Some("") {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod federation;
 pub mod metrics;
+pub mod room;
 pub mod server;
 pub mod service;
 pub mod storage;

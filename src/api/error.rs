@@ -59,6 +59,11 @@ impl ApiError {
                 S::WeakPassword(_) => (StatusCode::BAD_REQUEST, ErrorKind::WeakPassword),
                 S::GuestAccessForbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden),
                 S::Unsupported(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
+                S::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+                S::UnsupportedRoomVersion(_) => (StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion),
+                S::RoomInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::RoomInUse),
+                S::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
+                S::Conflict(_) => (StatusCode::CONFLICT, ErrorKind::Unknown),
                 S::UserDeactivated => (StatusCode::FORBIDDEN, ErrorKind::UserDeactivated),
                 S::UnknownToken { soft_logout, .. } => {
                     let mut data = UnknownTokenErrorData::new();

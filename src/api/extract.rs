@@ -137,10 +137,13 @@ where
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+        let mut path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
             Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
             Err(e) => return Err(ApiError::InvalidParam(format!("invalid path parameter: {e}"))),
         };
+        if parts.extensions.get::<super::route::EmptyStateKey>().is_some() {
+            path_args.push(String::new());
+        }
         let ip = client_ip(&parts);
         let token = access_token(&parts);
         let mut bytes = read_body(body, state.config.limits.max_request_bytes).await?;

@@ -30,6 +30,17 @@ pub enum Error {
     /// A request the server understood but does not support (an unknown login type, say).
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedRoomVersion(String),
+    #[error("{0}")]
+    RoomInUse(String),
+    #[error("{0}")]
+    BadAlias(String),
+    /// The thing to create exists already (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("this account has been deactivated")]
     UserDeactivated,
     #[error("{message}")]

@@ -10,6 +10,7 @@ mod passwords;
 mod profile;
 pub mod rate_limit;
 mod registration_tokens;
+pub mod rooms;
 pub mod shared_secret;
 pub mod tokens;
 pub mod uiaa;
@@ -32,6 +33,7 @@ pub struct Services {
     pub rate_limiter: rate_limit::RateLimiter,
     pub signing_key: SigningKey,
     pub metrics: Metrics,
+    room_locks: rooms::RoomLocks,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
 }
 
@@ -44,6 +46,7 @@ impl Services {
             rate_limiter,
             signing_key,
             metrics,
+            room_locks: rooms::RoomLocks::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),
         }
     }

@@ -13,7 +13,9 @@
 
 mod migrate;
 mod pool;
+pub mod events;
 pub mod registration_tokens;
+pub mod rooms;
 pub mod state;
 pub mod tokens;
 pub mod uiaa;

@@ -2,9 +2,13 @@
 
 mod account;
 mod devices;
+mod directory;
 mod discovery;
+mod membership;
 mod profile;
 mod register;
+mod rooms;
+mod send;
 mod session;
 
 use axum::Router;
@@ -17,5 +21,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = session::routes(router);
     let router = account::routes(router);
     let router = devices::routes(router);
-    profile::routes(router)
+    let router = profile::routes(router);
+    let router = rooms::routes(router);
+    let router = membership::routes(router);
+    let router = send::routes(router);
+    directory::routes(router)
 }

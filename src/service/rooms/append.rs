@@ -1,0 +1,263 @@
+//! The one path of a new local event: build on the forward extremities, authorise against the
+//! state, persist with its state change, all under the room's lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
+use serde_json::Value as JsonValue;
+
+use super::super::{Error, Result, Services};
+use crate::room::{self, Pdu, PduTemplate};
+use crate::storage::{self, events::EventRow, events::NewEvent, state};
+
+/// What else the transaction that persists a new event must do.
+#[derive(Default)]
+pub struct AppendOptions<'a> {
+    /// (device, txn id) of a client send, recorded with the event for idempotency.
+    pub txn: Option<(&'a str, &'a str)>,
+    /// For a redaction: the event whose stored copy is replaced by its redacted form.
+    pub redact_target: Option<Arc<Pdu>>,
+}
+
+/// Parses a stored event row back into a PDU.
+pub fn pdu_from_row(row: &EventRow) -> Result<Arc<Pdu>> {
+    let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json)
+        .map_err(|e| Error::Internal(format!("stored event {} is not valid JSON: {e}", row.event_id)))?;
+    let event_id = EventId::parse(&row.event_id)
+        .map_err(|e| Error::Internal(format!("stored event id {} is invalid: {e}", row.event_id)))?;
+    let room_id = RoomId::parse(&row.room_id)
+        .map_err(|e| Error::Internal(format!("stored room id {} is invalid: {e}", row.room_id)))?;
+    Pdu::from_json(event_id, &room_id, json)
+        .map(Arc::new)
+        .map_err(|e| Error::Internal(format!("stored event {} is malformed: {e}", row.event_id)))
+}
+
+impl Services {
+    /// Rules of a room's version, or `M_NOT_FOUND` for a room this server does not know.
+    pub(super) async fn room_rules(&self, room_id: &RoomId) -> Result<(ruma::RoomVersionId, ruma::room_version_rules::RoomVersionRules)> {
+        let id = room_id.to_string();
+        let row = self
+            .db
+            .read(move |c| storage::events::get_room(c, &id))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("unknown room {room_id}")))?;
+        let version = ruma::RoomVersionId::try_from(row.room_version.as_str())
+            .map_err(|e| Error::Internal(format!("stored room version is invalid: {e}")))?;
+        let rules = room::rules_for(&version)
+            .ok_or_else(|| Error::Internal(format!("room version {version} is not supported")))?;
+        Ok((version, rules))
+    }
+
+    /// Builds, authorises and persists a new event from a local user into an existing room.
+    pub async fn append_event(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        template: PduTemplate,
+        options: AppendOptions<'_>,
+    ) -> Result<Arc<Pdu>> {
+        let _lock = self.room_locks.lock(room_id).await;
+        if let Some((device, txn_id)) = options.txn {
+            // Checked again under the lock: two requests with one transaction id make one event.
+            let (user, device, txn) = (sender.to_string(), device.to_owned(), txn_id.to_owned());
+            let existing = self
+                .db
+                .read(move |c| {
+                    let Some(id) = storage::events::txn_event(c, &user, &device, &txn)? else { return Ok(None) };
+                    storage::events::get_event(c, &id)
+                })
+                .await?;
+            if let Some(row) = existing {
+                return pdu_from_row(&row);
+            }
+        }
+        let (_, rules) = self.room_rules(room_id).await?;
+        let room = room_id.to_string();
+        let (extremities, depth) = self
+            .db
+            .read(move |c| {
+                let extremities = storage::events::forward_extremities(c, &room)?;
+                let ids: Vec<String> = extremities.iter().map(|e| e.event_id.clone()).collect();
+                let depth = storage::events::max_depth(c, &ids)?;
+                Ok((extremities, depth))
+            })
+            .await?;
+        let state_before = match extremities.as_slice() {
+            [] => return Err(Error::NotFound(format!("room {room_id} has no events"))),
+            [only] => only.state_after,
+            _ => {
+                // Forks arrive only with federation; until then the last extremity's state holds.
+                extremities.last().and_then(|e| e.state_after)
+            }
+        };
+        let content_raw = serde_json::value::to_raw_value(&template.content)
+            .map_err(|e| Error::BadJson(format!("content is not serialisable: {e}")))?;
+        let auth_types = room::auth_types_for(
+            &rules,
+            &template.kind,
+            sender,
+            template.state_key.as_deref(),
+            &content_raw,
+        )
+        .map_err(|e| Error::BadJson(e.to_string()))?;
+        let auth_state = self.current_state_events(room_id, auth_types).await?;
+        let auth_events: Vec<OwnedEventId> = auth_state
+            .iter()
+            .filter(|((kind, _), _)| *kind != StateEventType::RoomCreate || !rules.authorization.room_create_event_id_as_room_id)
+            .map(|(_, pdu)| pdu.event_id.clone())
+            .collect();
+        let prev_events: Vec<OwnedEventId> = extremities
+            .iter()
+            .filter_map(|e| EventId::parse(&e.event_id).ok())
+            .collect();
+        let keypair = self.signing_key.keypair().map_err(|e| Error::Internal(e.to_string()))?;
+        let pdu = room::build_pdu(
+            &rules,
+            Some(room_id),
+            template,
+            sender,
+            prev_events,
+            auth_events,
+            depth as u64 + 1,
+            MilliSecondsSinceUnixEpoch::now(),
+            self.server_name(),
+            &keypair,
+        )
+        .map_err(pdu_error)?;
+        let by_id: HashMap<OwnedEventId, Arc<Pdu>> =
+            auth_state.values().map(|p| (p.event_id.clone(), p.clone())).collect();
+        room::check_auth(
+            &rules,
+            &pdu,
+            |id| by_id.get(id).cloned(),
+            |kind, key| auth_state.get(&(kind.clone(), key.to_owned())).cloned(),
+        )
+        .map_err(|e| Error::Forbidden(e.to_string()))?;
+        let redaction = match &options.redact_target {
+            Some(target) => {
+                let because = serde_json::Value::Object(pdu.to_client_event());
+                let redacted = room::redact_pdu(target, &rules, Some(because)).map_err(pdu_error)?;
+                let json = serde_json::to_string(&redacted.json).map_err(|e| Error::Internal(e.to_string()))?;
+                Some((target.event_id.to_string(), json))
+            }
+            None => None,
+        };
+        let pdu = Arc::new(pdu);
+        let txn = options.txn.map(|(device, txn)| (device.to_owned(), txn.to_owned()));
+        self.persist_pdu(pdu.clone(), state_before, txn, redaction).await?;
+        Ok(pdu)
+    }
+
+    /// The current state events for the given keys (and always the create event, which v12 rooms
+    /// need for authorisation without listing it in auth_events).
+    pub(super) async fn current_state_events(
+        &self,
+        room_id: &RoomId,
+        mut keys: Vec<(StateEventType, String)>,
+    ) -> Result<HashMap<(StateEventType, String), Arc<Pdu>>> {
+        keys.push((StateEventType::RoomCreate, String::new()));
+        let room = room_id.to_string();
+        let rows = self
+            .db
+            .read(move |c| {
+                let mut rows = Vec::new();
+                for (kind, key) in keys {
+                    if let Some(nid) = state::current_state_event(c, &room, &kind.to_string(), &key)?
+                        && let Some(row) = storage::events::get_event_by_nid(c, nid)?
+                    {
+                        rows.push(((kind, key), row));
+                    }
+                }
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter().map(|(key, row)| Ok((key, pdu_from_row(&row)?))).collect()
+    }
+
+    /// Writes a built, authorised PDU: the event, its edges, its state group and the room's current
+    /// state, in one transaction.
+    pub(super) async fn persist_pdu(
+        &self,
+        pdu: Arc<Pdu>,
+        state_before: Option<i64>,
+        txn: Option<(String, String)>,
+        redaction: Option<(String, String)>,
+    ) -> Result<i64> {
+        let json = serde_json::to_string(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
+        let membership = membership_of(&pdu);
+        let relation = relation_of(&pdu);
+        let stored = pdu.clone();
+        let nid = self
+            .db
+            .write("persist_event", move |c| {
+                let pdu = stored;
+                let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+                let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
+                let kind = pdu.kind.to_string();
+                let nid = storage::events::insert_event_txn(
+                    c,
+                    &NewEvent {
+                        event_id: pdu.event_id.as_str(),
+                        room_id: pdu.room_id.as_str(),
+                        sender: pdu.sender.as_str(),
+                        kind: &kind,
+                        state_key: pdu.state_key.as_deref(),
+                        membership: membership.as_deref(),
+                        depth: pdu.depth as i64,
+                        origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
+                        json: &json,
+                        prev_events: &prev,
+                        auth_events: &auth,
+                        state_before,
+                    },
+                )?;
+                if let Some(state_key) = &pdu.state_key {
+                    let key = state::intern_key_txn(c, &kind, state_key)?;
+                    let group = state::create_group_txn(c, pdu.room_id.as_str(), state_before, &[(key, Some(nid))])?;
+                    storage::events::set_state_after_txn(c, nid, group)?;
+                    state::set_current_state_txn(c, pdu.room_id.as_str(), &kind, state_key, nid, membership.as_deref())?;
+                }
+                if let Some((relates_to, rel_type)) = &relation {
+                    storage::events::insert_relation_txn(c, pdu.event_id.as_str(), relates_to, rel_type, pdu.room_id.as_str())?;
+                }
+                if let Some((target, redacted_json)) = &redaction {
+                    storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
+                }
+                if let Some((device, txn_id)) = &txn {
+                    storage::events::insert_txn_id_txn(c, pdu.sender.as_str(), device, txn_id, pdu.event_id.as_str())?;
+                }
+                Ok(nid)
+            })
+            .await?;
+        tracing::debug!(room.id = %pdu.room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
+        Ok(nid)
+    }
+}
+
+/// `content.membership` of a member event.
+pub fn membership_of(pdu: &Pdu) -> Option<String> {
+    if pdu.kind != TimelineEventType::RoomMember {
+        return None;
+    }
+    let content: JsonValue = serde_json::from_str(pdu.content.get()).ok()?;
+    content.get("membership")?.as_str().map(str::to_owned)
+}
+
+/// `content.m.relates_to` (event id, rel_type) of an event that relates to another.
+fn relation_of(pdu: &Pdu) -> Option<(String, String)> {
+    let content: JsonValue = serde_json::from_str(pdu.content.get()).ok()?;
+    let relates = content.get("m.relates_to")?;
+    let rel_type = relates.get("rel_type")?.as_str()?;
+    let event_id = relates.get("event_id")?.as_str()?;
+    Some((event_id.to_owned(), rel_type.to_owned()))
+}
+
+/// Maps the room core's refusal to build a PDU onto what the client sees.
+pub fn pdu_error(error: room::PduError) -> Error {
+    match &error {
+        room::PduError::TooLarge => Error::TooLarge(error.to_string()),
+        _ => Error::BadJson(error.to_string()),
+    }
+}

@@ -1,0 +1,39 @@
+//! Rooms: creating them, changing membership, sending events and reading them back. Every local
+//! event takes one path, `Services::append_event`: under the room's lock (local creation is
+//! serialised per room, never globally) it builds the PDU on the current forward extremities,
+//! authorises it against the current state with the pure room core, and persists it in one write
+//! transaction that also advances state and current state.
+
+mod append;
+mod create;
+mod membership;
+mod read;
+mod send;
+mod token;
+mod visibility;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ruma::{OwnedRoomId, RoomId};
+
+pub use create::CreateRoom;
+pub use read::{MembersQuery, MessagesPage, MessagesQuery};
+pub use token::StreamToken;
+
+/// One lock per room, so that events of a room are created in order while rooms never wait for
+/// each other.
+#[derive(Default)]
+pub struct RoomLocks(Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>);
+
+impl RoomLocks {
+    pub async fn lock(&self, room_id: &RoomId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            // Locks nobody holds or waits for are dropped, so the map tracks only busy rooms.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            locks.entry(room_id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}

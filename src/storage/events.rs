@@ -1,0 +1,261 @@
+//! Tables `rooms`, `events`, `event_edges`, `event_auth`, `forward_extremities`,
+//! `event_relations` and `event_txn_ids`: the room DAG and its local stream positions.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Result;
+use super::state::EventNid;
+
+/// An event row as read back: enough to rebuild the PDU and place it in the stream.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub nid: EventNid,
+    pub event_id: String,
+    pub room_id: String,
+    pub json: String,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+    pub redacted_by: Option<String>,
+}
+
+/// What is stored for a new event.
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    pub kind: &'a str,
+    pub state_key: Option<&'a str>,
+    pub membership: Option<&'a str>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub json: &'a str,
+    pub prev_events: &'a [String],
+    pub auth_events: &'a [String],
+    pub state_before: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomRow {
+    pub room_version: String,
+    pub creator: String,
+    pub published: bool,
+}
+
+pub fn insert_room_txn(txn: &Connection, room_id: &str, version: &str, creator: &str, now: i64) -> Result<()> {
+    txn.execute(
+        "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
+        params![room_id, version, creator, now],
+    )?;
+    Ok(())
+}
+
+pub fn get_room(conn: &Connection, room_id: &str) -> Result<Option<RoomRow>> {
+    Ok(conn
+        .prepare_cached("SELECT room_version, creator, published FROM rooms WHERE room_id = ?1")?
+        .query_row([room_id], |r| Ok(RoomRow { room_version: r.get(0)?, creator: r.get(1)?, published: r.get(2)? }))
+        .optional()?)
+}
+
+pub fn set_room_published_txn(txn: &Connection, room_id: &str, published: bool) -> Result<()> {
+    txn.execute("UPDATE rooms SET published = ?2 WHERE room_id = ?1", params![room_id, published])?;
+    Ok(())
+}
+
+/// Inserts a new (non-outlier) event with its edges, makes it the room's only forward extremity
+/// in place of the events it references, and returns its stream ordering.
+pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventNid> {
+    txn.prepare_cached(
+        "INSERT INTO events (event_id, room_id, sender, type, state_key, membership, depth,
+                             origin_server_ts, json, state_before, state_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )?
+    .execute(params![
+        event.event_id,
+        event.room_id,
+        event.sender,
+        event.kind,
+        event.state_key,
+        event.membership,
+        event.depth,
+        event.origin_server_ts,
+        event.json,
+        event.state_before
+    ])?;
+    let nid = txn.last_insert_rowid();
+    let mut edge = txn.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
+    let mut extremity =
+        txn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
+    for prev in event.prev_events {
+        edge.execute(params![event.event_id, prev])?;
+        extremity.execute(params![event.room_id, prev])?;
+    }
+    let mut auth = txn.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
+    for auth_event in event.auth_events {
+        auth.execute(params![event.event_id, auth_event])?;
+    }
+    txn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
+        .execute(params![event.room_id, event.event_id])?;
+    Ok(nid)
+}
+
+/// Records the state after a state event (a new group); other events keep the state before.
+pub fn set_state_after_txn(txn: &Connection, nid: EventNid, group: i64) -> Result<()> {
+    txn.prepare_cached("UPDATE events SET state_after = ?2 WHERE stream_ordering = ?1")?
+        .execute(params![nid, group])?;
+    Ok(())
+}
+
+pub fn insert_relation_txn(txn: &Connection, event_id: &str, relates_to: &str, rel_type: &str, room_id: &str) -> Result<()> {
+    txn.prepare_cached(
+        "INSERT OR IGNORE INTO event_relations (event_id, relates_to, rel_type, room_id) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![event_id, relates_to, rel_type, room_id])?;
+    Ok(())
+}
+
+/// Replaces the stored copy of an event with its redacted form.
+pub fn redact_event_txn(txn: &Connection, event_id: &str, redacted_json: &str, redacted_by: &str) -> Result<()> {
+    txn.execute(
+        "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
+        params![event_id, redacted_json, redacted_by],
+    )?;
+    txn.execute("DELETE FROM event_relations WHERE event_id = ?1", [event_id])?;
+    Ok(())
+}
+
+pub fn forward_extremities(conn: &Connection, room_id: &str) -> Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+         WHERE f.room_id = ?1 ORDER BY e.stream_ordering"
+    ))?;
+    let rows = stmt.query_map([room_id], event_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn max_depth(conn: &Connection, events: &[String]) -> Result<i64> {
+    let mut stmt = conn.prepare_cached("SELECT depth FROM events WHERE event_id = ?1")?;
+    let mut max = 0;
+    for event in events {
+        let depth: Option<i64> = stmt.query_row([event], |r| r.get(0)).optional()?;
+        max = max.max(depth.unwrap_or(0));
+    }
+    Ok(max)
+}
+
+const COLUMNS: &str =
+    "e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after, e.redacted_by";
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        nid: r.get(0)?,
+        event_id: r.get(1)?,
+        room_id: r.get(2)?,
+        json: r.get(3)?,
+        state_before: r.get(4)?,
+        state_after: r.get(5)?,
+        redacted_by: r.get(6)?,
+    })
+}
+
+pub fn get_event(conn: &Connection, event_id: &str) -> Result<Option<EventRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.event_id = ?1 AND e.rejected_reason IS NULL"))?
+        .query_row([event_id], event_row)
+        .optional()?)
+}
+
+pub fn get_event_by_nid(conn: &Connection, nid: EventNid) -> Result<Option<EventRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.stream_ordering = ?1"))?
+        .query_row([nid], event_row)
+        .optional()?)
+}
+
+/// Events of a room strictly between two stream positions, in the given direction, at most
+/// `limit` of them. `types`/`not_types`/`senders`/`not_senders` filter when non-empty.
+pub struct Page<'a> {
+    pub room_id: &'a str,
+    pub from: i64,
+    pub to: Option<i64>,
+    pub backwards: bool,
+    pub limit: usize,
+    pub types: &'a [String],
+    pub not_types: &'a [String],
+    pub senders: &'a [String],
+    pub not_senders: &'a [String],
+}
+
+pub fn page_events(conn: &Connection, page: &Page<'_>) -> Result<Vec<EventRow>> {
+    let (cmp, order) = if page.backwards { ("<", "DESC") } else { (">", "ASC") };
+    let bound = match (page.to, page.backwards) {
+        (Some(_), true) => "AND e.stream_ordering > ?3",
+        (Some(_), false) => "AND e.stream_ordering < ?3",
+        (None, _) => "AND ?3 IS NULL",
+    };
+    let mut filters = String::new();
+    let lists = [
+        ("e.type IN", page.types),
+        ("e.type NOT IN", page.not_types),
+        ("e.sender IN", page.senders),
+        ("e.sender NOT IN", page.not_senders),
+    ];
+    let mut values: Vec<&str> = Vec::new();
+    for (clause, list) in lists {
+        if list.is_empty() {
+            continue;
+        }
+        let marks: Vec<String> = list
+            .iter()
+            .map(|v| {
+                values.push(v.as_str());
+                format!("?{}", 4 + values.len())
+            })
+            .collect();
+        filters.push_str(&format!(" AND {clause} ({})", marks.join(", ")));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events e
+         WHERE e.room_id = ?1 AND e.stream_ordering {cmp} ?2 {bound}
+           AND e.outlier = 0 AND e.rejected_reason IS NULL AND e.soft_failed = 0 {filters}
+         ORDER BY e.stream_ordering {order} LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&page.room_id, &page.from, &page.to];
+    let limit = page.limit as i64;
+    args.push(&limit);
+    for v in &values {
+        args.push(v);
+    }
+    let rows = stmt.query_map(args.as_slice(), event_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The highest stream position of any event.
+pub fn max_stream_ordering(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)
+}
+
+pub fn txn_event(conn: &Connection, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT event_id FROM event_txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3")?
+        .query_row(params![user_id, device_id, txn_id], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn insert_txn_id_txn(txn: &Connection, user_id: &str, device_id: &str, txn_id: &str, event_id: &str) -> Result<()> {
+    txn.prepare_cached(
+        "INSERT OR IGNORE INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![user_id, device_id, txn_id, event_id])?;
+    Ok(())
+}
+
+/// Stream positions at which `user_id` joined the room (for "joined at any point after").
+pub fn join_positions(conn: &Connection, room_id: &str, user_id: &str) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT stream_ordering FROM events WHERE room_id = ?1 AND type = 'm.room.member'
+           AND state_key = ?2 AND membership = 'join' ORDER BY stream_ordering",
+    )?;
+    let rows = stmt.query_map(params![room_id, user_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
