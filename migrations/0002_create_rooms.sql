@@ -114,14 +114,16 @@ CREATE TABLE room_memberships (
 ) WITHOUT ROWID;
 CREATE INDEX room_memberships_by_user ON room_memberships(user_id, membership);
 
--- Client transaction ids: the same device and txn id always give the same event.
+-- Client transaction ids: the same device, room and txn id always give the same event.
 CREATE TABLE event_txn_ids (
+    room_id    TEXT NOT NULL,
     user_id    TEXT NOT NULL,
     device_id  TEXT NOT NULL,
     txn_id     TEXT NOT NULL,
     event_id   TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (room_id, user_id, device_id, txn_id)
 ) WITHOUT ROWID;
+CREATE INDEX event_txn_ids_by_event ON event_txn_ids(event_id);
 
 CREATE TABLE room_aliases (
     alias    TEXT PRIMARY KEY,

@@ -63,6 +63,7 @@ impl ApiError {
                 S::UnsupportedRoomVersion(_) => (StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion),
                 S::RoomInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::RoomInUse),
                 S::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
+                S::InvalidRoomState(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState),
                 S::Conflict(_) => (StatusCode::CONFLICT, ErrorKind::Unknown),
                 S::UserDeactivated => (StatusCode::FORBIDDEN, ErrorKind::UserDeactivated),
                 S::UnknownToken { soft_logout, .. } => {

@@ -30,7 +30,8 @@ pub fn auth_types_for(
     state_key: Option<&str>,
     content: &RawJsonValue,
 ) -> Result<Vec<(StateEventType, String)>, AuthError> {
-    ruma::state_res::auth_types_for_event(kind, sender, state_key, content, &rules.authorization).map_err(AuthError)
+    ruma::state_res::auth_types_for_event(kind, sender, state_key, content, &rules.authorization)
+        .map_err(AuthError)
 }
 
 /// Runs the full authorization rules for `pdu` against the state before it: the
@@ -47,7 +48,8 @@ pub fn check_auth(
     fetch_state: impl Fn(&StateEventType, &str) -> Option<Arc<Pdu>>,
 ) -> Result<(), AuthError> {
     check_state_independent(rules, pdu, &fetch_event)?;
-    ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(AuthError)
+    ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state)
+        .map_err(AuthError)
 }
 
 /// The first check on receipt of a PDU: the authorization rules against the state its own
@@ -78,9 +80,11 @@ pub fn check_auth_by_auth_events(
         state.insert((StateEventType::RoomCreate, String::new()), create);
     }
 
-    ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, |kind, state_key| {
-        state.get(&(kind.clone(), state_key.to_owned())).cloned()
-    })
+    ruma::state_res::check_state_dependent_auth_rules(
+        &rules.authorization,
+        pdu,
+        |kind, state_key| state.get(&(kind.clone(), state_key.to_owned())).cloned(),
+    )
     .map_err(AuthError)
 }
 
@@ -89,7 +93,8 @@ fn check_state_independent(
     pdu: &Pdu,
     fetch_event: &impl Fn(&EventId) -> Option<Arc<Pdu>>,
 ) -> Result<(), AuthError> {
-    ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event).map_err(AuthError)
+    ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
+        .map_err(AuthError)
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ use ruma::events::TimelineEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::Ed25519KeyPair;
 use ruma::{
-    CanonicalJsonObject, Int, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName,
-    UserId,
+    CanonicalJsonObject, Int, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId,
 };
 
 use super::pdu::{MAX_ID_BYTES, MAX_PDU_BYTES, Pdu, PduError, event_id_for, signing_error};
@@ -38,8 +37,18 @@ impl PduTemplate {
     }
 
     /// A state event.
-    pub fn state(kind: TimelineEventType, state_key: impl Into<String>, content: serde_json::Value) -> PduTemplate {
-        PduTemplate { kind, state_key: Some(state_key.into()), content, redacts: None, unsigned: None }
+    pub fn state(
+        kind: TimelineEventType,
+        state_key: impl Into<String>,
+        content: serde_json::Value,
+    ) -> PduTemplate {
+        PduTemplate {
+            kind,
+            state_key: Some(state_key.into()),
+            content,
+            redacts: None,
+            unsigned: None,
+        }
     }
 
     /// An `m.room.redaction` of `redacts`.
@@ -74,8 +83,8 @@ pub fn build_pdu(
     origin: &ServerName,
     key: &Ed25519KeyPair,
 ) -> Result<Pdu, PduError> {
-    let derives_room_id =
-        template.kind == TimelineEventType::RoomCreate && rules.authorization.room_create_event_id_as_room_id;
+    let derives_room_id = template.kind == TimelineEventType::RoomCreate
+        && rules.authorization.room_create_event_id_as_room_id;
     match (room_id, derives_room_id) {
         (Some(_), true) => {
             return Err(PduError::Malformed(
@@ -113,11 +122,13 @@ pub fn build_pdu(
     }
     object.insert("prev_events".into(), id_array(&prev_events));
     object.insert("auth_events".into(), id_array(&auth_events));
-    let depth = Int::try_from(depth).map_err(|_| PduError::Malformed("depth is out of range".into()))?;
+    let depth =
+        Int::try_from(depth).map_err(|_| PduError::Malformed("depth is out of range".into()))?;
     object.insert("depth".into(), CanonicalJsonValue::Integer(depth));
     object.insert("origin_server_ts".into(), CanonicalJsonValue::from(origin_server_ts.get()));
     if let Some(unsigned) = template.unsigned {
-        object.insert("unsigned".into(), canonical(serde_json::Value::Object(unsigned), "unsigned")?);
+        object
+            .insert("unsigned".into(), canonical(serde_json::Value::Object(unsigned), "unsigned")?);
     }
 
     ruma::signatures::hash_and_sign_event(origin.as_str(), key, &mut object, &rules.redaction)
@@ -142,7 +153,8 @@ fn check_limits(
     prev_events: &[OwnedEventId],
     auth_events: &[OwnedEventId],
 ) -> Result<(), PduError> {
-    let too_long = |what: &str| PduError::Malformed(format!("{what} is longer than {MAX_ID_BYTES} bytes"));
+    let too_long =
+        |what: &str| PduError::Malformed(format!("{what} is longer than {MAX_ID_BYTES} bytes"));
     if template.kind.to_string().len() > MAX_ID_BYTES {
         return Err(too_long("type"));
     }
@@ -168,7 +180,9 @@ fn canonical(value: serde_json::Value, field: &str) -> Result<CanonicalJsonValue
 }
 
 fn id_array(ids: &[OwnedEventId]) -> CanonicalJsonValue {
-    CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect())
+    CanonicalJsonValue::Array(
+        ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect(),
+    )
 }
 
 #[cfg(test)]

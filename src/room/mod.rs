@@ -6,9 +6,11 @@
 //!
 //! The order a service uses it in, for a local event: pick `auth_events` with
 //! [`auth_types_for`] against the current state, [`build_pdu`], then [`check_auth`] against the
-//! state before the event. For a received PDU: [`check_format`], verify signatures (redacting
-//! first when only the signatures hold), then [`check_auth_by_auth_events`], [`check_auth`]
-//! against the state before it, and [`check_auth`] against the current state (soft failure).
+//! state before the event. For a received PDU: [`check_format`], then
+//! `ruma::signatures::verify_event` (when only the signatures hold and the content hash does
+//! not, carry on with the [`redact_pdu`] form), then [`check_auth_by_auth_events`], then
+//! [`check_auth`] against the state before it (both reject), and finally [`check_auth`] against
+//! the current state (a failure there is a soft failure).
 
 mod auth;
 mod build;
@@ -22,7 +24,9 @@ mod testing;
 
 pub use auth::{AuthError, auth_types_for, check_auth, check_auth_by_auth_events};
 pub use build::{MAX_AUTH_EVENTS, MAX_PREV_EVENTS, PduTemplate, build_pdu};
-pub use pdu::{MAX_ID_BYTES, MAX_PDU_BYTES, Pdu, PduError, check_format, event_id_for, room_create_event_id};
+pub use pdu::{
+    MAX_ID_BYTES, MAX_PDU_BYTES, Pdu, PduError, check_format, event_id_for, room_create_event_id,
+};
 pub use redact::redact_pdu;
 pub use resolve::{ResolveError, resolve_state};
 pub use ruma::state_res::StateMap;

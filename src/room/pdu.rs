@@ -61,7 +61,11 @@ impl Pdu {
     ///
     /// Without the room version, `redacts` is read from `content.redacts` when present and from
     /// the top level otherwise; use [`Pdu::from_json_with_rules`] when the version is known.
-    pub fn from_json(event_id: OwnedEventId, room_id: &RoomId, json: CanonicalJsonObject) -> Result<Pdu, PduError> {
+    pub fn from_json(
+        event_id: OwnedEventId,
+        room_id: &RoomId,
+        json: CanonicalJsonObject,
+    ) -> Result<Pdu, PduError> {
         parse(None, event_id, room_id, json)
     }
 
@@ -91,9 +95,11 @@ impl Pdu {
         }
         // The content was parsed from valid JSON, so reading it back cannot fail; an empty object
         // is the harmless answer should that ever change.
-        let content = serde_json::from_str(self.content.get()).unwrap_or_else(|_| Value::Object(Default::default()));
+        let content = serde_json::from_str(self.content.get())
+            .unwrap_or_else(|_| Value::Object(Default::default()));
         event.insert("content".into(), content);
-        event.insert("origin_server_ts".into(), Value::from(u64::from(self.origin_server_ts.get())));
+        event
+            .insert("origin_server_ts".into(), Value::from(u64::from(self.origin_server_ts.get())));
         // Clients written before v11 read `redacts` at the top level, so it is offered there in
         // every version, next to wherever the room version keeps it in `content`.
         if let Some(redacts) = &self.redacts {
@@ -122,23 +128,29 @@ impl Pdu {
 }
 
 /// The event id of a PDU in its federation form: `$` and its reference hash.
-pub fn event_id_for(rules: &RoomVersionRules, json: &CanonicalJsonObject) -> Result<OwnedEventId, PduError> {
+pub fn event_id_for(
+    rules: &RoomVersionRules,
+    json: &CanonicalJsonObject,
+) -> Result<OwnedEventId, PduError> {
     let hash = ruma::signatures::reference_hash(json, rules).map_err(signing_error)?;
-    EventId::parse(format!("${hash}")).map_err(|e| PduError::Malformed(format!("bad reference hash: {e}")))
+    EventId::parse(format!("${hash}"))
+        .map_err(|e| PduError::Malformed(format!("bad reference hash: {e}")))
 }
 
 /// The id of the `m.room.create` event of a room whose id is derived from it (v12 and later).
 /// The create event is not listed in `auth_events` there, so callers fetch it through this.
 pub fn room_create_event_id(room_id: &RoomId) -> Result<OwnedEventId, PduError> {
-    EventId::parse(format!("${}", room_id.strip_sigil()))
-        .map_err(|e| PduError::Malformed(format!("room id {room_id} is not derived from a create event: {e}")))
+    EventId::parse(format!("${}", room_id.strip_sigil())).map_err(|e| {
+        PduError::Malformed(format!("room id {room_id} is not derived from a create event: {e}"))
+    })
 }
 
 /// The format and size checks a received PDU must pass before anything else looks at it
 /// (required fields, id lengths, at most 20 `prev_events` and 10 `auth_events`, no create event
 /// in the `auth_events` of v12). Drop the PDU when this fails.
 pub fn check_format(rules: &RoomVersionRules, json: &CanonicalJsonObject) -> Result<(), PduError> {
-    if serde_json::to_string(json).map_err(|e| PduError::Malformed(e.to_string()))?.len() > MAX_PDU_BYTES {
+    let size = serde_json::to_string(json).map_err(|e| PduError::Malformed(e.to_string()))?.len();
+    if size > MAX_PDU_BYTES {
         return Err(PduError::TooLarge);
     }
     ruma::state_res::check_pdu_format(json, &rules.event_format).map_err(PduError::Malformed)
@@ -159,7 +171,8 @@ fn parse(
     json: CanonicalJsonObject,
 ) -> Result<Pdu, PduError> {
     let kind = TimelineEventType::from(required_str(&json, "type")?);
-    let sender = UserId::parse(required_str(&json, "sender")?).map_err(|e| malformed("sender", e))?;
+    let sender =
+        UserId::parse(required_str(&json, "sender")?).map_err(|e| malformed("sender", e))?;
     let state_key = match json.get("state_key") {
         None => None,
         Some(CanonicalJsonValue::String(key)) => Some(key.clone()),
@@ -169,7 +182,8 @@ fn parse(
         Some(CanonicalJsonValue::Object(content)) => content,
         _ => return Err(PduError::Malformed("content is missing or not an object".into())),
     };
-    let content = serde_json::value::to_raw_value(content_object).map_err(|e| malformed("content", e))?;
+    let content =
+        serde_json::value::to_raw_value(content_object).map_err(|e| malformed("content", e))?;
     let room_id = parse_room_id(rules, &json, &kind, &event_id, room_id)?;
     let redacts = parse_redacts(rules, &json, content_object, &kind);
 
@@ -203,17 +217,23 @@ fn parse_room_id(
     room_id: &RoomId,
 ) -> Result<OwnedRoomId, PduError> {
     match json.get("room_id") {
-        Some(CanonicalJsonValue::String(found)) if found == room_id.as_str() => Ok(room_id.to_owned()),
+        Some(CanonicalJsonValue::String(found)) if found == room_id.as_str() => {
+            Ok(room_id.to_owned())
+        }
         Some(CanonicalJsonValue::String(found)) => {
             Err(PduError::Malformed(format!("event belongs to room {found}, not {room_id}")))
         }
         Some(_) => Err(PduError::Malformed("room_id is not a string".into())),
-        None if *kind != TimelineEventType::RoomCreate => Err(PduError::Malformed("room_id is missing".into())),
+        None if *kind != TimelineEventType::RoomCreate => {
+            Err(PduError::Malformed("room_id is missing".into()))
+        }
         None if rules.is_some_and(|rules| !rules.authorization.room_create_event_id_as_room_id) => {
             Err(PduError::Malformed("this room version requires room_id on m.room.create".into()))
         }
         None if room_create_event_id(room_id)? == *event_id => Ok(room_id.to_owned()),
-        None => Err(PduError::Malformed(format!("room id {room_id} is not derived from create event {event_id}"))),
+        None => Err(PduError::Malformed(format!(
+            "room id {room_id} is not derived from create event {event_id}"
+        ))),
     }
 }
 
@@ -252,7 +272,9 @@ fn event_ids(json: &CanonicalJsonObject, key: &str) -> Result<Vec<OwnedEventId>,
     items
         .iter()
         .map(|item| {
-            let id = item.as_str().ok_or_else(|| PduError::Malformed(format!("{key} holds a non-string")))?;
+            let id = item
+                .as_str()
+                .ok_or_else(|| PduError::Malformed(format!("{key} holds a non-string")))?;
             EventId::parse(id).map_err(|e| malformed(key, e))
         })
         .collect()

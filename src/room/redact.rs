@@ -19,9 +19,12 @@ pub fn redact_pdu(
     let because = match redacted_because {
         None => None,
         Some(serde_json::Value::Object(object)) => Some(RedactedBecause::from_json(
-            try_from_json_map(object).map_err(|e| PduError::Malformed(format!("redacted_because: {e}")))?,
+            try_from_json_map(object)
+                .map_err(|e| PduError::Malformed(format!("redacted_because: {e}")))?,
         )),
-        Some(_) => return Err(PduError::Malformed("redacted_because must be a JSON object".into())),
+        Some(_) => {
+            return Err(PduError::Malformed("redacted_because must be a JSON object".into()));
+        }
     };
     let json = redact(pdu.json.clone(), &rules.redaction, because)
         .map_err(|e| PduError::Malformed(e.to_string()))?;

@@ -63,8 +63,9 @@ fn auth_chains(
         [first, others @ ..] => (first, others),
         [] => return Vec::new(),
     };
-    let is_unconflicted =
-        |key: &_, id: &OwnedEventId| others.iter().all(|set| set.get(key).is_some_and(|other| other == id));
+    let is_unconflicted = |key: &_, id: &OwnedEventId| {
+        others.iter().all(|set| set.get(key).is_some_and(|other| other == id))
+    };
     let unconflicted: HashSet<&OwnedEventId> =
         first.iter().filter(|(key, id)| is_unconflicted(key, id)).map(|(_, id)| id).collect();
 
@@ -86,8 +87,10 @@ fn auth_chain<'a>(
     known: &HashSet<OwnedEventId>,
 ) -> HashSet<OwnedEventId> {
     let mut chain = HashSet::new();
-    let mut stack: Vec<OwnedEventId> =
-        starts.filter_map(|id| fetch_event(id)).flat_map(|event| event.auth_events.clone()).collect();
+    let mut stack: Vec<OwnedEventId> = starts
+        .filter_map(|id| fetch_event(id))
+        .flat_map(|event| event.auth_events.clone())
+        .collect();
     while let Some(id) = stack.pop() {
         if known.contains(&id) || chain.contains(&id) {
             continue;

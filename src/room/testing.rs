@@ -15,7 +15,9 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::{AuthError, Pdu, PduTemplate, StateMap, auth_types_for, build_pdu, check_auth, rules_for};
+use super::{
+    AuthError, Pdu, PduTemplate, StateMap, auth_types_for, build_pdu, check_auth, rules_for,
+};
 use crate::federation::signing_key::SigningKey;
 
 pub const SERVER: &str = "example.org";
@@ -50,11 +52,18 @@ pub fn ts(millis: u64) -> MilliSecondsSinceUnixEpoch {
 }
 
 pub fn message(body: &str) -> PduTemplate {
-    PduTemplate::message(TimelineEventType::RoomMessage, json!({ "msgtype": "m.text", "body": body }))
+    PduTemplate::message(
+        TimelineEventType::RoomMessage,
+        json!({ "msgtype": "m.text", "body": body }),
+    )
 }
 
 pub fn member(target: &str, membership: &str) -> PduTemplate {
-    PduTemplate::state(TimelineEventType::RoomMember, user(target).to_string(), json!({ "membership": membership }))
+    PduTemplate::state(
+        TimelineEventType::RoomMember,
+        user(target).to_string(),
+        json!({ "membership": membership }),
+    )
 }
 
 pub fn room_name(name: &str) -> PduTemplate {
@@ -105,7 +114,8 @@ impl TestRoom {
         let template = PduTemplate::state(TimelineEventType::RoomCreate, "", create_content);
         let keypair = keypair();
         let given_room_id = RoomId::parse(format!("!room:{SERVER}")).unwrap();
-        let room_id = (!rules.authorization.room_create_event_id_as_room_id).then_some(&*given_room_id);
+        let room_id =
+            (!rules.authorization.room_create_event_id_as_room_id).then_some(&*given_room_id);
         let create = build_pdu(
             &rules,
             room_id,
@@ -139,8 +149,14 @@ impl TestRoom {
         } else {
             json!({ user(creator).as_str(): 100 })
         };
-        let join_rules = PduTemplate::state(TimelineEventType::RoomJoinRules, "", json!({ "join_rule": "invite" }));
-        for template in [member(creator, "join"), power_levels(default_power_levels(users)), join_rules] {
+        let join_rules = PduTemplate::state(
+            TimelineEventType::RoomJoinRules,
+            "",
+            json!({ "join_rule": "invite" }),
+        );
+        for template in
+            [member(creator, "join"), power_levels(default_power_levels(users)), join_rules]
+        {
             let pdu = room.send(creator, template);
             room.creation.push(pdu);
         }
@@ -155,11 +171,21 @@ impl TestRoom {
         &'a self,
         state: &'a StateMap<OwnedEventId>,
     ) -> impl Fn(&StateEventType, &str) -> Option<Arc<Pdu>> + 'a {
-        |kind, state_key| state.get(&(kind.clone(), state_key.to_owned())).and_then(|id| self.events.get(id).cloned())
+        |kind, state_key| {
+            state
+                .get(&(kind.clone(), state_key.to_owned()))
+                .and_then(|id| self.events.get(id).cloned())
+        }
     }
 
     /// Builds (without authorizing) an event on top of `branch`, citing its state.
-    pub fn build_on(&self, branch: &Branch, sender: &str, template: PduTemplate, millis: u64) -> Pdu {
+    pub fn build_on(
+        &self,
+        branch: &Branch,
+        sender: &str,
+        template: PduTemplate,
+        millis: u64,
+    ) -> Pdu {
         let content = serde_json::value::to_raw_value(&template.content).unwrap();
         let auth_types = auth_types_for(
             &self.rules,
@@ -169,7 +195,8 @@ impl TestRoom {
             &content,
         )
         .unwrap();
-        let auth_events = auth_types.iter().filter_map(|key| branch.state.get(key).cloned()).collect();
+        let auth_events =
+            auth_types.iter().filter_map(|key| branch.state.get(key).cloned()).collect();
         build_pdu(
             &self.rules,
             Some(&self.room_id),
@@ -206,7 +233,13 @@ impl TestRoom {
         Ok(pdu)
     }
 
-    pub fn send_on(&mut self, branch: &mut Branch, sender: &str, template: PduTemplate, millis: u64) -> Arc<Pdu> {
+    pub fn send_on(
+        &mut self,
+        branch: &mut Branch,
+        sender: &str,
+        template: PduTemplate,
+        millis: u64,
+    ) -> Arc<Pdu> {
         self.try_send_on(branch, sender, template, millis).unwrap()
     }
 
@@ -230,7 +263,12 @@ impl TestRoom {
     }
 
     /// The content of the event at `(kind, state_key)` in `state`.
-    pub fn content_at(&self, state: &StateMap<OwnedEventId>, kind: StateEventType, state_key: &str) -> serde_json::Value {
+    pub fn content_at(
+        &self,
+        state: &StateMap<OwnedEventId>,
+        kind: StateEventType,
+        state_key: &str,
+    ) -> serde_json::Value {
         let id = &state[&(kind, state_key.to_owned())];
         serde_json::from_str(self.events[id].content.get()).unwrap()
     }

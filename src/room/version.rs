@@ -8,7 +8,8 @@ use ruma::room_version_rules::RoomVersionRules;
 /// The room versions Plexus creates and joins. Older versions are left out on purpose: they use
 /// event formats and authorization rules (string power levels, `creator` fields, no canonical
 /// JSON enforcement) that ruma only supports on a best-effort basis.
-pub const SUPPORTED: &[RoomVersionId] = &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+pub const SUPPORTED: &[RoomVersionId] =
+    &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
 
 /// The rules of `version` when Plexus supports it, `None` otherwise.
 pub fn rules_for(version: &RoomVersionId) -> Option<RoomVersionRules> {

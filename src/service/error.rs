@@ -38,6 +38,8 @@ pub enum Error {
     RoomInUse(String),
     #[error("{0}")]
     BadAlias(String),
+    #[error("{0}")]
+    InvalidRoomState(String),
     /// The thing to create exists already (HTTP 409).
     #[error("{0}")]
     Conflict(String),

@@ -192,26 +192,28 @@ pub fn page_events(conn: &Connection, page: &Page<'_>) -> Result<Vec<EventRow>> 
         (Some(_), false) => "AND e.stream_ordering < ?3",
         (None, _) => "AND ?3 IS NULL",
     };
+    // Event types may use `*` as a wildcard (GLOB); senders are matched exactly.
     let mut filters = String::new();
     let lists = [
-        ("e.type IN", page.types),
-        ("e.type NOT IN", page.not_types),
-        ("e.sender IN", page.senders),
-        ("e.sender NOT IN", page.not_senders),
+        ("", "e.type GLOB", page.types),
+        ("NOT ", "e.type GLOB", page.not_types),
+        ("", "e.sender =", page.senders),
+        ("NOT ", "e.sender =", page.not_senders),
     ];
-    let mut values: Vec<&str> = Vec::new();
-    for (clause, list) in lists {
+    let mut values: Vec<String> = Vec::new();
+    for (negation, test, list) in lists {
         if list.is_empty() {
             continue;
         }
-        let marks: Vec<String> = list
+        let glob = test.ends_with("GLOB");
+        let alternatives: Vec<String> = list
             .iter()
             .map(|v| {
-                values.push(v.as_str());
-                format!("?{}", 4 + values.len())
+                values.push(if glob { glob_pattern(v) } else { v.clone() });
+                format!("{test} ?{}", 4 + values.len())
             })
             .collect();
-        filters.push_str(&format!(" AND {clause} ({})", marks.join(", ")));
+        filters.push_str(&format!(" AND {negation}({})", alternatives.join(" OR ")));
     }
     let sql = format!(
         "SELECT {COLUMNS} FROM events e
@@ -230,24 +232,55 @@ pub fn page_events(conn: &Connection, page: &Page<'_>) -> Result<Vec<EventRow>> 
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// A GLOB pattern matching `filter` where only `*` is special.
+fn glob_pattern(filter: &str) -> String {
+    filter
+        .chars()
+        .map(|c| match c {
+            '?' => "[?]".to_owned(),
+            '[' => "[[]".to_owned(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// The highest stream position of any event.
 pub fn max_stream_ordering(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)
 }
 
-pub fn txn_event(conn: &Connection, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+pub fn txn_event(conn: &Connection, room_id: &str, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT event_id FROM event_txn_ids WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3")?
-        .query_row(params![user_id, device_id, txn_id], |r| r.get(0))
+        .prepare_cached(
+            "SELECT event_id FROM event_txn_ids
+             WHERE room_id = ?1 AND user_id = ?2 AND device_id = ?3 AND txn_id = ?4",
+        )?
+        .query_row(params![room_id, user_id, device_id, txn_id], |r| r.get(0))
         .optional()?)
 }
 
-pub fn insert_txn_id_txn(txn: &Connection, user_id: &str, device_id: &str, txn_id: &str, event_id: &str) -> Result<()> {
+pub fn insert_txn_id_txn(
+    txn: &Connection,
+    room_id: &str,
+    user_id: &str,
+    device_id: &str,
+    txn_id: &str,
+    event_id: &str,
+) -> Result<()> {
     txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![user_id, device_id, txn_id, event_id])?;
+    .execute(params![room_id, user_id, device_id, txn_id, event_id])?;
     Ok(())
+}
+
+/// The transaction id the given device sent an event with, if it sent it.
+pub fn txn_id_of(conn: &Connection, event_id: &str, user_id: &str, device_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT txn_id FROM event_txn_ids WHERE event_id = ?1 AND user_id = ?2 AND device_id = ?3")?
+        .query_row(params![event_id, user_id, device_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// Stream positions at which `user_id` joined the room (for "joined at any point after").

@@ -5,6 +5,7 @@ use ruma::api::Direction;
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
 use ruma::api::client::message::get_message_events;
 use ruma::api::client::room::{Visibility, create_room, get_room_event};
+use ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events};
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -102,10 +103,14 @@ async fn state_for_key(
     request: Ruma<get_state_event_for_key::v3::Request>,
 ) -> ApiResult<get_state_event_for_key::v3::Response> {
     let body = request.body;
-    let content = state
-        .state_content(&request.identity, &body.room_id, &body.event_type.to_string(), &body.state_key)
+    let event = state
+        .state_event(&request.identity, &body.room_id, &body.event_type.to_string(), &body.state_key)
         .await?;
-    let raw = serde_json::value::to_raw_value(&content).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let wanted = match body.format {
+        StateEventFormat::Event => event,
+        _ => event.get("content").cloned().unwrap_or_default(),
+    };
+    let raw = serde_json::value::to_raw_value(&wanted).map_err(|e| ApiError::BadJson(e.to_string()))?;
     Ok(get_state_event_for_key::v3::Response::new(raw))
 }
 

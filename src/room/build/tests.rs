@@ -20,7 +20,8 @@ fn a_new_room_is_hashed_signed_and_parsable_in_every_version() {
             check_format(&room.rules, &pdu.json).unwrap();
             assert_eq!(pdu.depth, depth);
 
-            let parsed = Pdu::from_json(pdu.event_id.clone(), &room.room_id, pdu.json.clone()).unwrap();
+            let parsed =
+                Pdu::from_json(pdu.event_id.clone(), &room.room_id, pdu.json.clone()).unwrap();
             assert_eq!(parsed.kind, pdu.kind);
             assert_eq!(parsed.sender, pdu.sender);
             assert_eq!(parsed.state_key, pdu.state_key);
@@ -31,7 +32,11 @@ fn a_new_room_is_hashed_signed_and_parsable_in_every_version() {
         }
         let ids: Vec<_> = room.creation.iter().map(|pdu| pdu.event_id.clone()).collect();
         for pair in ids.windows(2).zip(&room.creation[1..]) {
-            assert_eq!(pair.1.prev_events, vec![pair.0[0].clone()], "each event follows the previous one");
+            assert_eq!(
+                pair.1.prev_events,
+                vec![pair.0[0].clone()],
+                "each event follows the previous one"
+            );
         }
     }
 }
@@ -52,7 +57,11 @@ fn a_v12_room_id_is_derived_from_its_create_event() {
     for version in [RoomVersionId::V10, RoomVersionId::V11] {
         let room = TestRoom::new(version, "alice");
         assert_eq!(room.room_id.as_str(), "!room:example.org");
-        assert!(room.creation[1..].iter().all(|pdu| pdu.auth_events.contains(&room.creation[0].event_id)));
+        assert!(
+            room.creation[1..]
+                .iter()
+                .all(|pdu| pdu.auth_events.contains(&room.creation[0].event_id))
+        );
     }
 }
 
@@ -61,7 +70,8 @@ fn redacts_is_top_level_up_to_v10_and_in_content_from_v11() {
     for version in SUPPORTED {
         let mut room = TestRoom::new(version.clone(), "alice");
         let target = room.send("alice", message("oops")).event_id.clone();
-        let redaction = room.send("alice", PduTemplate::redaction(target.clone(), json!({ "reason": "typo" })));
+        let redaction =
+            room.send("alice", PduTemplate::redaction(target.clone(), json!({ "reason": "typo" })));
         let top_level = redaction.json.get("redacts").and_then(CanonicalJsonValue::as_str);
         let content: serde_json::Value = serde_json::from_str(redaction.content.get()).unwrap();
         if *version == RoomVersionId::V10 {
@@ -72,7 +82,9 @@ fn redacts_is_top_level_up_to_v10_and_in_content_from_v11() {
             assert_eq!(content["redacts"], target.as_str());
         }
         assert_eq!(redaction.redacts.as_ref(), Some(&target));
-        let parsed = Pdu::from_json(redaction.event_id.clone(), &room.room_id, redaction.json.clone()).unwrap();
+        let parsed =
+            Pdu::from_json(redaction.event_id.clone(), &room.room_id, redaction.json.clone())
+                .unwrap();
         assert_eq!(parsed.redacts.as_ref(), Some(&target));
         assert_eq!(redaction.to_client_event()["redacts"], target.as_str());
     }
@@ -103,9 +115,21 @@ fn an_event_over_64_kib_is_refused() {
 fn malformed_requests_are_refused_with_a_reason() {
     let rules = rules_for(&RoomVersionId::V12).unwrap();
     let room_id = RoomId::parse("!room:example.org").unwrap();
-    let build = |room_id: Option<&RoomId>, template: PduTemplate, prev_events: Vec<OwnedEventId>| {
-        build_pdu(&rules, room_id, template, &user("alice"), prev_events, vec![], 2, ts(1), server(), &keypair())
-    };
+    let build =
+        |room_id: Option<&RoomId>, template: PduTemplate, prev_events: Vec<OwnedEventId>| {
+            build_pdu(
+                &rules,
+                room_id,
+                template,
+                &user("alice"),
+                prev_events,
+                vec![],
+                2,
+                ts(1),
+                server(),
+                &keypair(),
+            )
+        };
     let malformed = |result: Result<Pdu, PduError>| match result {
         Err(PduError::Malformed(reason)) => reason,
         other => panic!("expected Malformed, got {other:?}"),
@@ -114,20 +138,24 @@ fn malformed_requests_are_refused_with_a_reason() {
     let not_object = PduTemplate::message(TimelineEventType::RoomMessage, json!(["body"]));
     assert!(malformed(build(Some(&room_id), not_object, vec![])).contains("object"));
 
-    let long_key = PduTemplate::state(TimelineEventType::from("m.custom"), "k".repeat(256), json!({}));
+    let long_key =
+        PduTemplate::state(TimelineEventType::from("m.custom"), "k".repeat(256), json!({}));
     assert!(malformed(build(Some(&room_id), long_key, vec![])).contains("state_key"));
 
     let float = PduTemplate::message(TimelineEventType::RoomMessage, json!({ "n": 1.5 }));
     assert!(malformed(build(Some(&room_id), float, vec![])).contains("content"));
 
-    let prev: Vec<OwnedEventId> = (0..21).map(|i| EventId::parse(format!("$event{i}")).unwrap()).collect();
+    let prev: Vec<OwnedEventId> =
+        (0..21).map(|i| EventId::parse(format!("$event{i}")).unwrap()).collect();
     assert!(malformed(build(Some(&room_id), room_name("x"), prev)).contains("prev_events"));
 
-    let create = PduTemplate::state(TimelineEventType::RoomCreate, "", json!({ "room_version": "12" }));
+    let create =
+        PduTemplate::state(TimelineEventType::RoomCreate, "", json!({ "room_version": "12" }));
     assert!(malformed(build(Some(&room_id), create, vec![])).contains("derived"));
     assert!(malformed(build(None, message("hi"), vec![])).contains("room_id"));
 
-    let stray_redacts = PduTemplate { redacts: Some(EventId::parse("$x").unwrap()), ..message("hi") };
+    let stray_redacts =
+        PduTemplate { redacts: Some(EventId::parse("$x").unwrap()), ..message("hi") };
     assert!(malformed(build(Some(&room_id), stray_redacts, vec![])).contains("redact"));
 }
 

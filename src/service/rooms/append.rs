@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::Value as JsonValue;
 
@@ -36,7 +37,7 @@ pub fn pdu_from_row(row: &EventRow) -> Result<Arc<Pdu>> {
 
 impl Services {
     /// Rules of a room's version, or `M_NOT_FOUND` for a room this server does not know.
-    pub(super) async fn room_rules(&self, room_id: &RoomId) -> Result<(ruma::RoomVersionId, ruma::room_version_rules::RoomVersionRules)> {
+    pub(super) async fn room_rules(&self, room_id: &RoomId) -> Result<(ruma::RoomVersionId, RoomVersionRules)> {
         let id = room_id.to_string();
         let row = self
             .db
@@ -61,11 +62,11 @@ impl Services {
         let _lock = self.room_locks.lock(room_id).await;
         if let Some((device, txn_id)) = options.txn {
             // Checked again under the lock: two requests with one transaction id make one event.
-            let (user, device, txn) = (sender.to_string(), device.to_owned(), txn_id.to_owned());
+            let (room, user, device, txn) = (room_id.to_string(), sender.to_string(), device.to_owned(), txn_id.to_owned());
             let existing = self
                 .db
                 .read(move |c| {
-                    let Some(id) = storage::events::txn_event(c, &user, &device, &txn)? else { return Ok(None) };
+                    let Some(id) = storage::events::txn_event(c, &room, &user, &device, &txn)? else { return Ok(None) };
                     storage::events::get_event(c, &id)
                 })
                 .await?;
@@ -92,49 +93,15 @@ impl Services {
                 extremities.last().and_then(|e| e.state_after)
             }
         };
-        let content_raw = serde_json::value::to_raw_value(&template.content)
-            .map_err(|e| Error::BadJson(format!("content is not serialisable: {e}")))?;
-        let auth_types = room::auth_types_for(
-            &rules,
-            &template.kind,
-            sender,
-            template.state_key.as_deref(),
-            &content_raw,
-        )
-        .map_err(|e| Error::BadJson(e.to_string()))?;
-        let auth_state = self.current_state_events(room_id, auth_types).await?;
-        let auth_events: Vec<OwnedEventId> = auth_state
-            .iter()
-            .filter(|((kind, _), _)| *kind != StateEventType::RoomCreate || !rules.authorization.room_create_event_id_as_room_id)
-            .map(|(_, pdu)| pdu.event_id.clone())
-            .collect();
+        let keys = self.auth_keys(&rules, sender, &template)?;
+        let auth_state = self.current_state_events(room_id, keys).await?;
         let prev_events: Vec<OwnedEventId> = extremities
             .iter()
             .filter_map(|e| EventId::parse(&e.event_id).ok())
             .collect();
-        let keypair = self.signing_key.keypair().map_err(|e| Error::Internal(e.to_string()))?;
-        let pdu = room::build_pdu(
-            &rules,
-            Some(room_id),
-            template,
-            sender,
-            prev_events,
-            auth_events,
-            depth as u64 + 1,
-            MilliSecondsSinceUnixEpoch::now(),
-            self.server_name(),
-            &keypair,
-        )
-        .map_err(pdu_error)?;
-        let by_id: HashMap<OwnedEventId, Arc<Pdu>> =
-            auth_state.values().map(|p| (p.event_id.clone(), p.clone())).collect();
-        room::check_auth(
-            &rules,
-            &pdu,
-            |id| by_id.get(id).cloned(),
-            |kind, key| auth_state.get(&(kind.clone(), key.to_owned())).cloned(),
-        )
-        .map_err(|e| Error::Forbidden(e.to_string()))?;
+        let pdu = self
+            .build_authorised(&rules, room_id, sender, template, prev_events, depth as u64 + 1, &auth_state)?
+            .map_err(Error::Forbidden)?;
         let redaction = match &options.redact_target {
             Some(target) => {
                 let because = serde_json::Value::Object(pdu.to_client_event());
@@ -148,6 +115,64 @@ impl Services {
         let txn = options.txn.map(|(device, txn)| (device.to_owned(), txn.to_owned()));
         self.persist_pdu(pdu.clone(), state_before, txn, redaction).await?;
         Ok(pdu)
+    }
+
+    /// The state keys whose events authorise `template` from `sender`.
+    pub(super) fn auth_keys(
+        &self,
+        rules: &RoomVersionRules,
+        sender: &UserId,
+        template: &PduTemplate,
+    ) -> Result<Vec<(StateEventType, String)>> {
+        let content = serde_json::value::to_raw_value(&template.content)
+            .map_err(|e| Error::BadJson(format!("content is not serialisable: {e}")))?;
+        room::auth_types_for(rules, &template.kind, sender, template.state_key.as_deref(), &content)
+            .map_err(|e| Error::BadJson(e.to_string()))
+    }
+
+    /// Builds and signs a PDU on `prev_events` and authorises it against `state` (which holds at
+    /// least its auth keys and the create event). The inner `Err` is the authorisation rules'
+    /// reason for refusing it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn build_authorised(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: &RoomId,
+        sender: &UserId,
+        template: PduTemplate,
+        prev_events: Vec<OwnedEventId>,
+        depth: u64,
+        state: &HashMap<(StateEventType, String), Arc<Pdu>>,
+    ) -> Result<std::result::Result<Pdu, String>> {
+        let keys = self.auth_keys(rules, sender, &template)?;
+        let auth_events: Vec<OwnedEventId> = keys
+            .iter()
+            .filter(|(kind, _)| *kind != StateEventType::RoomCreate || !rules.authorization.room_create_event_id_as_room_id)
+            .filter_map(|key| state.get(key))
+            .map(|pdu| pdu.event_id.clone())
+            .collect();
+        let keypair = self.signing_key.keypair().map_err(|e| Error::Internal(e.to_string()))?;
+        let pdu = room::build_pdu(
+            rules,
+            Some(room_id),
+            template,
+            sender,
+            prev_events,
+            auth_events,
+            depth,
+            MilliSecondsSinceUnixEpoch::now(),
+            self.server_name(),
+            &keypair,
+        )
+        .map_err(pdu_error)?;
+        let by_id: HashMap<&EventId, &Arc<Pdu>> = state.values().map(|p| (&*p.event_id, p)).collect();
+        let checked = room::check_auth(
+            rules,
+            &pdu,
+            |id| by_id.get(id).map(|p| Arc::clone(p)),
+            |kind, key| state.get(&(kind.clone(), key.to_owned())).cloned(),
+        );
+        Ok(checked.map(|()| pdu).map_err(|e| e.to_string()))
     }
 
     /// The current state events for the given keys (and always the create event, which v12 rooms
@@ -185,54 +210,76 @@ impl Services {
         txn: Option<(String, String)>,
         redaction: Option<(String, String)>,
     ) -> Result<i64> {
-        let json = serde_json::to_string(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
-        let membership = membership_of(&pdu);
-        let relation = relation_of(&pdu);
-        let stored = pdu.clone();
+        let mut write = PendingWrite::new(pdu.clone(), txn, redaction)?;
         let nid = self
             .db
-            .write("persist_event", move |c| {
-                let pdu = stored;
-                let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-                let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
-                let kind = pdu.kind.to_string();
-                let nid = storage::events::insert_event_txn(
-                    c,
-                    &NewEvent {
-                        event_id: pdu.event_id.as_str(),
-                        room_id: pdu.room_id.as_str(),
-                        sender: pdu.sender.as_str(),
-                        kind: &kind,
-                        state_key: pdu.state_key.as_deref(),
-                        membership: membership.as_deref(),
-                        depth: pdu.depth as i64,
-                        origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
-                        json: &json,
-                        prev_events: &prev,
-                        auth_events: &auth,
-                        state_before,
-                    },
-                )?;
-                if let Some(state_key) = &pdu.state_key {
-                    let key = state::intern_key_txn(c, &kind, state_key)?;
-                    let group = state::create_group_txn(c, pdu.room_id.as_str(), state_before, &[(key, Some(nid))])?;
-                    storage::events::set_state_after_txn(c, nid, group)?;
-                    state::set_current_state_txn(c, pdu.room_id.as_str(), &kind, state_key, nid, membership.as_deref())?;
-                }
-                if let Some((relates_to, rel_type)) = &relation {
-                    storage::events::insert_relation_txn(c, pdu.event_id.as_str(), relates_to, rel_type, pdu.room_id.as_str())?;
-                }
-                if let Some((target, redacted_json)) = &redaction {
-                    storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
-                }
-                if let Some((device, txn_id)) = &txn {
-                    storage::events::insert_txn_id_txn(c, pdu.sender.as_str(), device, txn_id, pdu.event_id.as_str())?;
-                }
-                Ok(nid)
-            })
+            .write("persist_event", move |c| Ok(write.persist_txn(c, state_before)?.0))
             .await?;
         tracing::debug!(room.id = %pdu.room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
         Ok(nid)
+    }
+}
+
+/// A PDU ready to be written, with what else its transaction must record.
+pub(super) struct PendingWrite {
+    pdu: Arc<Pdu>,
+    json: String,
+    membership: Option<String>,
+    relation: Option<(String, String)>,
+    txn: Option<(String, String)>,
+    redaction: Option<(String, String)>,
+}
+
+impl PendingWrite {
+    pub(super) fn new(pdu: Arc<Pdu>, txn: Option<(String, String)>, redaction: Option<(String, String)>) -> Result<Self> {
+        let json = serde_json::to_string(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
+        let membership = membership_of(&pdu);
+        let relation = relation_of(&pdu);
+        Ok(PendingWrite { pdu, json, membership, relation, txn, redaction })
+    }
+
+    /// Writes the event inside an open transaction; returns its stream ordering and the state
+    /// group after it.
+    pub(super) fn persist_txn(&mut self, c: &rusqlite::Connection, state_before: Option<i64>) -> storage::Result<(i64, Option<i64>)> {
+        let pdu = &self.pdu;
+        let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+        let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
+        let kind = pdu.kind.to_string();
+        let nid = storage::events::insert_event_txn(
+            c,
+            &NewEvent {
+                event_id: pdu.event_id.as_str(),
+                room_id: pdu.room_id.as_str(),
+                sender: pdu.sender.as_str(),
+                kind: &kind,
+                state_key: pdu.state_key.as_deref(),
+                membership: self.membership.as_deref(),
+                depth: pdu.depth as i64,
+                origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
+                json: &self.json,
+                prev_events: &prev,
+                auth_events: &auth,
+                state_before,
+            },
+        )?;
+        let mut state_after = state_before;
+        if let Some(state_key) = &pdu.state_key {
+            let key = state::intern_key_txn(c, &kind, state_key)?;
+            let group = state::create_group_txn(c, pdu.room_id.as_str(), state_before, &[(key, Some(nid))])?;
+            storage::events::set_state_after_txn(c, nid, group)?;
+            state::set_current_state_txn(c, pdu.room_id.as_str(), &kind, state_key, nid, self.membership.as_deref())?;
+            state_after = Some(group);
+        }
+        if let Some((relates_to, rel_type)) = &self.relation {
+            storage::events::insert_relation_txn(c, pdu.event_id.as_str(), relates_to, rel_type, pdu.room_id.as_str())?;
+        }
+        if let Some((target, redacted_json)) = &self.redaction {
+            storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
+        }
+        if let Some((device, txn_id)) = &self.txn {
+            storage::events::insert_txn_id_txn(c, pdu.room_id.as_str(), pdu.sender.as_str(), device, txn_id, pdu.event_id.as_str())?;
+        }
+        Ok((nid, state_after))
     }
 }
 

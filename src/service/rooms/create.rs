@@ -7,7 +7,11 @@ use ruma::events::TimelineEventType;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::append::{AppendOptions, pdu_error};
+use std::collections::HashMap;
+
+use ruma::events::StateEventType;
+
+use super::append::{PendingWrite, pdu_error};
 use super::super::{Error, Result, Services, UserSession, random_string};
 use crate::room::{self, PduTemplate};
 use crate::storage::{self, now_ms};
@@ -54,6 +58,11 @@ impl Services {
         if !rules.authorization.use_room_create_sender {
             create_content.insert("creator".into(), json!(creator));
         }
+        if rules.authorization.additional_room_creators && preset == "trusted_private_chat" && !request.invite.is_empty() {
+            // From v12, trusted private chats make the invitees creators too, instead of giving
+            // them power level 100.
+            create_content.insert("additional_creators".into(), json!(request.invite));
+        }
         let template = PduTemplate::state(TimelineEventType::RoomCreate, "", JsonValue::Object(create_content));
         let room_id = if rules.authorization.room_create_event_id_as_room_id {
             None
@@ -76,34 +85,59 @@ impl Services {
         )
         .map_err(pdu_error)?;
         let room_id = create.room_id.clone();
-        let create = Arc::new(create);
-        {
-            let _lock = self.room_locks.lock(&room_id).await;
-            let (room, version_text, creator_text) =
-                (room_id.to_string(), version.to_string(), creator.to_string());
-            self.db
-                .write("insert_room", move |c| {
-                    storage::events::insert_room_txn(c, &room, &version_text, &creator_text, now_ms())
-                })
-                .await?;
-            self.persist_pdu(create, None, None, None).await?;
-        }
 
-        for template in self.initial_events(session, &rules, &preset, &request, alias.as_ref()).await? {
-            self.append_event(&room_id, creator, template, AppendOptions::default()).await?;
-        }
-        if let Some(alias) = alias {
-            self.put_alias(&alias, &room_id, creator).await?;
-        }
+        // Every initial event is built and authorised in memory first, so a request whose
+        // initial state cannot be sent writes nothing.
+        let create = Arc::new(create);
+        let mut state = HashMap::from([((StateEventType::RoomCreate, String::new()), create.clone())]);
+        let mut events = vec![create];
+        let mut templates = self.initial_events(session, &rules, &preset, &request, alias.as_ref()).await?;
         for invitee in &request.invite {
-            self.invite(session, &room_id, invitee, None, request.is_direct).await?;
+            let content = self.member_content("invite", invitee, None, request.is_direct).await?;
+            templates.push(PduTemplate::state(TimelineEventType::RoomMember, invitee.as_str(), content));
         }
-        if request.public {
-            let room = room_id.to_string();
-            self.db
-                .write("publish_room", move |c| storage::events::set_room_published_txn(c, &room, true))
-                .await?;
+        for template in templates {
+            let previous = events.last().map(|p| p.event_id.clone()).into_iter().collect();
+            let depth = events.len() as u64 + 1;
+            let pdu = self
+                .build_authorised(&rules, &room_id, creator, template, previous, depth, &state)?
+                .map_err(|reason| Error::InvalidRoomState(format!("the initial state cannot be sent: {reason}")))?;
+            let pdu = Arc::new(pdu);
+            if let Some(key) = &pdu.state_key {
+                state.insert((pdu.kind.to_string().into(), key.clone()), pdu.clone());
+            }
+            events.push(pdu);
         }
+        let mut writes = events
+            .into_iter()
+            .map(|pdu| PendingWrite::new(pdu, None, None))
+            .collect::<Result<Vec<_>>>()?;
+        let (room, version_text, creator_text) = (room_id.to_string(), version.to_string(), creator.to_string());
+        let alias_text = alias.as_ref().map(|a| a.to_string());
+        let public = request.public;
+        let _lock = self.room_locks.lock(&room_id).await;
+        self.db
+            .write("create_room", move |c| {
+                storage::events::insert_room_txn(c, &room, &version_text, &creator_text, now_ms())?;
+                let mut state_group = None;
+                for write in &mut writes {
+                    state_group = write.persist_txn(c, state_group)?.1;
+                }
+                if let Some(alias) = &alias_text
+                    && !storage::rooms::insert_alias_txn(c, alias, &room, &creator_text)?
+                {
+                    return Err(storage::StorageError::Aborted(format!("the alias {alias} was taken meanwhile")));
+                }
+                if public {
+                    storage::events::set_room_published_txn(c, &room, true)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                storage::StorageError::Aborted(message) => Error::RoomInUse(message),
+                other => other.into(),
+            })?;
         tracing::info!(room.id = %room_id, user.id = %creator, version = %version, "created room");
         Ok(room_id)
     }
@@ -128,7 +162,7 @@ impl Services {
         if !rules.authorization.explicitly_privilege_room_creators {
             users.insert(creator.to_string(), json!(100));
         }
-        if preset == "trusted_private_chat" {
+        if preset == "trusted_private_chat" && !rules.authorization.additional_room_creators {
             for invitee in &request.invite {
                 users.insert(invitee.to_string(), json!(100));
             }
@@ -190,7 +224,8 @@ impl Services {
             events.push(PduTemplate::state(TimelineEventType::RoomName, "", json!({ "name": name })));
         }
         if let Some(topic) = &request.topic {
-            events.push(PduTemplate::state(TimelineEventType::RoomTopic, "", json!({ "topic": topic })));
+            let content = json!({ "topic": topic, "m.topic": [{ "body": topic, "mimetype": "text/plain" }] });
+            events.push(PduTemplate::state(TimelineEventType::RoomTopic, "", content));
         }
         Ok(events)
     }

@@ -41,16 +41,19 @@ impl Services {
     /// An event in the client format, if the user may see it; `M_NOT_FOUND` otherwise.
     pub async fn get_event(&self, session: &UserSession, room_id: &RoomId, event_id: &EventId) -> Result<JsonValue> {
         let (room, user, id) = (room_id.to_string(), session.user_id.to_string(), event_id.to_string());
-        let row = self
-            .db
+        let device = session.device_id.to_string();
+        self.db
             .read(move |c| {
                 let Some(row) = storage::events::get_event(c, &id)? else { return Ok(None) };
                 let mut viewer = Viewer::new(c, &room, &user)?;
-                Ok(viewer.can_see(c, &row)?.then_some(row))
+                if !viewer.can_see(c, &row)? {
+                    return Ok(None);
+                }
+                Ok(Some(client_events_for(c, &[row], &user, &device)))
             })
             .await?
-            .ok_or_else(|| Error::NotFound(format!("event {event_id} not found or not visible to you")))?;
-        client_event(&row)
+            .ok_or_else(|| Error::NotFound(format!("event {event_id} not found or not visible to you")))?
+            .and_then(|mut events| events.pop().ok_or_else(|| Error::Internal("no event".into())))
     }
 
     /// The state group a user may read a room's state at: the current state while joined, the
@@ -85,8 +88,8 @@ impl Services {
         rows.iter().map(client_event).collect()
     }
 
-    /// One state event's content.
-    pub async fn state_content(&self, session: &UserSession, room_id: &RoomId, kind: &str, state_key: &str) -> Result<JsonValue> {
+    /// One state event, in the client format.
+    pub async fn state_event(&self, session: &UserSession, room_id: &RoomId, kind: &str, state_key: &str) -> Result<JsonValue> {
         let at = self.readable_state(session, room_id).await?;
         let (room, kind_text, key) = (room_id.to_string(), kind.to_owned(), state_key.to_owned());
         let row = self
@@ -103,8 +106,7 @@ impl Services {
             })
             .await?
             .ok_or_else(|| Error::NotFound(format!("no {kind} state with key {state_key:?} in {room_id}")))?;
-        let event = client_event(&row)?;
-        Ok(event.get("content").cloned().unwrap_or_default())
+        client_event(&row)
     }
 
     /// Member events of a room, filtered by membership.
@@ -115,8 +117,13 @@ impl Services {
             .filter(|event| event.get("type").and_then(JsonValue::as_str) == Some("m.room.member"))
             .filter(|event| {
                 let membership = event.pointer("/content/membership").and_then(JsonValue::as_str);
-                query.membership.as_deref().is_none_or(|m| membership == Some(m))
-                    && query.not_membership.as_deref().is_none_or(|m| membership != Some(m))
+                // Given together, the two filters mean "either" (the specification's "or").
+                match (query.membership.as_deref(), query.not_membership.as_deref()) {
+                    (None, None) => true,
+                    (Some(m), None) => membership == Some(m),
+                    (None, Some(n)) => membership != Some(n),
+                    (Some(m), Some(n)) => membership == Some(m) || membership != Some(n),
+                }
             })
             .collect())
     }
@@ -153,6 +160,7 @@ impl Services {
     /// `/messages`: a page of visible events in either direction.
     pub async fn messages(&self, session: &UserSession, room_id: &RoomId, query: MessagesQuery) -> Result<MessagesPage> {
         let (room, user) = (room_id.to_string(), session.user_id.to_string());
+        let device = session.device_id.to_string();
         let from = query.from.as_deref().map(StreamToken::parse).transpose()?;
         let to = query.to.as_deref().map(StreamToken::parse).transpose()?;
         let limit = query.limit.clamp(1, MAX_PAGE);
@@ -201,18 +209,17 @@ impl Services {
                         break;
                     }
                 }
-                Ok((ever_member, start, cursor, exhausted, visible))
+                let chunk = client_events_for(c, &visible, &user, &device);
+                Ok((ever_member, start, cursor, exhausted, chunk))
             })
             .await?;
-        let (ever_member, start, cursor, exhausted, visible) = rows;
-        let _ = &start;
-        if !ever_member && visible.is_empty() {
+        let (ever_member, start, cursor, exhausted, chunk) = rows;
+        let chunk = chunk?;
+        if !ever_member && chunk.is_empty() {
             return Err(Error::Forbidden(format!("you are not in room {room_id}")));
         }
-        let chunk = visible.iter().map(client_event).collect::<Result<Vec<_>>>()?;
-        // Backwards, reaching the room's start leaves no further page; forwards, the end token is
-        // where new events will appear.
-        let end = (!(query.backwards && exhausted)).then(|| StreamToken { events: cursor.max(0) }.encode());
+        // With no further events in this direction, `end` is left out, as the specification says.
+        let end = (!exhausted).then(|| StreamToken { events: cursor.max(0) }.encode());
         Ok(MessagesPage { start: StreamToken { events: start }.encode(), end, chunk })
     }
 }
@@ -220,4 +227,25 @@ impl Services {
 /// An event row in the client format.
 pub fn client_event(row: &EventRow) -> Result<JsonValue> {
     Ok(JsonValue::Object(pdu_from_row(row)?.to_client_event()))
+}
+
+/// Events in the client format as `user` on `device` sees them: the device that sent an event
+/// finds its `transaction_id` in `unsigned`.
+fn client_events_for(
+    conn: &rusqlite::Connection,
+    rows: &[EventRow],
+    user: &str,
+    device: &str,
+) -> Result<Vec<JsonValue>> {
+    rows.iter()
+        .map(|row| {
+            let mut event = client_event(row)?;
+            if event.get("sender").and_then(JsonValue::as_str) == Some(user)
+                && let Some(txn_id) = storage::events::txn_id_of(conn, &row.event_id, user, device)?
+            {
+                event["unsigned"]["transaction_id"] = JsonValue::String(txn_id);
+            }
+            Ok(event)
+        })
+        .collect()
 }

@@ -20,7 +20,7 @@ impl Services {
         txn_id: &str,
         content: JsonValue,
     ) -> Result<OwnedEventId> {
-        if let Some(existing) = self.txn_event(session, txn_id).await? {
+        if let Some(existing) = self.txn_event(session, room_id, txn_id).await? {
             return Ok(existing);
         }
         require_object(&content)?;
@@ -58,7 +58,7 @@ impl Services {
         txn_id: &str,
         reason: Option<String>,
     ) -> Result<OwnedEventId> {
-        if let Some(existing) = self.txn_event(session, txn_id).await? {
+        if let Some(existing) = self.txn_event(session, room_id, txn_id).await? {
             return Ok(existing);
         }
         let id = event_id.to_string();
@@ -85,9 +85,10 @@ impl Services {
         Ok(pdu.event_id.clone())
     }
 
-    async fn txn_event(&self, session: &UserSession, txn_id: &str) -> Result<Option<OwnedEventId>> {
-        let (user, device, txn) = (session.user_id.to_string(), session.device_id.to_string(), txn_id.to_owned());
-        let existing = self.db.read(move |c| storage::events::txn_event(c, &user, &device, &txn)).await?;
+    async fn txn_event(&self, session: &UserSession, room_id: &RoomId, txn_id: &str) -> Result<Option<OwnedEventId>> {
+        let (room, user, device, txn) =
+            (room_id.to_string(), session.user_id.to_string(), session.device_id.to_string(), txn_id.to_owned());
+        let existing = self.db.read(move |c| storage::events::txn_event(c, &room, &user, &device, &txn)).await?;
         Ok(existing.and_then(|id| EventId::parse(id).ok()))
     }
 
