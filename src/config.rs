@@ -158,31 +158,44 @@ impl Default for Config {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+        }
     }
 }
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        RegistrationConfig { open: false, shared_secret: None, password_min_length: 8 }
+        RegistrationConfig {
+            open: false,
+            shared_secret: None,
+            password_min_length: 8,
+        }
     }
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        RoomsConfig { default_room_version: ruma::RoomVersionId::V10 }
+        RoomsConfig {
+            default_room_version: ruma::RoomVersionId::V10,
+        }
     }
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { access_token_lifetime_secs: 300, uiaa_session_lifetime_secs: 3600 }
+        AuthConfig {
+            access_token_lifetime_secs: 300,
+            uiaa_session_lifetime_secs: 3600,
+        }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_request_bytes: 1024 * 1024 }
+        LimitsConfig {
+            max_request_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -190,17 +203,32 @@ impl Default for RateLimitsConfig {
     fn default() -> Self {
         RateLimitsConfig {
             enabled: true,
-            login: Bucket { per_second: 0.5, burst: 10 },
-            failed_login: Bucket { per_second: 0.05, burst: 5 },
-            registration: Bucket { per_second: 0.17, burst: 3 },
-            message: Bucket { per_second: 10.0, burst: 50 },
+            login: Bucket {
+                per_second: 0.5,
+                burst: 10,
+            },
+            failed_login: Bucket {
+                per_second: 0.05,
+                burst: 5,
+            },
+            registration: Bucket {
+                per_second: 0.17,
+                burst: 3,
+            },
+            message: Bucket {
+                per_second: 10.0,
+                burst: 50,
+            },
         }
     }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { synchronous: Synchronous::Full, read_connections: 4 }
+        DatabaseConfig {
+            synchronous: Synchronous::Full,
+            read_connections: 4,
+        }
     }
 }
 
@@ -231,16 +259,23 @@ impl Config {
                 ConfigError(format!("cannot read config file {}: {e}", path.display()))
             })?;
             let from_file = text.parse::<toml::Table>().map_err(|e| {
-                ConfigError(format!("config file {} is not valid TOML: {e}", path.display()))
+                ConfigError(format!(
+                    "config file {} is not valid TOML: {e}",
+                    path.display()
+                ))
             })?;
             merge(&mut table, from_file);
         }
         apply_env_overrides(&mut table, env)?;
         let source = file.map_or("configuration".to_string(), |p| p.display().to_string());
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
-                let at = if path == "." { String::new() } else { format!(" at `{path}`") };
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!(" at `{path}`")
+                };
                 ConfigError(format!("{source}{at}: {}", e.inner().message().trim()))
             })?;
         config.validate()?;
@@ -250,13 +285,19 @@ impl Config {
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.is_empty() {
-            return Err(ConfigError("listen: at least one \"ADDR:PORT\" is needed".into()));
+            return Err(ConfigError(
+                "listen: at least one \"ADDR:PORT\" is needed".into(),
+            ));
         }
         if self.limits.max_request_bytes < 1024 {
-            return Err(ConfigError("limits.max_request_bytes: must be at least 1024".into()));
+            return Err(ConfigError(
+                "limits.max_request_bytes: must be at least 1024".into(),
+            ));
         }
         if self.database.read_connections == 0 {
-            return Err(ConfigError("database.read_connections: must be at least 1".into()));
+            return Err(ConfigError(
+                "database.read_connections: must be at least 1".into(),
+            ));
         }
         let buckets = [
             ("login", &self.rate_limits.login),
@@ -285,7 +326,9 @@ impl Config {
             )));
         }
         if self.registration.shared_secret.as_deref() == Some("") {
-            return Err(ConfigError("registration.shared_secret: must not be empty".into()));
+            return Err(ConfigError(
+                "registration.shared_secret: must not be empty".into(),
+            ));
         }
         Ok(())
     }
@@ -328,10 +371,14 @@ fn apply_env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (name, raw) in env {
-        let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
         if keys.iter().any(String::is_empty) {
-            return Err(ConfigError(format!("environment variable {name}: empty key segment")));
+            return Err(ConfigError(format!(
+                "environment variable {name}: empty key segment"
+            )));
         }
         let value = format!("v = {raw}")
             .parse::<toml::Table>()
@@ -341,10 +388,13 @@ fn apply_env_overrides(
         let (last, parents) = keys.split_last().expect("split yields at least one key");
         let mut cursor = &mut *table;
         for key in parents {
-            let entry =
-                cursor.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = cursor
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             cursor = entry.as_table_mut().ok_or_else(|| {
-                ConfigError(format!("environment variable {name}: {key} is not a section"))
+                ConfigError(format!(
+                    "environment variable {name}: {key} is not a section"
+                ))
             })?;
         }
         cursor.insert(last.clone(), value);
@@ -362,7 +412,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plexus.toml");
         std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path), env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
+        Config::load(
+            Some(&path),
+            env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
     }
 
     fn as_toml(config: &Config) -> String {
@@ -373,7 +426,10 @@ mod tests {
     fn no_file_gives_the_embedded_defaults() {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.server_name.as_str(), "localhost");
-        assert_eq!(config.listen, vec![SocketAddr::from(([127, 0, 0, 1], 8008))]);
+        assert_eq!(
+            config.listen,
+            vec![SocketAddr::from(([127, 0, 0, 1], 8008))]
+        );
         assert_eq!(config.data_dir, PathBuf::from("./plexus-data"));
         assert!(!config.registration.open);
         assert_eq!(config.client_base_url(), "http://localhost:8008");
@@ -396,25 +452,36 @@ mod tests {
         for (key, value) in &table {
             let mut keys = vec![key.clone()];
             if let toml::Value::Table(section) = value {
-                assert!(EXAMPLE.contains(&format!("[{key}]")), "section [{key}] is not in the example");
+                assert!(
+                    EXAMPLE.contains(&format!("[{key}]")),
+                    "section [{key}] is not in the example"
+                );
                 keys = section.keys().cloned().collect();
             }
             for key in keys {
                 let active = EXAMPLE.lines().any(|l| l.starts_with(&format!("{key} =")));
-                let commented = EXAMPLE.lines().any(|l| l.starts_with(&format!("# {key} =")));
+                let commented = EXAMPLE
+                    .lines()
+                    .any(|l| l.starts_with(&format!("# {key} =")));
                 if !active && !commented {
                     missing.push(key);
                 }
             }
         }
-        assert!(missing.is_empty(), "options missing from conf/plexus.example.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "options missing from conf/plexus.example.toml: {missing:?}"
+        );
     }
 
     #[test]
     fn an_unknown_key_is_named() {
         let err = load_text("[registration]\nopen = true\nopne = false\n", Vec::new()).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("registration") && message.contains("opne"), "{message}");
+        assert!(
+            message.contains("registration") && message.contains("opne"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -423,8 +490,11 @@ mod tests {
         assert!(err.to_string().contains("listen"), "{err}");
         let err = load_text("server_name = \"bad name!\"\n", Vec::new()).unwrap_err();
         assert!(err.to_string().contains("server_name"), "{err}");
-        let err = load_text("[rate_limits]\nlogin = { per_second = 0.0, burst = 1 }\n", Vec::new())
-            .unwrap_err();
+        let err = load_text(
+            "[rate_limits]\nlogin = { per_second = 0.0, burst = 1 }\n",
+            Vec::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("rate_limits.login"), "{err}");
     }
 
@@ -440,7 +510,10 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(config.registration.shared_secret.as_deref(), Some("from-env"));
+        assert_eq!(
+            config.registration.shared_secret.as_deref(),
+            Some("from-env")
+        );
         assert!(config.registration.open);
         assert_eq!(config.rate_limits.login.burst, 7);
         let err = load_text("", vec![("PLEXUS__NO_SUCH_KEY", "1")]).unwrap_err();

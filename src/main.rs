@@ -12,7 +12,11 @@ use tokio::net::TcpListener;
 const EXAMPLE_CONFIG: &str = include_str!("../conf/plexus.example.toml");
 
 #[derive(Parser)]
-#[command(name = "plexus", version, about = "A Matrix homeserver for care organisations")]
+#[command(
+    name = "plexus",
+    version,
+    about = "A Matrix homeserver for care organisations"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,7 +74,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{EXAMPLE_CONFIG}");
             Ok(())
         }
-        Command::Serve { config, server_name, listen, data_dir } => {
+        Command::Serve {
+            config,
+            server_name,
+            listen,
+            data_dir,
+        } => {
             let mut config = Config::load(config.as_deref(), std::env::vars())?;
             if let Some(name) = server_name {
                 config.server_name = name
@@ -87,7 +96,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             init_tracing(&config.log.level)?;
             runtime()?.block_on(serve(config))
         }
-        Command::RegisterUser { config, data_dir, user, password, admin } => {
+        Command::RegisterUser {
+            config,
+            data_dir,
+            user,
+            password,
+            admin,
+        } => {
             let mut config = Config::load(config.as_deref(), std::env::vars())?;
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
@@ -113,7 +128,9 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -16,7 +16,10 @@ use crate::storage::Db;
 /// Opens the data directory: creates it if needed and opens (migrating) the database.
 pub fn open_database(config: &Config) -> anyhow::Result<Db> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display())
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
     })?;
     Ok(Db::open(&config.database_path(), &config.database)?)
 }
@@ -36,7 +39,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Port 0 means "any free port": from here on the configuration names the ports actually bound,
     // so URLs derived from it (the well-known base URL) are reachable.
-    config.listen = listeners.iter().map(TcpListener::local_addr).collect::<Result<_, _>>()?;
+    config.listen = listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()?;
     let db = open_database(&config)?;
     let services = Arc::new(build_services(config, db.clone())?);
     let app = crate::api::router(services.clone());
@@ -47,7 +53,9 @@ pub async fn run(
         let addr = listener.local_addr()?;
         println!("plexus listening on http://{addr}");
         tracing::info!(%addr, server.name = %services.server_name(), "listening");
-        let app = app.clone().into_make_service_with_connect_info::<SocketAddr>();
+        let app = app
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             axum::serve(listener, app)

@@ -17,7 +17,11 @@ fn a_database_from_a_newer_plexus_is_refused() {
         .args(["someone", "long enough password"])
         .output()
         .unwrap();
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let db = rusqlite::Connection::open(dir.path().join("plexus.db")).unwrap();
     db.execute_batch("PRAGMA user_version = 9999").unwrap();
     drop(db);
@@ -28,5 +32,8 @@ fn a_database_from_a_newer_plexus_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("9999") && stderr.contains("newer"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("9999") && stderr.contains("newer"),
+        "stderr: {stderr}"
+    );
 }

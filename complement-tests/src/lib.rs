@@ -5,12 +5,14 @@
 //!
 //! ```no_run
 //! # async fn story() {
-//! use complement_tests::Server;
+//! use complement_tests::{Server, json};
 //! let server = Server::start().await;
 //! let alice = server.register_user("alice").await;
 //! alice.set_displayname("Alice").await;
 //! let reply = server.client().get("/_matrix/client/v3/account/whoami").await;
 //! reply.assert_error(401, "M_MISSING_TOKEN");
+//! let room_id = alice.create_room(json!({"preset": "public_chat"})).await;
+//! alice.send_message(&room_id, "Hello!").await;
 //! # }
 //! ```
 //!
@@ -27,6 +29,7 @@ mod client;
 mod config;
 mod process;
 mod reply;
+mod room;
 mod server;
 mod user;
 mod wait;
@@ -38,6 +41,7 @@ pub use config::{Config, Toml};
 pub use process::StartError;
 pub use reply::Reply;
 pub use reqwest::Method;
+pub use room::{chunk, message_bodies, query, room_path, state_path, txn_id};
 pub use serde_json::{Value, json};
 pub use server::{DEFAULT_SHARED_SECRET, Server, ServerBuilder};
 pub use user::User;

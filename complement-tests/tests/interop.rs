@@ -11,16 +11,25 @@ use complement_tests::Server;
 fn venv_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/interop-… → target/interop-venv
-    exe.ancestors().nth(3).expect("target directory").join("interop-venv")
+    exe.ancestors()
+        .nth(3)
+        .expect("target directory")
+        .join("interop-venv")
 }
 
 /// Creates the virtual environment with matrix-nio unless it is already there.
 fn python_with_nio() -> PathBuf {
     let venv = venv_dir();
     let python = venv.join("bin").join("python");
-    let ready = Command::new(&python).args(["-c", "import nio"]).output().is_ok_and(|o| o.status.success());
+    let ready = Command::new(&python)
+        .args(["-c", "import nio"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ready {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "create a virtual environment");
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "create a virtual environment",
+        );
         run(
             Command::new(&python).args(["-m", "pip", "install", "--quiet", "matrix-nio==0.26.0"]),
             "install matrix-nio from PyPI",
@@ -30,7 +39,9 @@ fn python_with_nio() -> PathBuf {
 }
 
 fn run(command: &mut Command, what: &str) {
-    let out = command.output().unwrap_or_else(|e| panic!("cannot {what}: {e}"));
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot {what}: {e}"));
     assert!(
         out.status.success(),
         "could not {what}:\n{}{}",
@@ -40,7 +51,9 @@ fn run(command: &mut Command, what: &str) {
 }
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
 }
 
 #[tokio::test]

@@ -4,10 +4,11 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use ruma::api::error::{
-    ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData,
-};
 use ruma::api::client::uiaa::UiaaResponse;
+use ruma::api::error::{
+    ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody,
+    UnknownTokenErrorData,
+};
 use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 
 use crate::service;
@@ -57,10 +58,14 @@ impl ApiError {
                 S::InvalidUsername(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername),
                 S::UserInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::UserInUse),
                 S::WeakPassword(_) => (StatusCode::BAD_REQUEST, ErrorKind::WeakPassword),
-                S::GuestAccessForbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden),
+                S::GuestAccessForbidden(_) => {
+                    (StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden)
+                }
                 S::Unsupported(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
                 S::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
-                S::UnsupportedRoomVersion(_) => (StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion),
+                S::UnsupportedRoomVersion(_) => {
+                    (StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion)
+                }
                 S::RoomInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::RoomInUse),
                 S::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
                 S::InvalidRoomState(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState),
@@ -74,10 +79,15 @@ impl ApiError {
                 S::LimitExceeded { retry_after } => {
                     let mut data = LimitExceededErrorData::new();
                     data.retry_after = Some(RetryAfter::Delay(*retry_after));
-                    (StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data))
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorKind::LimitExceeded(data),
+                    )
                 }
                 S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unknown),
-                S::Storage(_) | S::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+                S::Storage(_) | S::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
+                }
             },
         }
     }
@@ -107,7 +117,11 @@ pub fn render(response: impl OutgoingResponse) -> Response {
         Err(e) => {
             tracing::error!(error = %e, "could not serialise a response");
             let body = r#"{"errcode":"M_UNKNOWN","error":"internal error"}"#;
-            (StatusCode::INTERNAL_SERVER_ERROR, [(http::header::CONTENT_TYPE, "application/json")], body)
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
                 .into_response()
         }
     }

@@ -4,11 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request};
 use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request};
 use http::request::Parts;
 use ruma::api::auth_scheme::{
-    AccessToken, AccessTokenOptional, AppserviceTokenOptional, AuthScheme, NoAccessToken, NoAuthentication,
+    AccessToken, AccessTokenOptional, AppserviceTokenOptional, AuthScheme, NoAccessToken,
+    NoAuthentication,
 };
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::{IncomingRequest, IncomingRequestExt};
@@ -41,7 +42,11 @@ pub trait Authenticate: AuthScheme {
 impl Authenticate for AccessToken {
     type Identity = UserSession;
 
-    async fn authenticate(services: &Services, token: Option<&str>, ip: IpAddr) -> Result<UserSession, ApiError> {
+    async fn authenticate(
+        services: &Services,
+        token: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<UserSession, ApiError> {
         let token = token.ok_or(ApiError::MissingToken)?;
         let session = services.authenticate(token, ip).await?;
         tracing::Span::current().record("user.id", session.user_id.as_str());
@@ -58,7 +63,9 @@ impl Authenticate for AccessTokenOptional {
         ip: IpAddr,
     ) -> Result<Option<UserSession>, ApiError> {
         match token {
-            Some(_) => AccessToken::authenticate(services, token, ip).await.map(Some),
+            Some(_) => AccessToken::authenticate(services, token, ip)
+                .await
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -116,7 +123,10 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
 }
 
 /// Reads the whole body, refusing bodies over the configured limit with `M_TOO_LARGE`.
-pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+pub async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
@@ -137,11 +147,20 @@ where
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let mut path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
-            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
-            Err(e) => return Err(ApiError::InvalidParam(format!("invalid path parameter: {e}"))),
-        };
-        if parts.extensions.get::<super::route::EmptyStateKey>().is_some() {
+        let mut path_args: Vec<String> =
+            match RawPathParams::from_request_parts(&mut parts, state).await {
+                Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+                Err(e) => {
+                    return Err(ApiError::InvalidParam(format!(
+                        "invalid path parameter: {e}"
+                    )));
+                }
+            };
+        if parts
+            .extensions
+            .get::<super::route::EmptyStateKey>()
+            .is_some()
+        {
             path_args.push(String::new());
         }
         let ip = client_ip(&parts);
@@ -151,7 +170,9 @@ where
         if bytes.is_empty() && parts.method != http::Method::GET {
             bytes = axum::body::Bytes::from_static(b"{}");
         }
-        let mut builder = http::Request::builder().method(parts.method.clone()).uri(parts.uri.clone());
+        let mut builder = http::Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone());
         if let Some(headers) = builder.headers_mut() {
             *headers = parts.headers.clone();
         }
@@ -160,26 +181,36 @@ where
             .map_err(|e| ApiError::BadJson(format!("malformed request: {e}")))?;
         let path_refs: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let body = T::try_from_http_request(http_request, &path_refs).map_err(request_error)?;
-        Ok(Ruma { body, identity, client_ip: ip })
+        Ok(Ruma {
+            body,
+            identity,
+            client_ip: ip,
+        })
     }
 }
 
 /// Maps a failure to parse the request onto the Matrix error a client expects.
 fn request_error(error: FromHttpRequestError) -> ApiError {
     match error {
-        FromHttpRequestError::MethodMismatch { .. } => {
-            ApiError::Unrecognized { status: http::StatusCode::METHOD_NOT_ALLOWED }
-        }
+        FromHttpRequestError::MethodMismatch { .. } => ApiError::Unrecognized {
+            status: http::StatusCode::METHOD_NOT_ALLOWED,
+        },
         FromHttpRequestError::Deserialization(error) => match error {
             DeserializationError::Json(e) if e.is_syntax() || e.is_eof() => {
                 ApiError::NotJson(format!("the request body is not valid JSON: {e}"))
             }
-            DeserializationError::Json(e) => ApiError::BadJson(format!("invalid request body: {e}")),
+            DeserializationError::Json(e) => {
+                ApiError::BadJson(format!("invalid request body: {e}"))
+            }
             DeserializationError::Query(e) if e.to_string().contains("missing field") => {
                 ApiError::MissingParam(format!("missing query parameter: {e}"))
             }
-            DeserializationError::Query(e) => ApiError::InvalidParam(format!("invalid query parameter: {e}")),
-            DeserializationError::Ident(e) => ApiError::InvalidParam(format!("invalid identifier: {e}")),
+            DeserializationError::Query(e) => {
+                ApiError::InvalidParam(format!("invalid query parameter: {e}"))
+            }
+            DeserializationError::Ident(e) => {
+                ApiError::InvalidParam(format!("invalid identifier: {e}"))
+            }
             other => ApiError::BadJson(format!("invalid request: {other}")),
         },
         _ => ApiError::BadJson("invalid request".into()),
@@ -194,7 +225,11 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(request.into_body(), state.config.limits.max_request_bytes).await?;
-        let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+        let bytes = if bytes.is_empty() {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
         serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 ApiError::NotJson(format!("the request body is not valid JSON: {e}"))
@@ -211,7 +246,10 @@ pub struct Admin(pub UserSession);
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = access_token(parts);
         let session = AccessToken::authenticate(state, token.as_deref(), client_ip(parts)).await?;
         if !session.is_admin {

@@ -32,7 +32,10 @@ pub fn router(services: AppState) -> Router {
     router
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(services.clone(), observe::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            observe::observe,
+        ))
         .layer(cors())
         .with_state(services)
 }
@@ -41,7 +44,13 @@ pub fn router(services: AppState) -> Router {
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::any())
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             HeaderName::from_static("x-requested-with"),
             header::CONTENT_TYPE,
@@ -52,12 +61,16 @@ fn cors() -> CorsLayer {
 
 /// Any path no endpoint owns.
 async fn unrecognized() -> ApiError {
-    ApiError::Unrecognized { status: StatusCode::NOT_FOUND }
+    ApiError::Unrecognized {
+        status: StatusCode::NOT_FOUND,
+    }
 }
 
 /// A known path asked with a method it does not take.
 async fn method_not_allowed() -> ApiError {
-    ApiError::Unrecognized { status: StatusCode::METHOD_NOT_ALLOWED }
+    ApiError::Unrecognized {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -32,6 +32,8 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     span.record("status", status);
     span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
     span.in_scope(|| tracing::info!("answered"));
-    state.metrics.observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    state
+        .metrics
+        .observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
     response
 }

@@ -4,11 +4,11 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::IntoResponse;
 use axum::middleware::map_request;
+use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
-use ruma::api::path_builder::PathBuilder;
 use ruma::api::IncomingRequest;
+use ruma::api::path_builder::PathBuilder;
 
 use super::AppState;
 use super::error::{ApiError, render};
@@ -60,9 +60,12 @@ impl RumaRoutes for Router<AppState> {
     {
         for path in T::PATH_BUILDER.all_paths() {
             self = self.route(path, method_router(handler.clone()));
-            let Some(prefix) = path.strip_suffix("/{state_key}") else { continue };
+            let Some(prefix) = path.strip_suffix("/{state_key}") else {
+                continue;
+            };
             for short in [prefix.to_owned(), format!("{prefix}/")] {
-                let router = method_router(handler.clone()).layer(map_request(mark_empty_state_key));
+                let router =
+                    method_router(handler.clone()).layer(map_request(mark_empty_state_key));
                 self = self.route(&short, router);
             }
         }
@@ -89,10 +92,13 @@ where
 {
     let filter = MethodFilter::try_from(T::METHOD.clone())
         .unwrap_or_else(|_| panic!("ruma endpoint with unsupported method {}", T::METHOD));
-    on(filter, move |State(state): State<AppState>, request: Ruma<T>| async move {
-        match handler(state, request).await {
-            Ok(response) => render(response),
-            Err(error) => error.into_response(),
-        }
-    })
+    on(
+        filter,
+        move |State(state): State<AppState>, request: Ruma<T>| async move {
+            match handler(state, request).await {
+                Ok(response) => render(response),
+                Err(error) => error.into_response(),
+            }
+        },
+    )
 }

@@ -17,7 +17,10 @@ pub struct SigningKey {
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
     #[error("cannot read or write signing key {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("signing key file {path} is malformed: {reason}")]
     Malformed { path: String, reason: String },
     #[error("cannot convert the signing key for event signing: {0}")]
@@ -29,17 +32,29 @@ impl SigningKey {
     pub fn load_or_generate(path: &Path) -> Result<SigningKey, SigningKeyError> {
         let shown = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => parse(&text).map_err(|reason| SigningKeyError::Malformed { path: shown, reason }),
+            Ok(text) => parse(&text).map_err(|reason| SigningKeyError::Malformed {
+                path: shown,
+                reason,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
                 rand::fill(&mut seed);
                 let version = format!("a_{}", crate::service::random_string(4));
-                let key = SigningKey { version, key: Ed25519Key::from_bytes(&seed) };
-                write_new(path, &key.to_line()).map_err(|source| SigningKeyError::Io { path: shown, source })?;
+                let key = SigningKey {
+                    version,
+                    key: Ed25519Key::from_bytes(&seed),
+                };
+                write_new(path, &key.to_line()).map_err(|source| SigningKeyError::Io {
+                    path: shown,
+                    source,
+                })?;
                 tracing::info!(key.id = %key.key_id(), "generated a new signing key");
                 Ok(key)
             }
-            Err(source) => Err(SigningKeyError::Io { path: shown, source }),
+            Err(source) => Err(SigningKeyError::Io {
+                path: shown,
+                source,
+            }),
         }
     }
 
@@ -57,13 +72,20 @@ impl SigningKey {
     pub fn keypair(&self) -> Result<ruma::signatures::Ed25519KeyPair, SigningKeyError> {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
 
-        let der = self.key.to_pkcs8_der().map_err(|e| SigningKeyError::Convert(e.to_string()))?;
+        let der = self
+            .key
+            .to_pkcs8_der()
+            .map_err(|e| SigningKeyError::Convert(e.to_string()))?;
         ruma::signatures::Ed25519KeyPair::from_der(der.as_bytes(), self.version.clone())
             .map_err(|e| SigningKeyError::Convert(e.to_string()))
     }
 
     fn to_line(&self) -> String {
-        format!("ed25519 {} {}\n", self.version, STANDARD_NO_PAD.encode(self.key.to_bytes()))
+        format!(
+            "ed25519 {} {}\n",
+            self.version,
+            STANDARD_NO_PAD.encode(self.key.to_bytes())
+        )
     }
 }
 
@@ -77,8 +99,13 @@ fn parse(text: &str) -> Result<SigningKey, String> {
     let seed = STANDARD_NO_PAD
         .decode(seed.trim_end_matches('='))
         .map_err(|e| format!("seed is not base64: {e}"))?;
-    let seed: [u8; 32] = seed.try_into().map_err(|_| "seed must be 32 bytes".to_string())?;
-    Ok(SigningKey { version: version.to_owned(), key: Ed25519Key::from_bytes(&seed) })
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| "seed must be 32 bytes".to_string())?;
+    Ok(SigningKey {
+        version: version.to_owned(),
+        key: Ed25519Key::from_bytes(&seed),
+    })
 }
 
 /// Writes a new file readable only by its owner; never overwrites an existing one.
@@ -116,7 +143,10 @@ mod tests {
         use ruma::serde::Base64;
         use ruma::signatures::{PublicKeyMap, sign_json, verify_json};
 
-        let key = SigningKey { version: "a_test".into(), key: Ed25519Key::from_bytes(&[7u8; 32]) };
+        let key = SigningKey {
+            version: "a_test".into(),
+            key: Ed25519Key::from_bytes(&[7u8; 32]),
+        };
         let keypair = key.keypair().unwrap();
         assert_eq!(keypair.version(), "a_test");
 
@@ -126,7 +156,10 @@ mod tests {
 
         let public = Base64::parse(key.public_key_base64()).unwrap();
         let mut keys = PublicKeyMap::new();
-        keys.insert("example.org".into(), [(key.key_id(), public)].into_iter().collect());
+        keys.insert(
+            "example.org".into(),
+            [(key.key_id(), public)].into_iter().collect(),
+        );
         verify_json(&keys, &object).unwrap();
     }
 
@@ -135,7 +168,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing.key");
         std::fs::write(&path, "rsa nope").unwrap();
-        let err = SigningKey::load_or_generate(&path).err().expect("must fail");
+        let err = SigningKey::load_or_generate(&path)
+            .err()
+            .expect("must fail");
         assert!(err.to_string().contains("malformed"), "{err}");
     }
 }

@@ -33,7 +33,13 @@ pub struct PduTemplate {
 impl PduTemplate {
     /// A timeline (non-state) event.
     pub fn message(kind: TimelineEventType, content: serde_json::Value) -> PduTemplate {
-        PduTemplate { kind, state_key: None, content, redacts: None, unsigned: None }
+        PduTemplate {
+            kind,
+            state_key: None,
+            content,
+            redacts: None,
+            unsigned: None,
+        }
     }
 
     /// A state event.
@@ -102,38 +108,65 @@ pub fn build_pdu(
     let mut object = CanonicalJsonObject::new();
     if let Some(redacts) = template.redacts {
         if template.kind != TimelineEventType::RoomRedaction {
-            return Err(PduError::Malformed("only m.room.redaction events redact".into()));
+            return Err(PduError::Malformed(
+                "only m.room.redaction events redact".into(),
+            ));
         }
         if rules.redaction.content_field_redacts {
-            content.insert("redacts".into(), serde_json::Value::String(redacts.to_string()));
+            content.insert(
+                "redacts".into(),
+                serde_json::Value::String(redacts.to_string()),
+            );
         } else {
-            object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+            object.insert(
+                "redacts".into(),
+                CanonicalJsonValue::String(redacts.to_string()),
+            );
         }
     }
 
-    object.insert("content".into(), canonical(serde_json::Value::Object(content), "content")?);
-    object.insert("type".into(), CanonicalJsonValue::String(template.kind.to_string()));
-    object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+    object.insert(
+        "content".into(),
+        canonical(serde_json::Value::Object(content), "content")?,
+    );
+    object.insert(
+        "type".into(),
+        CanonicalJsonValue::String(template.kind.to_string()),
+    );
+    object.insert(
+        "sender".into(),
+        CanonicalJsonValue::String(sender.to_string()),
+    );
     if let Some(state_key) = template.state_key {
         object.insert("state_key".into(), CanonicalJsonValue::String(state_key));
     }
     if let Some(room_id) = room_id {
-        object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+        object.insert(
+            "room_id".into(),
+            CanonicalJsonValue::String(room_id.to_string()),
+        );
     }
     object.insert("prev_events".into(), id_array(&prev_events));
     object.insert("auth_events".into(), id_array(&auth_events));
     let depth =
         Int::try_from(depth).map_err(|_| PduError::Malformed("depth is out of range".into()))?;
     object.insert("depth".into(), CanonicalJsonValue::Integer(depth));
-    object.insert("origin_server_ts".into(), CanonicalJsonValue::from(origin_server_ts.get()));
+    object.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::from(origin_server_ts.get()),
+    );
     if let Some(unsigned) = template.unsigned {
-        object
-            .insert("unsigned".into(), canonical(serde_json::Value::Object(unsigned), "unsigned")?);
+        object.insert(
+            "unsigned".into(),
+            canonical(serde_json::Value::Object(unsigned), "unsigned")?,
+        );
     }
 
     ruma::signatures::hash_and_sign_event(origin.as_str(), key, &mut object, &rules.redaction)
         .map_err(signing_error)?;
-    let size = serde_json::to_string(&object).map_err(|e| PduError::Signing(e.to_string()))?.len();
+    let size = serde_json::to_string(&object)
+        .map_err(|e| PduError::Signing(e.to_string()))?
+        .len();
     if size > MAX_PDU_BYTES {
         return Err(PduError::TooLarge);
     }
@@ -161,14 +194,22 @@ fn check_limits(
     if sender.as_str().len() > MAX_ID_BYTES {
         return Err(too_long("sender"));
     }
-    if template.state_key.as_ref().is_some_and(|key| key.len() > MAX_ID_BYTES) {
+    if template
+        .state_key
+        .as_ref()
+        .is_some_and(|key| key.len() > MAX_ID_BYTES)
+    {
         return Err(too_long("state_key"));
     }
     if prev_events.len() > MAX_PREV_EVENTS {
-        return Err(PduError::Malformed(format!("more than {MAX_PREV_EVENTS} prev_events")));
+        return Err(PduError::Malformed(format!(
+            "more than {MAX_PREV_EVENTS} prev_events"
+        )));
     }
     if auth_events.len() > MAX_AUTH_EVENTS {
-        return Err(PduError::Malformed(format!("more than {MAX_AUTH_EVENTS} auth_events")));
+        return Err(PduError::Malformed(format!(
+            "more than {MAX_AUTH_EVENTS} auth_events"
+        )));
     }
     Ok(())
 }
@@ -181,7 +222,9 @@ fn canonical(value: serde_json::Value, field: &str) -> Result<CanonicalJsonValue
 
 fn id_array(ids: &[OwnedEventId]) -> CanonicalJsonValue {
     CanonicalJsonValue::Array(
-        ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect(),
+        ids.iter()
+            .map(|id| CanonicalJsonValue::String(id.to_string()))
+            .collect(),
     )
 }
 

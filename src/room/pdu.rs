@@ -98,8 +98,10 @@ impl Pdu {
         let content = serde_json::from_str(self.content.get())
             .unwrap_or_else(|_| Value::Object(Default::default()));
         event.insert("content".into(), content);
-        event
-            .insert("origin_server_ts".into(), Value::from(u64::from(self.origin_server_ts.get())));
+        event.insert(
+            "origin_server_ts".into(),
+            Value::from(u64::from(self.origin_server_ts.get())),
+        );
         // Clients written before v11 read `redacts` at the top level, so it is offered there in
         // every version, next to wherever the room version keeps it in `content`.
         if let Some(redacts) = &self.redacts {
@@ -118,7 +120,10 @@ impl Pdu {
     /// The key this event occupies in a state map, for state events.
     pub fn state_map_key(&self) -> Option<(StateEventType, String)> {
         let state_key = self.state_key.as_ref()?;
-        Some((StateEventType::from(self.kind.to_string()), state_key.clone()))
+        Some((
+            StateEventType::from(self.kind.to_string()),
+            state_key.clone(),
+        ))
     }
 
     /// The federation form as a canonical JSON string, as stored and sent.
@@ -141,7 +146,9 @@ pub fn event_id_for(
 /// The create event is not listed in `auth_events` there, so callers fetch it through this.
 pub fn room_create_event_id(room_id: &RoomId) -> Result<OwnedEventId, PduError> {
     EventId::parse(format!("${}", room_id.strip_sigil())).map_err(|e| {
-        PduError::Malformed(format!("room id {room_id} is not derived from a create event: {e}"))
+        PduError::Malformed(format!(
+            "room id {room_id} is not derived from a create event: {e}"
+        ))
     })
 }
 
@@ -149,7 +156,9 @@ pub fn room_create_event_id(room_id: &RoomId) -> Result<OwnedEventId, PduError> 
 /// (required fields, id lengths, at most 20 `prev_events` and 10 `auth_events`, no create event
 /// in the `auth_events` of v12). Drop the PDU when this fails.
 pub fn check_format(rules: &RoomVersionRules, json: &CanonicalJsonObject) -> Result<(), PduError> {
-    let size = serde_json::to_string(json).map_err(|e| PduError::Malformed(e.to_string()))?.len();
+    let size = serde_json::to_string(json)
+        .map_err(|e| PduError::Malformed(e.to_string()))?
+        .len();
     if size > MAX_PDU_BYTES {
         return Err(PduError::TooLarge);
     }
@@ -180,7 +189,11 @@ fn parse(
     };
     let content_object = match json.get("content") {
         Some(CanonicalJsonValue::Object(content)) => content,
-        _ => return Err(PduError::Malformed("content is missing or not an object".into())),
+        _ => {
+            return Err(PduError::Malformed(
+                "content is missing or not an object".into(),
+            ));
+        }
     };
     let content =
         serde_json::value::to_raw_value(content_object).map_err(|e| malformed("content", e))?;
@@ -220,15 +233,17 @@ fn parse_room_id(
         Some(CanonicalJsonValue::String(found)) if found == room_id.as_str() => {
             Ok(room_id.to_owned())
         }
-        Some(CanonicalJsonValue::String(found)) => {
-            Err(PduError::Malformed(format!("event belongs to room {found}, not {room_id}")))
-        }
+        Some(CanonicalJsonValue::String(found)) => Err(PduError::Malformed(format!(
+            "event belongs to room {found}, not {room_id}"
+        ))),
         Some(_) => Err(PduError::Malformed("room_id is not a string".into())),
         None if *kind != TimelineEventType::RoomCreate => {
             Err(PduError::Malformed("room_id is missing".into()))
         }
         None if rules.is_some_and(|rules| !rules.authorization.room_create_event_id_as_room_id) => {
-            Err(PduError::Malformed("this room version requires room_id on m.room.create".into()))
+            Err(PduError::Malformed(
+                "this room version requires room_id on m.room.create".into(),
+            ))
         }
         None if room_create_event_id(room_id)? == *event_id => Ok(room_id.to_owned()),
         None => Err(PduError::Malformed(format!(
@@ -267,7 +282,9 @@ fn required_str<'a>(json: &'a CanonicalJsonObject, key: &str) -> Result<&'a str,
 
 fn event_ids(json: &CanonicalJsonObject, key: &str) -> Result<Vec<OwnedEventId>, PduError> {
     let Some(CanonicalJsonValue::Array(items)) = json.get(key) else {
-        return Err(PduError::Malformed(format!("{key} is missing or not an array")));
+        return Err(PduError::Malformed(format!(
+            "{key} is missing or not an array"
+        )));
     };
     items
         .iter()

@@ -23,7 +23,9 @@ pub fn redact_pdu(
                 .map_err(|e| PduError::Malformed(format!("redacted_because: {e}")))?,
         )),
         Some(_) => {
-            return Err(PduError::Malformed("redacted_because must be a JSON object".into()));
+            return Err(PduError::Malformed(
+                "redacted_because must be a JSON object".into(),
+            ));
         }
     };
     let json = redact(pdu.json.clone(), &rules.redaction, because)

@@ -29,7 +29,9 @@ pub fn resolve_state(
     fetch_event: impl Fn(&EventId) -> Option<Arc<Pdu>>,
 ) -> Result<StateMap<OwnedEventId>, ResolveError> {
     let Some(v2_rules) = rules.state_res.v2_rules() else {
-        return Err(ResolveError("this room version does not use state resolution v2".into()));
+        return Err(ResolveError(
+            "this room version does not use state resolution v2".into(),
+        ));
     };
     match state_sets {
         [] => return Ok(StateMap::new()),
@@ -64,17 +66,24 @@ fn auth_chains(
         [] => return Vec::new(),
     };
     let is_unconflicted = |key: &_, id: &OwnedEventId| {
-        others.iter().all(|set| set.get(key).is_some_and(|other| other == id))
+        others
+            .iter()
+            .all(|set| set.get(key).is_some_and(|other| other == id))
     };
-    let unconflicted: HashSet<&OwnedEventId> =
-        first.iter().filter(|(key, id)| is_unconflicted(key, id)).map(|(_, id)| id).collect();
+    let unconflicted: HashSet<&OwnedEventId> = first
+        .iter()
+        .filter(|(key, id)| is_unconflicted(key, id))
+        .map(|(_, id)| id)
+        .collect();
 
     let shared = auth_chain(unconflicted.iter().copied(), fetch_event, &HashSet::new());
     state_sets
         .iter()
         .map(|set| {
             let conflicted = set.values().filter(|id| !unconflicted.contains(id));
-            auth_chain(conflicted, fetch_event, &shared).into_iter().collect()
+            auth_chain(conflicted, fetch_event, &shared)
+                .into_iter()
+                .collect()
         })
         .collect()
 }
@@ -119,9 +128,14 @@ fn conflicted_state_subgraph(
     let mut reached = conflicted_ids.clone();
     let mut stack: Vec<OwnedEventId> = conflicted_ids.iter().cloned().collect();
     while let Some(id) = stack.pop() {
-        let Some(event) = fetch_event(&id) else { continue };
+        let Some(event) = fetch_event(&id) else {
+            continue;
+        };
         for auth_id in &event.auth_events {
-            cited_by.entry(auth_id.clone()).or_default().push(id.clone());
+            cited_by
+                .entry(auth_id.clone())
+                .or_default()
+                .push(id.clone());
             if reached.insert(auth_id.clone()) {
                 stack.push(auth_id.clone());
             }

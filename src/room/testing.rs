@@ -31,7 +31,10 @@ pub fn server() -> &'static ServerName {
 }
 
 pub fn signing_key() -> SigningKey {
-    SigningKey { version: "test".into(), key: ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]) }
+    SigningKey {
+        version: "test".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]),
+    }
 }
 
 pub fn keypair() -> Ed25519KeyPair {
@@ -43,7 +46,10 @@ pub fn public_keys() -> PublicKeyMap {
     let key = signing_key();
     let public = Base64::parse(key.public_key_base64()).unwrap();
     let mut map = PublicKeyMap::new();
-    map.insert(SERVER.into(), [(key.key_id(), public)].into_iter().collect());
+    map.insert(
+        SERVER.into(),
+        [(key.key_id(), public)].into_iter().collect(),
+    );
     map
 }
 
@@ -131,7 +137,10 @@ impl TestRoom {
         .unwrap();
         let create = Arc::new(create);
         let mut main = Branch::default();
-        main.state.insert((StateEventType::RoomCreate, String::new()), create.event_id.clone());
+        main.state.insert(
+            (StateEventType::RoomCreate, String::new()),
+            create.event_id.clone(),
+        );
         main.prev = vec![create.event_id.clone()];
         main.depth = 1;
 
@@ -154,9 +163,11 @@ impl TestRoom {
             "",
             json!({ "join_rule": "invite" }),
         );
-        for template in
-            [member(creator, "join"), power_levels(default_power_levels(users)), join_rules]
-        {
+        for template in [
+            member(creator, "join"),
+            power_levels(default_power_levels(users)),
+            join_rules,
+        ] {
             let pdu = room.send(creator, template);
             room.creation.push(pdu);
         }
@@ -195,8 +206,10 @@ impl TestRoom {
             &content,
         )
         .unwrap();
-        let auth_events =
-            auth_types.iter().filter_map(|key| branch.state.get(key).cloned()).collect();
+        let auth_events = auth_types
+            .iter()
+            .filter_map(|key| branch.state.get(key).cloned())
+            .collect();
         build_pdu(
             &self.rules,
             Some(&self.room_id),
@@ -222,7 +235,12 @@ impl TestRoom {
         millis: u64,
     ) -> Result<Arc<Pdu>, AuthError> {
         let pdu = self.build_on(branch, sender, template, millis);
-        check_auth(&self.rules, &pdu, self.fetch_event(), self.fetch_state(&branch.state))?;
+        check_auth(
+            &self.rules,
+            &pdu,
+            self.fetch_event(),
+            self.fetch_state(&branch.state),
+        )?;
         let pdu = Arc::new(pdu);
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         if let Some(key) = pdu.state_map_key() {

@@ -13,7 +13,11 @@ pub const SUPPORTED: &[RoomVersionId] =
 
 /// The rules of `version` when Plexus supports it, `None` otherwise.
 pub fn rules_for(version: &RoomVersionId) -> Option<RoomVersionRules> {
-    if SUPPORTED.contains(version) { version.rules() } else { None }
+    if SUPPORTED.contains(version) {
+        version.rules()
+    } else {
+        None
+    }
 }
 
 /// The supported versions as an owned list, for capability answers.

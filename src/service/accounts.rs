@@ -66,7 +66,9 @@ impl Services {
             let user_id = UserId::parse(typed)
                 .map_err(|e| Error::InvalidParam(format!("invalid user id {typed:?}: {e}")))?;
             if user_id.server_name() != self.server_name() {
-                return Err(Error::Forbidden(format!("{typed} is not a user of this server")));
+                return Err(Error::Forbidden(format!(
+                    "{typed} is not a user of this server"
+                )));
             }
             return Ok(user_id);
         }
@@ -78,7 +80,12 @@ impl Services {
     pub async fn check_username_available(&self, localpart: &str) -> Result<OwnedUserId> {
         let user_id = self.user_id_for(localpart)?;
         let lookup = user_id.clone();
-        if self.db.read(move |conn| storage::users::get_user(conn, &lookup)).await?.is_some() {
+        if self
+            .db
+            .read(move |conn| storage::users::get_user(conn, &lookup))
+            .await?
+            .is_some()
+        {
             return Err(Error::UserInUse(format!("{user_id} is already taken")));
         }
         Ok(user_id)
@@ -107,7 +114,8 @@ impl Services {
     /// `POST /register`: validates early, runs user-interactive auth, then creates the account
     /// (and its first device) in one transaction.
     pub async fn register(&self, request: Registration) -> Result<Registered> {
-        self.rate_limiter.check(Action::Registration, &request.client_ip.to_string())?;
+        self.rate_limiter
+            .check(Action::Registration, &request.client_ip.to_string())?;
         let requested = match &request.username {
             Some(name) => Some(self.check_username_available(name).await?),
             None => None,
@@ -115,7 +123,9 @@ impl Services {
         if let Some(password) = &request.password {
             self.check_password_policy(password)?;
         }
-        let session = self.uiaa("register", None, self.registration_flows(), request.auth).await?;
+        let session = self
+            .uiaa("register", None, self.registration_flows(), request.auth)
+            .await?;
         let password = request
             .password
             .ok_or_else(|| Error::MissingParam("a password is required to register".into()))?;
@@ -124,10 +134,19 @@ impl Services {
             Some(user_id) => user_id,
             None => self.next_generated_user_id().await?,
         };
-        let token = session.params.get(REGISTRATION_TOKEN_PARAM).and_then(|v| v.as_str()).map(String::from);
-        let device_id = (!request.inhibit_login)
-            .then(|| request.device_id.unwrap_or_else(super::tokens::new_device_id));
-        let prepared = device_id.as_ref().map(|_| self.prepare_tokens(request.refresh_token));
+        let token = session
+            .params
+            .get(REGISTRATION_TOKEN_PARAM)
+            .and_then(|v| v.as_str())
+            .map(String::from);
+        let device_id = (!request.inhibit_login).then(|| {
+            request
+                .device_id
+                .unwrap_or_else(super::tokens::new_device_id)
+        });
+        let prepared = device_id
+            .as_ref()
+            .map(|_| self.prepare_tokens(request.refresh_token));
         let (user, session_id) = (user_id.clone(), session.session_id);
         let display_name = request.initial_device_display_name;
         let device = device_id.clone();
@@ -164,7 +183,12 @@ impl Services {
 
     /// Creates an account directly (the command line and shared-secret registration): no
     /// user-interactive auth, no device.
-    pub async fn create_user(&self, localpart: &str, password: &str, admin: bool) -> Result<OwnedUserId> {
+    pub async fn create_user(
+        &self,
+        localpart: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<OwnedUserId> {
         let user_id = self.user_id_for(localpart)?;
         self.check_password_policy(password)?;
         let hash = passwords::hash(password.to_owned()).await?;
@@ -187,7 +211,12 @@ impl Services {
         loop {
             let user_id = self.user_id_for(&candidate.to_string())?;
             let lookup = user_id.clone();
-            if self.db.read(move |c| storage::users::get_user(c, &lookup)).await?.is_none() {
+            if self
+                .db
+                .read(move |c| storage::users::get_user(c, &lookup))
+                .await?
+                .is_none()
+            {
                 return Ok(user_id);
             }
             candidate += 1;
@@ -204,18 +233,23 @@ impl Services {
         with_refresh: bool,
         client_ip: IpAddr,
     ) -> Result<(OwnedUserId, OwnedDeviceId, IssuedTokens)> {
-        self.rate_limiter.check(Action::Login, &client_ip.to_string())?;
+        self.rate_limiter
+            .check(Action::Login, &client_ip.to_string())?;
         let user_id = self.local_user_id(typed_user)?;
         if !self.check_password(&user_id, password).await? {
             return Err(Error::Forbidden("invalid username or password".into()));
         }
         let lookup = user_id.clone();
-        let row = self.db.read(move |c| storage::users::get_user(c, &lookup)).await?;
+        let row = self
+            .db
+            .read(move |c| storage::users::get_user(c, &lookup))
+            .await?;
         if row.is_some_and(|r| r.deactivated) {
             return Err(Error::UserDeactivated);
         }
-        let (device_id, tokens) =
-            self.open_device(&user_id, device_id, display_name, with_refresh, client_ip).await?;
+        let (device_id, tokens) = self
+            .open_device(&user_id, device_id, display_name, with_refresh, client_ip)
+            .await?;
         tracing::info!(user.id = %user_id, device.id = %device_id, "logged in");
         Ok((user_id, device_id, tokens))
     }
@@ -230,7 +264,12 @@ impl Services {
     ) -> Result<()> {
         self.check_password_policy(&new_password)?;
         let uiaa = self
-            .uiaa("change_password", Some(&session.user_id), password_flows(), auth)
+            .uiaa(
+                "change_password",
+                Some(&session.user_id),
+                password_flows(),
+                auth,
+            )
             .await?;
         let hash = passwords::hash(new_password).await?;
         let (user, keep) = (session.user_id.clone(), session.device_id.clone());
@@ -250,8 +289,15 @@ impl Services {
 
     /// Deactivates the account after user-interactive auth: every device is logged out and the
     /// user id stays reserved. With `erase`, the profile and password are removed too.
-    pub async fn deactivate(&self, session: &UserSession, erase: bool, auth: Option<AuthData>) -> Result<()> {
-        let uiaa = self.uiaa("deactivate", Some(&session.user_id), password_flows(), auth).await?;
+    pub async fn deactivate(
+        &self,
+        session: &UserSession,
+        erase: bool,
+        auth: Option<AuthData>,
+    ) -> Result<()> {
+        let uiaa = self
+            .uiaa("deactivate", Some(&session.user_id), password_flows(), auth)
+            .await?;
         let user = session.user_id.clone();
         self.db
             .write("deactivate_user", move |txn| {
@@ -270,7 +316,10 @@ impl Services {
 
     pub async fn is_admin(&self, user_id: &UserId) -> Result<bool> {
         let lookup = user_id.to_owned();
-        let row = self.db.read(move |c| storage::users::get_user(c, &lookup)).await?;
+        let row = self
+            .db
+            .read(move |c| storage::users::get_user(c, &lookup))
+            .await?;
         Ok(row.is_some_and(|r| r.is_admin && !r.deactivated))
     }
 }

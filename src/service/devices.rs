@@ -10,7 +10,10 @@ use crate::storage::{self, tokens::DeviceRow};
 impl Services {
     pub async fn list_devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>> {
         let user = user_id.to_owned();
-        Ok(self.db.read(move |c| storage::tokens::list_devices(c, &user)).await?)
+        Ok(self
+            .db
+            .read(move |c| storage::tokens::list_devices(c, &user))
+            .await?)
     }
 
     pub async fn get_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<DeviceRow> {
@@ -47,7 +50,14 @@ impl Services {
         devices: Vec<OwnedDeviceId>,
         auth: Option<AuthData>,
     ) -> Result<()> {
-        let uiaa = self.uiaa("delete_devices", Some(&session.user_id), password_flows(), auth).await?;
+        let uiaa = self
+            .uiaa(
+                "delete_devices",
+                Some(&session.user_id),
+                password_flows(),
+                auth,
+            )
+            .await?;
         self.delete_devices(&session.user_id, devices).await?;
         self.finish_uiaa(uiaa.session_id).await
     }

@@ -1,7 +1,7 @@
 //! Password hashing with argon2id. Hashing is deliberately slow, so it runs on the blocking pool.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use super::{Error, Result};
 
@@ -23,8 +23,12 @@ pub async fn hash(password: String) -> Result<String> {
 /// Whether `password` matches the stored PHC string. A malformed stored hash never matches.
 pub async fn verify(password: String, stored: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&stored) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+        let Ok(parsed) = PasswordHash::new(&stored) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))
@@ -36,8 +40,16 @@ mod tests {
     async fn a_hash_verifies_only_its_own_password() {
         let stored = super::hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert!(super::verify("correct horse".into(), stored.clone()).await.unwrap());
+        assert!(
+            super::verify("correct horse".into(), stored.clone())
+                .await
+                .unwrap()
+        );
         assert!(!super::verify("wrong horse".into(), stored).await.unwrap());
-        assert!(!super::verify("x".into(), "not a hash".into()).await.unwrap());
+        assert!(
+            !super::verify("x".into(), "not a hash".into())
+                .await
+                .unwrap()
+        );
     }
 }

@@ -16,7 +16,10 @@ impl Services {
     pub async fn get_profile(&self, user_id: &UserId) -> Result<Map<String, JsonValue>> {
         self.require_local_user(user_id).await?;
         let user = user_id.to_owned();
-        let fields = self.db.read(move |c| storage::users::get_profile(c, &user)).await?;
+        let fields = self
+            .db
+            .read(move |c| storage::users::get_profile(c, &user))
+            .await?;
         Ok(fields.into_iter().collect())
     }
 
@@ -38,7 +41,9 @@ impl Services {
         value: JsonValue,
     ) -> Result<()> {
         if caller != user_id {
-            return Err(Error::Forbidden("you can only change your own profile".into()));
+            return Err(Error::Forbidden(
+                "you can only change your own profile".into(),
+            ));
         }
         validate_field(field, &value)?;
         let mut profile = self.get_profile(user_id).await?;
@@ -57,9 +62,16 @@ impl Services {
         Ok(())
     }
 
-    pub async fn delete_profile_field(&self, caller: &UserId, user_id: &UserId, field: &str) -> Result<()> {
+    pub async fn delete_profile_field(
+        &self,
+        caller: &UserId,
+        user_id: &UserId,
+        field: &str,
+    ) -> Result<()> {
         if caller != user_id {
-            return Err(Error::Forbidden("you can only change your own profile".into()));
+            return Err(Error::Forbidden(
+                "you can only change your own profile".into(),
+            ));
         }
         let (user, name) = (user_id.to_owned(), field.to_owned());
         self.db
@@ -73,10 +85,16 @@ impl Services {
     async fn require_local_user(&self, user_id: &UserId) -> Result<()> {
         if user_id.server_name() != self.server_name() {
             // Profiles of other servers' users come with federation.
-            return Err(Error::NotFound(format!("{user_id} is not a user of this server")));
+            return Err(Error::NotFound(format!(
+                "{user_id} is not a user of this server"
+            )));
         }
         let user = user_id.to_owned();
-        match self.db.read(move |c| storage::users::get_user(c, &user)).await? {
+        match self
+            .db
+            .read(move |c| storage::users::get_user(c, &user))
+            .await?
+        {
             Some(row) if !row.deactivated => Ok(()),
             _ => Err(Error::NotFound(format!("no profile for {user_id}"))),
         }
@@ -90,7 +108,9 @@ fn validate_field(field: &str, value: &JsonValue) -> Result<()> {
         )));
     }
     match (field, value) {
-        ("displayname", JsonValue::String(name)) if name.chars().count() > MAX_DISPLAYNAME_CHARS => {
+        ("displayname", JsonValue::String(name))
+            if name.chars().count() > MAX_DISPLAYNAME_CHARS =>
+        {
             Err(Error::InvalidParam(format!(
                 "displayname is longer than {MAX_DISPLAYNAME_CHARS} characters"
             )))

@@ -33,7 +33,10 @@ struct Buckets {
 
 impl RateLimiter {
     pub fn new(config: &RateLimitsConfig) -> RateLimiter {
-        RateLimiter { config: config.clone(), buckets: Mutex::new(Buckets::default()) }
+        RateLimiter {
+            config: config.clone(),
+            buckets: Mutex::new(Buckets::default()),
+        }
     }
 
     fn bucket(&self, action: Action) -> Bucket {
@@ -64,7 +67,10 @@ impl RateLimiter {
             return Ok(());
         }
         let Bucket { per_second, burst } = self.bucket(action);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         buckets.sweep(now);
         let capacity = f64::from(burst);
         let (level, at) = buckets
@@ -75,21 +81,29 @@ impl RateLimiter {
         let refilled = (level + now.duration_since(at).as_secs_f64() * per_second).min(capacity);
         if refilled < 1.0 {
             let wait = (1.0 - refilled) / per_second;
-            return Err(Error::LimitExceeded { retry_after: Duration::from_secs_f64(wait.max(0.001)) });
+            return Err(Error::LimitExceeded {
+                retry_after: Duration::from_secs_f64(wait.max(0.001)),
+            });
         }
         let remaining = if consume { refilled - 1.0 } else { refilled };
-        buckets.levels.insert((action, key.to_owned()), (remaining, now));
+        buckets
+            .levels
+            .insert((action, key.to_owned()), (remaining, now));
         Ok(())
     }
 }
 
 impl Buckets {
     fn sweep(&mut self, now: Instant) {
-        if self.last_sweep.is_some_and(|t| now.duration_since(t) < IDLE_EVICTION) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < IDLE_EVICTION)
+        {
             return;
         }
         self.last_sweep = Some(now);
-        self.levels.retain(|_, (_, at)| now.duration_since(*at) < IDLE_EVICTION);
+        self.levels
+            .retain(|_, (_, at)| now.duration_since(*at) < IDLE_EVICTION);
     }
 }
 
@@ -115,14 +129,17 @@ mod tests {
         for _ in 0..3 {
             limiter.check_at(Action::Login, "1.2.3.4", start).unwrap();
         }
-        let Err(Error::LimitExceeded { retry_after }) = limiter.check_at(Action::Login, "1.2.3.4", start)
+        let Err(Error::LimitExceeded { retry_after }) =
+            limiter.check_at(Action::Login, "1.2.3.4", start)
         else {
             panic!("the fourth request of a burst of three must be limited");
         };
         assert!(retry_after <= Duration::from_millis(500) && retry_after > Duration::ZERO);
         // Another key and another action have their own buckets.
         limiter.check_at(Action::Login, "5.6.7.8", start).unwrap();
-        limiter.check_at(Action::Registration, "1.2.3.4", start).unwrap();
+        limiter
+            .check_at(Action::Registration, "1.2.3.4", start)
+            .unwrap();
         // Half a second later one token is back.
         let later = start + Duration::from_millis(500);
         limiter.check_at(Action::Login, "1.2.3.4", later).unwrap();

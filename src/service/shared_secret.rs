@@ -32,17 +32,26 @@ pub struct SharedSecretRegistration {
 
 impl Services {
     fn shared_secret(&self) -> Result<&str> {
-        self.config.registration.shared_secret.as_deref().ok_or_else(|| {
-            Error::Forbidden("shared-secret registration is not enabled on this server".into())
-        })
+        self.config
+            .registration
+            .shared_secret
+            .as_deref()
+            .ok_or_else(|| {
+                Error::Forbidden("shared-secret registration is not enabled on this server".into())
+            })
     }
 
     pub fn new_registration_nonce(&self) -> Result<String> {
         self.shared_secret()?;
         let nonce = random_string(32);
-        let mut nonces = self.shared_secret_nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nonces = self
+            .shared_secret_nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        nonces.0.retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
+        nonces
+            .0
+            .retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
         nonces.0.insert(nonce.clone(), now);
         Ok(nonce)
     }
@@ -71,11 +80,16 @@ impl Services {
         if check.verify_slice(&given).is_err() {
             return Err(Error::Forbidden("HMAC incorrect".into()));
         }
-        let user_id = self.create_user(&request.username, &request.password, request.admin).await?;
+        let user_id = self
+            .create_user(&request.username, &request.password, request.admin)
+            .await?;
         if let Some(name) = request.displayname {
-            self.set_profile_field(&user_id, &user_id, "displayname", name.into()).await?;
+            self.set_profile_field(&user_id, &user_id, "displayname", name.into())
+                .await?;
         }
-        let (device_id, tokens) = self.open_device(&user_id, None, None, false, client_ip).await?;
+        let (device_id, tokens) = self
+            .open_device(&user_id, None, None, false, client_ip)
+            .await?;
         Ok((user_id, device_id, tokens))
     }
 }
@@ -107,5 +121,8 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -56,7 +56,9 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 /// A new device id: ten upper-case letters, as other homeservers use.
 pub fn new_device_id() -> OwnedDeviceId {
     const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let id: String = (0..10).map(|_| LETTERS[rand::random_range(0..LETTERS.len())] as char).collect();
+    let id: String = (0..10)
+        .map(|_| LETTERS[rand::random_range(0..LETTERS.len())] as char)
+        .collect();
     id.into()
 }
 
@@ -76,7 +78,11 @@ impl Services {
         };
         let expires_ts = expires_in.map(|d| now_ms() + d.as_millis() as i64);
         PreparedTokens {
-            issued: IssuedTokens { access_token, refresh_token, expires_in },
+            issued: IssuedTokens {
+                access_token,
+                refresh_token,
+                expires_in,
+            },
             access_hash,
             refresh_hash,
             expires_ts,
@@ -141,9 +147,16 @@ impl Services {
                 })
                 .await?;
         }
-        if row.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS) {
-            let (db, user, device, ip) =
-                (self.db.clone(), row.user_id.clone(), row.device_id.clone(), client_ip.to_string());
+        if row
+            .last_seen_ts
+            .is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS)
+        {
+            let (db, user, device, ip) = (
+                self.db.clone(),
+                row.user_id.clone(),
+                row.device_id.clone(),
+                client_ip.to_string(),
+            );
             // Last-seen is advisory; the request does not wait for it.
             tokio::spawn(async move {
                 let written = db
@@ -156,7 +169,11 @@ impl Services {
                 }
             });
         }
-        Ok(UserSession { user_id: row.user_id, device_id: row.device_id, is_admin: row.is_admin })
+        Ok(UserSession {
+            user_id: row.user_id,
+            device_id: row.device_id,
+            is_admin: row.is_admin,
+        })
     }
 
     /// Exchanges a refresh token for new tokens.
@@ -164,7 +181,10 @@ impl Services {
         let old = hash_token(refresh_token);
         let prepared = self.prepare_tokens(true);
         let lookup = old.clone();
-        let row = self.db.read(move |conn| storage::tokens::find_refresh_token(conn, &lookup)).await?;
+        let row = self
+            .db
+            .read(move |conn| storage::tokens::find_refresh_token(conn, &lookup))
+            .await?;
         if row.is_none() {
             return Err(Error::UnknownToken {
                 soft_logout: false,
@@ -176,33 +196,45 @@ impl Services {
             .write("refresh_tokens", move |txn| {
                 // The refresh token's own successor being used retires it, like an access token.
                 storage::tokens::retire_predecessor_txn(txn, &old)?;
-                let rotated =
-                    storage::tokens::rotate_refresh_token_txn(txn, &old, &prepared.as_new_tokens())?;
+                let rotated = storage::tokens::rotate_refresh_token_txn(
+                    txn,
+                    &old,
+                    &prepared.as_new_tokens(),
+                )?;
                 Ok(rotated.then_some(prepared))
             })
             .await?;
-        rotated.map(|p| p.issued).ok_or_else(|| Error::UnknownToken {
-            soft_logout: false,
-            message: "unknown or revoked refresh token".into(),
-        })
+        rotated
+            .map(|p| p.issued)
+            .ok_or_else(|| Error::UnknownToken {
+                soft_logout: false,
+                message: "unknown or revoked refresh token".into(),
+            })
     }
 
     /// Logs one device out: the device and its tokens are deleted.
     pub async fn logout(&self, session: &UserSession) -> Result<()> {
-        self.delete_devices(&session.user_id, vec![session.device_id.clone()]).await
+        self.delete_devices(&session.user_id, vec![session.device_id.clone()])
+            .await
     }
 
     /// Logs every device of the user out.
     pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
         let user = user_id.to_owned();
         self.db
-            .write("logout_all", move |txn| storage::tokens::delete_other_devices_txn(txn, &user, None))
+            .write("logout_all", move |txn| {
+                storage::tokens::delete_other_devices_txn(txn, &user, None)
+            })
             .await?;
         Ok(())
     }
 
     /// Deletes the given devices of a user with their tokens; unknown ids are ignored.
-    pub async fn delete_devices(&self, user_id: &UserId, devices: Vec<OwnedDeviceId>) -> Result<()> {
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        devices: Vec<OwnedDeviceId>,
+    ) -> Result<()> {
         let user = user_id.to_owned();
         self.db
             .write("delete_devices", move |txn| {

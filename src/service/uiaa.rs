@@ -7,9 +7,9 @@
 //! stages completed for one request cannot authorise another. Sessions live in the database and
 //! expire after `auth.uiaa_session_lifetime_secs`.
 
-use ruma::api::error::{ErrorKind, StandardErrorBody};
-use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
 use ruma::UserId;
+use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
+use ruma::api::error::{ErrorKind, StandardErrorBody};
 use serde_json::{Map, Value as JsonValue};
 
 use super::rate_limit::Action;
@@ -66,9 +66,11 @@ impl Services {
                 })
                 .await?;
         }
-        let satisfied = flows
-            .iter()
-            .any(|flow| flow.stages.iter().all(|stage| completed.contains(&stage.to_string())));
+        let satisfied = flows.iter().any(|flow| {
+            flow.stages
+                .iter()
+                .all(|stage| completed.contains(&stage.to_string()))
+        });
         if satisfied && stage_error.is_none() {
             return Ok(CompletedSession { session_id, params });
         }
@@ -78,7 +80,9 @@ impl Services {
     /// Forgets a session after the operation it authorised has succeeded.
     pub async fn finish_uiaa(&self, session_id: String) -> Result<()> {
         self.db
-            .write("finish_uiaa_session", move |txn| storage::uiaa::delete_session_txn(txn, &session_id))
+            .write("finish_uiaa_session", move |txn| {
+                storage::uiaa::delete_session_txn(txn, &session_id)
+            })
             .await?;
         Ok(())
     }
@@ -86,8 +90,11 @@ impl Services {
     async fn new_uiaa_session(&self, purpose: &str, user: Option<&UserId>) -> Result<String> {
         let session_id = random_string(24);
         let cutoff = now_ms() - self.uiaa_lifetime_ms();
-        let (id, purpose, user) =
-            (session_id.clone(), purpose.to_owned(), user.map(|u| u.as_str().to_owned()));
+        let (id, purpose, user) = (
+            session_id.clone(),
+            purpose.to_owned(),
+            user.map(|u| u.as_str().to_owned()),
+        );
         self.db
             .write("new_uiaa_session", move |txn| {
                 // Expired sessions go first, giving back registration token uses they reserved.
@@ -109,11 +116,16 @@ impl Services {
         user: Option<&UserId>,
     ) -> Result<UiaaSessionRow> {
         let id = session_id.to_owned();
-        let session = self.db.read(move |conn| storage::uiaa::get_session(conn, &id)).await?;
+        let session = self
+            .db
+            .read(move |conn| storage::uiaa::get_session(conn, &id))
+            .await?;
         let lifetime = self.uiaa_lifetime_ms();
         let session = session
             .filter(|s| s.created_ts + lifetime > now_ms())
-            .ok_or_else(|| Error::InvalidParam(format!("unknown or expired auth session {session_id:?}")))?;
+            .ok_or_else(|| {
+                Error::InvalidParam(format!("unknown or expired auth session {session_id:?}"))
+            })?;
         if session.purpose != purpose || session.user_id.as_deref() != user.map(UserId::as_str) {
             return Err(Error::Forbidden(
                 "this auth session was started for another request; start a new one".into(),
@@ -133,7 +145,9 @@ impl Services {
         flows: &[AuthFlow],
         params: &mut Map<String, JsonValue>,
     ) -> Result<StageOutcome> {
-        let Some(stage) = auth.auth_type() else { return Ok(StageOutcome::NoStage) };
+        let Some(stage) = auth.auth_type() else {
+            return Ok(StageOutcome::NoStage);
+        };
         if matches!(auth, AuthData::FallbackAcknowledgement(_)) {
             return Ok(StageOutcome::NoStage);
         }
@@ -168,7 +182,10 @@ impl Services {
                 if self.check_password(user, &password.password).await? {
                     Ok(StageOutcome::Passed(name))
                 } else {
-                    Ok(StageOutcome::Failed(stage_error(ErrorKind::Forbidden, "invalid password".into())))
+                    Ok(StageOutcome::Failed(stage_error(
+                        ErrorKind::Forbidden,
+                        "invalid password".into(),
+                    )))
                 }
             }
             AuthData::RegistrationToken(token) => {
@@ -201,9 +218,13 @@ impl Services {
 
     /// Verifies a user's password, counting failures against the account's failed-login bucket.
     pub async fn check_password(&self, user: &UserId, password: &str) -> Result<bool> {
-        self.rate_limiter.would_limit(Action::FailedLogin, user.as_str())?;
+        self.rate_limiter
+            .would_limit(Action::FailedLogin, user.as_str())?;
         let id = user.to_owned();
-        let row = self.db.read(move |conn| storage::users::get_user(conn, &id)).await?;
+        let row = self
+            .db
+            .read(move |conn| storage::users::get_user(conn, &id))
+            .await?;
         let matches = match row.and_then(|r| r.password_hash) {
             Some(stored) => passwords::verify(password.to_owned(), stored).await?,
             None => false,
@@ -233,7 +254,10 @@ fn auth_required(
     error: Option<StandardErrorBody>,
 ) -> Error {
     let mut info = UiaaInfo::new(flows);
-    info.completed = completed.iter().map(|s| AuthType::from(s.as_str())).collect();
+    info.completed = completed
+        .iter()
+        .map(|s| AuthType::from(s.as_str()))
+        .collect();
     info.session = Some(session_id);
     info.params = serde_json::value::to_raw_value(&serde_json::json!({})).ok();
     info.auth_error = error.map(Box::new);

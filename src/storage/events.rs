@@ -41,7 +41,13 @@ pub struct RoomRow {
     pub published: bool,
 }
 
-pub fn insert_room_txn(txn: &Connection, room_id: &str, version: &str, creator: &str, now: i64) -> Result<()> {
+pub fn insert_room_txn(
+    txn: &Connection,
+    room_id: &str,
+    version: &str,
+    creator: &str,
+    now: i64,
+) -> Result<()> {
     txn.execute(
         "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
         params![room_id, version, creator, now],
@@ -52,12 +58,21 @@ pub fn insert_room_txn(txn: &Connection, room_id: &str, version: &str, creator: 
 pub fn get_room(conn: &Connection, room_id: &str) -> Result<Option<RoomRow>> {
     Ok(conn
         .prepare_cached("SELECT room_version, creator, published FROM rooms WHERE room_id = ?1")?
-        .query_row([room_id], |r| Ok(RoomRow { room_version: r.get(0)?, creator: r.get(1)?, published: r.get(2)? }))
+        .query_row([room_id], |r| {
+            Ok(RoomRow {
+                room_version: r.get(0)?,
+                creator: r.get(1)?,
+                published: r.get(2)?,
+            })
+        })
         .optional()?)
 }
 
 pub fn set_room_published_txn(txn: &Connection, room_id: &str, published: bool) -> Result<()> {
-    txn.execute("UPDATE rooms SET published = ?2 WHERE room_id = ?1", params![room_id, published])?;
+    txn.execute(
+        "UPDATE rooms SET published = ?2 WHERE room_id = ?1",
+        params![room_id, published],
+    )?;
     Ok(())
 }
 
@@ -82,14 +97,18 @@ pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventN
         event.state_before
     ])?;
     let nid = txn.last_insert_rowid();
-    let mut edge = txn.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
+    let mut edge = txn.prepare_cached(
+        "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)",
+    )?;
     let mut extremity =
         txn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
     for prev in event.prev_events {
         edge.execute(params![event.event_id, prev])?;
         extremity.execute(params![event.room_id, prev])?;
     }
-    let mut auth = txn.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
+    let mut auth = txn.prepare_cached(
+        "INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)",
+    )?;
     for auth_event in event.auth_events {
         auth.execute(params![event.event_id, auth_event])?;
     }
@@ -105,7 +124,13 @@ pub fn set_state_after_txn(txn: &Connection, nid: EventNid, group: i64) -> Resul
     Ok(())
 }
 
-pub fn insert_relation_txn(txn: &Connection, event_id: &str, relates_to: &str, rel_type: &str, room_id: &str) -> Result<()> {
+pub fn insert_relation_txn(
+    txn: &Connection,
+    event_id: &str,
+    relates_to: &str,
+    rel_type: &str,
+    room_id: &str,
+) -> Result<()> {
     txn.prepare_cached(
         "INSERT OR IGNORE INTO event_relations (event_id, relates_to, rel_type, room_id) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -114,12 +139,20 @@ pub fn insert_relation_txn(txn: &Connection, event_id: &str, relates_to: &str, r
 }
 
 /// Replaces the stored copy of an event with its redacted form.
-pub fn redact_event_txn(txn: &Connection, event_id: &str, redacted_json: &str, redacted_by: &str) -> Result<()> {
+pub fn redact_event_txn(
+    txn: &Connection,
+    event_id: &str,
+    redacted_json: &str,
+    redacted_by: &str,
+) -> Result<()> {
     txn.execute(
         "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
         params![event_id, redacted_json, redacted_by],
     )?;
-    txn.execute("DELETE FROM event_relations WHERE event_id = ?1", [event_id])?;
+    txn.execute(
+        "DELETE FROM event_relations WHERE event_id = ?1",
+        [event_id],
+    )?;
     Ok(())
 }
 
@@ -142,8 +175,7 @@ pub fn max_depth(conn: &Connection, events: &[String]) -> Result<i64> {
     Ok(max)
 }
 
-const COLUMNS: &str =
-    "e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after, e.redacted_by";
+const COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after, e.redacted_by";
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
@@ -159,14 +191,18 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 
 pub fn get_event(conn: &Connection, event_id: &str) -> Result<Option<EventRow>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.event_id = ?1 AND e.rejected_reason IS NULL"))?
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM events e WHERE e.event_id = ?1 AND e.rejected_reason IS NULL"
+        ))?
         .query_row([event_id], event_row)
         .optional()?)
 }
 
 pub fn get_event_by_nid(conn: &Connection, nid: EventNid) -> Result<Option<EventRow>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.stream_ordering = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM events e WHERE e.stream_ordering = ?1"
+        ))?
         .query_row([nid], event_row)
         .optional()?)
 }
@@ -186,7 +222,11 @@ pub struct Page<'a> {
 }
 
 pub fn page_events(conn: &Connection, page: &Page<'_>) -> Result<Vec<EventRow>> {
-    let (cmp, order) = if page.backwards { ("<", "DESC") } else { (">", "ASC") };
+    let (cmp, order) = if page.backwards {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
     let bound = match (page.to, page.backwards) {
         (Some(_), true) => "AND e.stream_ordering > ?3",
         (Some(_), false) => "AND e.stream_ordering < ?3",
@@ -246,10 +286,20 @@ fn glob_pattern(filter: &str) -> String {
 
 /// The highest stream position of any event.
 pub fn max_stream_ordering(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(stream_ordering), 0) FROM events",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
-pub fn txn_event(conn: &Connection, room_id: &str, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+pub fn txn_event(
+    conn: &Connection,
+    room_id: &str,
+    user_id: &str,
+    device_id: &str,
+    txn_id: &str,
+) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached(
             "SELECT event_id FROM event_txn_ids
@@ -276,7 +326,12 @@ pub fn insert_txn_id_txn(
 }
 
 /// The transaction id the given device sent an event with, if it sent it.
-pub fn txn_id_of(conn: &Connection, event_id: &str, user_id: &str, device_id: &str) -> Result<Option<String>> {
+pub fn txn_id_of(
+    conn: &Connection,
+    event_id: &str,
+    user_id: &str,
+    device_id: &str,
+) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT txn_id FROM event_txn_ids WHERE event_id = ?1 AND user_id = ?2 AND device_id = ?3")?
         .query_row(params![event_id, user_id, device_id], |r| r.get(0))
@@ -291,4 +346,26 @@ pub fn join_positions(conn: &Connection, room_id: &str, user_id: &str) -> Result
     )?;
     let rows = stmt.query_map(params![room_id, user_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Inside a write: the state group after the given previous events, for an event built on them
+/// before they were committed. Refuses (aborting the write) when one of them was never written,
+/// so nothing is stored on top of a failed write.
+pub fn state_after_of_prev_txn(txn: &Connection, prev_events: &[String]) -> Result<Option<i64>> {
+    let mut stmt = txn.prepare_cached("SELECT state_after FROM events WHERE event_id = ?1")?;
+    let mut state = None;
+    for prev in prev_events {
+        let found: Option<Option<i64>> = stmt.query_row([prev], |r| r.get(0)).optional()?;
+        match found {
+            // With several previous events (forks come with federation) the last one's state holds
+            // until state resolution is wired in.
+            Some(group) => state = group,
+            None => {
+                return Err(super::StorageError::Aborted(format!(
+                    "previous event {prev} was not persisted"
+                )));
+            }
+        }
+    }
+    Ok(state)
 }

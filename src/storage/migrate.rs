@@ -8,8 +8,14 @@ use super::{Result, StorageError};
 
 /// Every migration, in order. Append only: a released migration never changes.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_create_accounts", include_str!("../../migrations/0001_create_accounts.sql")),
-    ("0002_create_rooms", include_str!("../../migrations/0002_create_rooms.sql")),
+    (
+        "0001_create_accounts",
+        include_str!("../../migrations/0001_create_accounts.sql"),
+    ),
+    (
+        "0002_create_rooms",
+        include_str!("../../migrations/0002_create_rooms.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -18,7 +24,10 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
     let found: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if found > SCHEMA_VERSION {
-        return Err(StorageError::SchemaTooNew { found, known: SCHEMA_VERSION });
+        return Err(StorageError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
     }
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = index as u32 + 1;
@@ -40,14 +49,17 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         apply(&mut conn).unwrap();
         apply(&mut conn).unwrap();
-        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
     fn a_newer_schema_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1)).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
         let err = apply(&mut conn).unwrap_err();
         assert!(matches!(err, StorageError::SchemaTooNew { .. }), "{err}");
         assert!(err.to_string().contains("newer than this plexus"));

@@ -11,9 +11,9 @@
 //! Table groups live in their own files, with functions named `verb_noun_txn` (writes, given the
 //! open transaction) and `verb_noun` (reads, given a read connection).
 
+pub mod events;
 mod migrate;
 mod pool;
-pub mod events;
 pub mod registration_tokens;
 pub mod rooms;
 pub mod state;
@@ -49,7 +49,10 @@ pub enum StorageError {
     )]
     SchemaTooNew { found: u32, known: u32 },
     #[error("cannot open database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("the database writer has stopped")]
     WriterStopped,
     #[error("a database reader task failed: {0}")]
@@ -101,6 +104,21 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.submit(name, f).await
+    }
+
+    /// Queues `f` for the writer thread now and returns a future of its committed result. Writes
+    /// run in the order they were submitted, so a caller may queue a write, release its own lock,
+    /// and only then wait for the commit.
+    pub fn submit<T, F>(
+        &self,
+        name: &'static str,
+        f: F,
+    ) -> impl Future<Output = Result<T>> + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let span = tracing::debug_span!("db.write", write.name = name);
         let job: Job = Box::new(move |conn| {
@@ -115,8 +133,14 @@ impl Db {
                 let _ = tx.send(result);
             })
         });
-        self.writer.send(job).map_err(|_| StorageError::WriterStopped)?;
-        rx.await.map_err(|_| StorageError::WriterStopped)?
+        let sent = self
+            .writer
+            .send(job)
+            .map_err(|_| StorageError::WriterStopped);
+        async move {
+            sent?;
+            rx.await.map_err(|_| StorageError::WriterStopped)?
+        }
     }
 
     /// Runs `f` with a read-only connection on the blocking thread pool.
@@ -135,7 +159,11 @@ impl Db {
     /// Waits until every write queued so far is committed and the writer thread has stopped. Used
     /// at shutdown; other clones of the handle must be dropped first for the thread to end.
     pub fn close(self) {
-        let Db { writer, writer_thread, readers } = self;
+        let Db {
+            writer,
+            writer_thread,
+            readers,
+        } = self;
         drop(writer);
         drop(readers);
         if let Some(slot) = std::sync::Arc::into_inner(writer_thread)
@@ -147,8 +175,10 @@ impl Db {
 }
 
 fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|source| StorageError::Open { path: path.to_owned(), source })?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StorageError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
     let synchronous = match config.synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
@@ -166,7 +196,11 @@ fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Re
 fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     conn.execute_batch("SAVEPOINT job")?;
     let outcome = f(conn);
-    let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    let end = if outcome.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
     conn.execute_batch(end)?;
     outcome
 }
@@ -205,7 +239,11 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
             };
             complete(report);
         }
-        tracing::trace!(batch.size = size, elapsed_us = started.elapsed().as_micros() as u64, "committed");
+        tracing::trace!(
+            batch.size = size,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "committed"
+        );
     }
 }
 
@@ -268,7 +306,10 @@ mod tests {
             .read(|c| Ok(registration_tokens::get_token(c, "partial")?))
             .await
             .unwrap();
-        assert!(partial.is_none(), "the failed closure's insert must be rolled back");
+        assert!(
+            partial.is_none(),
+            "the failed closure's insert must be rolled back"
+        );
     }
 
     #[tokio::test]
@@ -279,7 +320,10 @@ mod tests {
         db.write("insert", insert("kept")).await.unwrap();
         // Reopen through a separate connection without closing the first handle, as after a crash.
         let other = Db::open(&path, &DatabaseConfig::default()).unwrap();
-        let found = other.read(|c| Ok(registration_tokens::get_token(c, "kept")?)).await.unwrap();
+        let found = other
+            .read(|c| Ok(registration_tokens::get_token(c, "kept")?))
+            .await
+            .unwrap();
         assert!(found.is_some());
         db.close();
         other.close();

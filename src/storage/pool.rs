@@ -28,12 +28,19 @@ impl ReaderPool {
                 Ok(conn)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ReaderPool { idle: Mutex::new(idle), permits: std::sync::Arc::new(Semaphore::new(count)) })
+        Ok(ReaderPool {
+            idle: Mutex::new(idle),
+            permits: std::sync::Arc::new(Semaphore::new(count)),
+        })
     }
 
     /// Waits for a free connection; the permit guarantees `with_connection` finds one idle.
     pub(super) async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
-        self.permits.clone().acquire_owned().await.map_err(|_| StorageError::WriterStopped)
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::WriterStopped)
     }
 
     pub(super) fn with_connection<T>(

@@ -49,8 +49,9 @@ pub fn get_token(conn: &Connection, token: &str) -> Result<Option<RegistrationTo
 }
 
 pub fn list_tokens(conn: &Connection) -> Result<Vec<RegistrationToken>> {
-    let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM registration_tokens ORDER BY created_ts"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM registration_tokens ORDER BY created_ts"
+    ))?;
     let rows = stmt.query_map([], token_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -15,7 +15,11 @@ pub struct MembershipRow {
     pub forgotten: bool,
 }
 
-pub fn membership(conn: &Connection, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
+pub fn membership(
+    conn: &Connection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<MembershipRow>> {
     Ok(conn
         .prepare_cached(
             "SELECT user_id, membership, event_nid, forgotten FROM room_memberships
@@ -26,11 +30,20 @@ pub fn membership(conn: &Connection, room_id: &str, user_id: &str) -> Result<Opt
 }
 
 fn membership_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MembershipRow> {
-    Ok(MembershipRow { user_id: r.get(0)?, membership: r.get(1)?, event_nid: r.get(2)?, forgotten: r.get(3)? })
+    Ok(MembershipRow {
+        user_id: r.get(0)?,
+        membership: r.get(1)?,
+        event_nid: r.get(2)?,
+        forgotten: r.get(3)?,
+    })
 }
 
 /// Current members of a room, optionally only those with one membership.
-pub fn members(conn: &Connection, room_id: &str, membership: Option<&str>) -> Result<Vec<MembershipRow>> {
+pub fn members(
+    conn: &Connection,
+    room_id: &str,
+    membership: Option<&str>,
+) -> Result<Vec<MembershipRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT user_id, membership, event_nid, forgotten FROM room_memberships
          WHERE room_id = ?1 AND (?2 IS NULL OR membership = ?2) ORDER BY user_id",
@@ -64,7 +77,12 @@ pub fn alias_room(conn: &Connection, alias: &str) -> Result<Option<(String, Stri
 }
 
 /// Inserts an alias; false when it exists already.
-pub fn insert_alias_txn(txn: &Connection, alias: &str, room_id: &str, creator: &str) -> Result<bool> {
+pub fn insert_alias_txn(
+    txn: &Connection,
+    alias: &str,
+    room_id: &str,
+    creator: &str,
+) -> Result<bool> {
     Ok(txn.execute(
         "INSERT INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3) ON CONFLICT (alias) DO NOTHING",
         params![alias, room_id, creator],
@@ -76,7 +94,8 @@ pub fn delete_alias_txn(txn: &Connection, alias: &str) -> Result<bool> {
 }
 
 pub fn aliases_of_room(conn: &Connection, room_id: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?;
     let rows = stmt.query_map([room_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

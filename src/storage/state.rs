@@ -34,7 +34,10 @@ pub fn intern_key_txn(txn: &Connection, kind: &str, state_key: &str) -> Result<K
     if let Some(nid) = key_nid(txn, kind, state_key)? {
         return Ok(nid);
     }
-    txn.execute("INSERT INTO state_keys (type, state_key) VALUES (?1, ?2)", params![kind, state_key])?;
+    txn.execute(
+        "INSERT INTO state_keys (type, state_key) VALUES (?1, ?2)",
+        params![kind, state_key],
+    )?;
     Ok(txn.last_insert_rowid())
 }
 
@@ -55,7 +58,13 @@ pub fn key_of(conn: &Connection, nid: KeyNid) -> Result<(String, String)> {
 fn group_meta(conn: &Connection, group: i64) -> Result<GroupMeta> {
     Ok(conn
         .prepare_cached("SELECT parent, base, depth FROM state_groups WHERE group_id = ?1")?
-        .query_row([group], |r| Ok(GroupMeta { parent: r.get(0)?, base: r.get(1)?, depth: r.get(2)? }))?)
+        .query_row([group], |r| {
+            Ok(GroupMeta {
+                parent: r.get(0)?,
+                base: r.get(1)?,
+                depth: r.get(2)?,
+            })
+        })?)
 }
 
 /// Whether a group's delta against its base lives in its own changes (base = parent).
@@ -138,10 +147,16 @@ pub fn lookup(conn: &Connection, group: i64, key: KeyNid) -> Result<Option<Event
     let mut cursor = Some(group);
     while let Some(g) = cursor {
         let meta = group_meta(conn, g)?;
-        let table = if delta_is_changes(&meta) { "state_group_changes" } else { "state_group_deltas" };
+        let table = if delta_is_changes(&meta) {
+            "state_group_changes"
+        } else {
+            "state_group_deltas"
+        };
         let sql = format!("SELECT event_nid FROM {table} WHERE group_id = ?1 AND key_nid = ?2");
-        let found: Option<Option<EventNid>> =
-            conn.prepare_cached(&sql)?.query_row(params![g, key], |r| r.get(0)).optional()?;
+        let found: Option<Option<EventNid>> = conn
+            .prepare_cached(&sql)?
+            .query_row(params![g, key], |r| r.get(0))
+            .optional()?;
         if let Some(event) = found {
             return Ok(event);
         }
@@ -161,7 +176,11 @@ pub fn load_state(conn: &Connection, group: i64) -> Result<NidState> {
     }
     let mut state = NidState::new();
     for (g, meta) in chain.iter().rev() {
-        let table = if delta_is_changes(meta) { "state_group_changes" } else { "state_group_deltas" };
+        let table = if delta_is_changes(meta) {
+            "state_group_changes"
+        } else {
+            "state_group_deltas"
+        };
         for (key, event) in rows(conn, table, *g)? {
             match event {
                 Some(event) => state.insert(key, event),
@@ -200,7 +219,12 @@ pub fn set_current_state_txn(
 }
 
 /// The event currently holding (type, state_key) in a room.
-pub fn current_state_event(conn: &Connection, room_id: &str, kind: &str, state_key: &str) -> Result<Option<EventNid>> {
+pub fn current_state_event(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<EventNid>> {
     Ok(conn
         .prepare_cached(
             "SELECT event_nid FROM current_state WHERE room_id = ?1 AND type = ?2 AND state_key = ?3",
@@ -243,9 +267,16 @@ mod tests {
             parent = Some(group);
         }
         for (i, group) in groups.iter().enumerate().step_by(37) {
-            assert_eq!(load_state(&conn, *group).unwrap(), expected[i], "state of group {i}");
+            assert_eq!(
+                load_state(&conn, *group).unwrap(),
+                expected[i],
+                "state of group {i}"
+            );
             for key in [0, 17, 49] {
-                assert_eq!(lookup(&conn, *group, key).unwrap(), expected[i].get(&key).copied());
+                assert_eq!(
+                    lookup(&conn, *group, key).unwrap(),
+                    expected[i].get(&key).copied()
+                );
             }
         }
     }
@@ -255,10 +286,17 @@ mod tests {
         let conn = db();
         let root = create_group_txn(&conn, "!r:x", None, &[(1, Some(10)), (2, Some(20))]).unwrap();
         let left = create_group_txn(&conn, "!r:x", Some(root), &[(1, Some(11))]).unwrap();
-        let right = create_group_txn(&conn, "!r:x", Some(root), &[(2, None), (3, Some(30))]).unwrap();
+        let right =
+            create_group_txn(&conn, "!r:x", Some(root), &[(2, None), (3, Some(30))]).unwrap();
         let left2 = create_group_txn(&conn, "!r:x", Some(left), &[(3, Some(31))]).unwrap();
-        assert_eq!(load_state(&conn, left2).unwrap(), NidState::from([(1, 11), (2, 20), (3, 31)]));
-        assert_eq!(load_state(&conn, right).unwrap(), NidState::from([(1, 10), (3, 30)]));
+        assert_eq!(
+            load_state(&conn, left2).unwrap(),
+            NidState::from([(1, 11), (2, 20), (3, 31)])
+        );
+        assert_eq!(
+            load_state(&conn, right).unwrap(),
+            NidState::from([(1, 10), (3, 30)])
+        );
         assert_eq!(lookup(&conn, right, 2).unwrap(), None);
         assert_eq!(lookup(&conn, left2, 2).unwrap(), Some(20));
     }

@@ -1,8 +1,8 @@
 //! Tables `devices`, `access_tokens` and `refresh_tokens`. Tokens arrive here already hashed: the
 //! plain token never reaches the database.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, now_ms};
 
@@ -61,17 +61,19 @@ pub fn find_access_token(conn: &Connection, hash: &[u8]) -> Result<Option<Access
             ))
         })
         .optional()?;
-    Ok(row.and_then(|(user, device, expires_ts, used, is_admin, refresh_token_hash, last_seen_ts)| {
-        Some(AccessTokenRow {
-            user_id: UserId::parse(user).ok()?,
-            device_id: device.into(),
-            expires_ts,
-            used,
-            is_admin,
-            refresh_token_hash,
-            last_seen_ts,
-        })
-    }))
+    Ok(row.and_then(
+        |(user, device, expires_ts, used, is_admin, refresh_token_hash, last_seen_ts)| {
+            Some(AccessTokenRow {
+                user_id: UserId::parse(user).ok()?,
+                device_id: device.into(),
+                expires_ts,
+                used,
+                is_admin,
+                refresh_token_hash,
+                last_seen_ts,
+            })
+        },
+    ))
 }
 
 /// Creates the device if it is new (keeping its name otherwise), records it as seen now from
@@ -128,10 +130,20 @@ fn insert_tokens_txn(
     Ok(())
 }
 
-fn delete_device_tokens_txn(txn: &Connection, user_id: &UserId, device_id: &DeviceId) -> Result<()> {
+fn delete_device_tokens_txn(
+    txn: &Connection,
+    user_id: &UserId,
+    device_id: &DeviceId,
+) -> Result<()> {
     let args = params![user_id.as_str(), device_id.as_str()];
-    txn.execute("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", args)?;
-    txn.execute("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", args)?;
+    txn.execute(
+        "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+        args,
+    )?;
+    txn.execute(
+        "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
+        args,
+    )?;
     Ok(())
 }
 
@@ -146,14 +158,21 @@ pub fn find_refresh_token(conn: &Connection, hash: &[u8]) -> Result<Option<Refre
         )
         .optional()?;
     Ok(row.and_then(|(user, device)| {
-        Some(RefreshTokenRow { user_id: UserId::parse(user).ok()?, device_id: device.into() })
+        Some(RefreshTokenRow {
+            user_id: UserId::parse(user).ok()?,
+            device_id: device.into(),
+        })
     }))
 }
 
 /// Exchanges refresh token `old` for new tokens. The old refresh token (and the access token
 /// issued with it) stays valid until the successor is first used; exchanging `old` again replaces
 /// a successor that was never used. Returns false when `old` is no longer valid.
-pub fn rotate_refresh_token_txn(txn: &Connection, old: &[u8], tokens: &NewTokens<'_>) -> Result<bool> {
+pub fn rotate_refresh_token_txn(
+    txn: &Connection,
+    old: &[u8],
+    tokens: &NewTokens<'_>,
+) -> Result<bool> {
     let row: Option<(String, String, Option<Vec<u8>>)> = txn
         .query_row(
             "SELECT user_id, device_id, next_token_hash FROM refresh_tokens WHERE token_hash = ?1",
@@ -161,10 +180,18 @@ pub fn rotate_refresh_token_txn(txn: &Connection, old: &[u8], tokens: &NewTokens
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    let Some((user, device, previous_successor)) = row else { return Ok(false) };
+    let Some((user, device, previous_successor)) = row else {
+        return Ok(false);
+    };
     if let Some(successor) = previous_successor {
-        txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?1", [&successor])?;
-        txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?1", [&successor])?;
+        txn.execute(
+            "DELETE FROM access_tokens WHERE refresh_token_hash = ?1",
+            [&successor],
+        )?;
+        txn.execute(
+            "DELETE FROM refresh_tokens WHERE token_hash = ?1",
+            [&successor],
+        )?;
     }
     let (Ok(user_id), device_id) = (UserId::parse(user), OwnedDeviceId::from(device)) else {
         return Ok(false);
@@ -185,13 +212,19 @@ pub fn retire_predecessor_txn(txn: &Connection, refresh_hash: &[u8]) -> Result<(
              (SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?1)",
         [refresh_hash],
     )?;
-    txn.execute("DELETE FROM refresh_tokens WHERE next_token_hash = ?1", [refresh_hash])?;
+    txn.execute(
+        "DELETE FROM refresh_tokens WHERE next_token_hash = ?1",
+        [refresh_hash],
+    )?;
     Ok(())
 }
 
 /// Records that an access token has been used, so its first use is handled only once.
 pub fn mark_access_token_used_txn(txn: &Connection, access_hash: &[u8]) -> Result<()> {
-    txn.execute("UPDATE access_tokens SET used = 1 WHERE token_hash = ?1", [access_hash])?;
+    txn.execute(
+        "UPDATE access_tokens SET used = 1 WHERE token_hash = ?1",
+        [access_hash],
+    )?;
     Ok(())
 }
 
@@ -217,7 +250,11 @@ pub fn list_devices(conn: &Connection, user_id: &UserId) -> Result<Vec<DeviceRow
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get_device(conn: &Connection, user_id: &UserId, device_id: &DeviceId) -> Result<Option<DeviceRow>> {
+pub fn get_device(
+    conn: &Connection,
+    user_id: &UserId,
+    device_id: &DeviceId,
+) -> Result<Option<DeviceRow>> {
     Ok(conn
         .query_row(
             "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
@@ -261,7 +298,11 @@ pub fn delete_device_txn(txn: &Connection, user_id: &UserId, device_id: &DeviceI
 }
 
 /// Deletes every device of the user except `keep`, with their tokens.
-pub fn delete_other_devices_txn(txn: &Connection, user_id: &UserId, keep: Option<&DeviceId>) -> Result<()> {
+pub fn delete_other_devices_txn(
+    txn: &Connection,
+    user_id: &UserId,
+    keep: Option<&DeviceId>,
+) -> Result<()> {
     txn.execute(
         "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
         params![user_id.as_str(), keep.map(DeviceId::as_str)],

@@ -33,7 +33,15 @@ pub fn get_session(conn: &Connection, session_id: &str) -> Result<Option<UiaaSes
             "SELECT purpose, user_id, completed, params, created_ts FROM uiaa_sessions
              WHERE session_id = ?1",
             [session_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
         )
         .optional()?;
     row.map(|(purpose, user_id, completed, params, created_ts)| {
@@ -56,13 +64,20 @@ pub fn update_session_txn(
 ) -> Result<()> {
     txn.execute(
         "UPDATE uiaa_sessions SET completed = ?2, params = ?3 WHERE session_id = ?1",
-        params![session_id, serde_json::to_string(completed)?, serde_json::to_string(params)?],
+        params![
+            session_id,
+            serde_json::to_string(completed)?,
+            serde_json::to_string(params)?
+        ],
     )?;
     Ok(())
 }
 
 pub fn delete_session_txn(txn: &Connection, session_id: &str) -> Result<()> {
-    txn.execute("DELETE FROM uiaa_sessions WHERE session_id = ?1", [session_id])?;
+    txn.execute(
+        "DELETE FROM uiaa_sessions WHERE session_id = ?1",
+        [session_id],
+    )?;
     Ok(())
 }
 
@@ -72,9 +87,8 @@ pub fn delete_sessions_before_txn(
     txn: &Connection,
     cutoff_ts: i64,
 ) -> Result<Vec<Map<String, JsonValue>>> {
-    let mut stmt = txn.prepare_cached(
-        "DELETE FROM uiaa_sessions WHERE created_ts < ?1 RETURNING params",
-    )?;
+    let mut stmt =
+        txn.prepare_cached("DELETE FROM uiaa_sessions WHERE created_ts < ?1 RETURNING params")?;
     let rows = stmt.query_map([cutoff_ts], |row| row.get::<_, String>(0))?;
     rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
 }

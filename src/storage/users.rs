@@ -1,7 +1,7 @@
 //! Tables `users` and `profile_fields`: accounts, their password hashes and profile fields.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use ruma::UserId;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as JsonValue;
 
 use super::{Result, now_ms};
@@ -134,6 +134,9 @@ pub fn delete_profile_field_txn(txn: &Connection, user_id: &UserId, field: &str)
 
 /// Removes every profile field (used when an account is deactivated with erasure).
 pub fn delete_profile_txn(txn: &Connection, user_id: &UserId) -> Result<()> {
-    txn.execute("DELETE FROM profile_fields WHERE user_id = ?1", [user_id.as_str()])?;
+    txn.execute(
+        "DELETE FROM profile_fields WHERE user_id = ?1",
+        [user_id.as_str()],
+    )?;
     Ok(())
 }

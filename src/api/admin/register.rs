@@ -43,15 +43,18 @@ async fn register(
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> ApiResult<Json<JsonValue>> {
     let (user_id, device_id, tokens) = state
-        .register_with_shared_secret(SharedSecretRegistration {
-            nonce: body.nonce,
-            username: body.username,
-            password: body.password,
-            admin: body.admin,
-            user_type: body.user_type,
-            displayname: body.displayname,
-            mac: body.mac,
-        }, peer.ip())
+        .register_with_shared_secret(
+            SharedSecretRegistration {
+                nonce: body.nonce,
+                username: body.username,
+                password: body.password,
+                admin: body.admin,
+                user_type: body.user_type,
+                displayname: body.displayname,
+                mac: body.mac,
+            },
+            peer.ip(),
+        )
         .await?;
     Ok(Json(json!({
         "user_id": user_id,

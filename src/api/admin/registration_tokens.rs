@@ -33,7 +33,9 @@ async fn list(
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(other) => {
-            return Err(ApiError::InvalidParam(format!("valid must be true or false, not {other:?}")));
+            return Err(ApiError::InvalidParam(format!(
+                "valid must be true or false, not {other:?}"
+            )));
         }
     };
     let tokens = state.list_registration_tokens(valid).await?;
@@ -41,7 +43,9 @@ async fn list(
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// `POST /_synapse/admin/v1/registration_tokens/new`
@@ -54,7 +58,11 @@ async fn create(
 }
 
 /// `GET /_synapse/admin/v1/registration_tokens/{token}`
-async fn show(State(state): State<AppState>, _: Admin, Path(token): Path<String>) -> ApiResult<Json<RegistrationToken>> {
+async fn show(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(token): Path<String>,
+) -> ApiResult<Json<RegistrationToken>> {
     Ok(Json(state.get_registration_token(&token).await?))
 }
 
@@ -79,11 +87,19 @@ async fn update(
     Path(token): Path<String>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<RegistrationToken>> {
-    Ok(Json(state.update_registration_token(&token, body.uses_allowed, body.expiry_time).await?))
+    Ok(Json(
+        state
+            .update_registration_token(&token, body.uses_allowed, body.expiry_time)
+            .await?,
+    ))
 }
 
 /// `DELETE /_synapse/admin/v1/registration_tokens/{token}`
-async fn remove(State(state): State<AppState>, _: Admin, Path(token): Path<String>) -> ApiResult<Json<JsonValue>> {
+async fn remove(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(token): Path<String>,
+) -> ApiResult<Json<JsonValue>> {
     state.delete_registration_token(&token).await?;
     Ok(Json(json!({})))
 }

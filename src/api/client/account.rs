@@ -14,7 +14,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 /// `GET /_matrix/client/v3/account/whoami`
-async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
+async fn whoami(
+    _: AppState,
+    request: Ruma<whoami::v3::Request>,
+) -> ApiResult<whoami::v3::Response> {
     let mut response = whoami::v3::Response::new(request.identity.user_id, false);
     response.device_id = Some(request.identity.device_id);
     Ok(response)
@@ -33,7 +36,9 @@ async fn change_password(
 ) -> ApiResult<change_password::v3::Response> {
     let session = logged_in(request.identity)?;
     let body = request.body;
-    state.change_password(&session, body.new_password, body.logout_devices, body.auth).await?;
+    state
+        .change_password(&session, body.new_password, body.logout_devices, body.auth)
+        .await?;
     Ok(change_password::v3::Response::new())
 }
 
@@ -43,6 +48,10 @@ async fn deactivate(
     request: Ruma<deactivate::v3::Request>,
 ) -> ApiResult<deactivate::v3::Response> {
     let session = logged_in(request.identity)?;
-    state.deactivate(&session, request.body.erase, request.body.auth).await?;
-    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+    state
+        .deactivate(&session, request.body.erase, request.body.auth)
+        .await?;
+    Ok(deactivate::v3::Response::new(
+        ThirdPartyIdRemovalStatus::NoSupport,
+    ))
 }

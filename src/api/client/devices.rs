@@ -1,8 +1,10 @@
 //! Device management: list, get, rename and delete (deletion behind user-interactive auth).
 
 use axum::Router;
-use ruma::api::client::device::{self, delete_device, delete_devices, get_device, get_devices, update_device};
 use ruma::MilliSecondsSinceUnixEpoch;
+use ruma::api::client::device::{
+    self, delete_device, delete_devices, get_device, get_devices, update_device,
+};
 
 use crate::api::AppState;
 use crate::api::error::ApiResult;
@@ -11,7 +13,12 @@ use crate::api::route::RumaRoutes;
 use crate::storage::tokens::DeviceRow;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(list).ruma(get).ruma(rename).ruma(delete_one).ruma(delete_many)
+    router
+        .ruma(list)
+        .ruma(get)
+        .ruma(rename)
+        .ruma(delete_one)
+        .ruma(delete_many)
 }
 
 fn to_device(row: DeviceRow) -> device::Device {
@@ -26,14 +33,24 @@ fn to_device(row: DeviceRow) -> device::Device {
 }
 
 /// `GET /_matrix/client/v3/devices`
-async fn list(state: AppState, request: Ruma<get_devices::v3::Request>) -> ApiResult<get_devices::v3::Response> {
+async fn list(
+    state: AppState,
+    request: Ruma<get_devices::v3::Request>,
+) -> ApiResult<get_devices::v3::Response> {
     let devices = state.list_devices(&request.identity.user_id).await?;
-    Ok(get_devices::v3::Response::new(devices.into_iter().map(to_device).collect()))
+    Ok(get_devices::v3::Response::new(
+        devices.into_iter().map(to_device).collect(),
+    ))
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
-async fn get(state: AppState, request: Ruma<get_device::v3::Request>) -> ApiResult<get_device::v3::Response> {
-    let row = state.get_device(&request.identity.user_id, &request.body.device_id).await?;
+async fn get(
+    state: AppState,
+    request: Ruma<get_device::v3::Request>,
+) -> ApiResult<get_device::v3::Response> {
+    let row = state
+        .get_device(&request.identity.user_id, &request.body.device_id)
+        .await?;
     Ok(get_device::v3::Response::new(to_device(row)))
 }
 
@@ -43,7 +60,13 @@ async fn rename(
     request: Ruma<update_device::v3::Request>,
 ) -> ApiResult<update_device::v3::Response> {
     let body = request.body;
-    state.rename_device(&request.identity.user_id, &body.device_id, body.display_name).await?;
+    state
+        .rename_device(
+            &request.identity.user_id,
+            &body.device_id,
+            body.display_name,
+        )
+        .await?;
     Ok(update_device::v3::Response::new())
 }
 
@@ -53,8 +76,12 @@ async fn delete_one(
     request: Ruma<delete_device::v3::Request>,
 ) -> ApiResult<delete_device::v3::Response> {
     let body = request.body;
-    state.get_device(&request.identity.user_id, &body.device_id).await?;
-    state.delete_devices_with_auth(&request.identity, vec![body.device_id], body.auth).await?;
+    state
+        .get_device(&request.identity.user_id, &body.device_id)
+        .await?;
+    state
+        .delete_devices_with_auth(&request.identity, vec![body.device_id], body.auth)
+        .await?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -64,6 +91,8 @@ async fn delete_many(
     request: Ruma<delete_devices::v3::Request>,
 ) -> ApiResult<delete_devices::v3::Response> {
     let body = request.body;
-    state.delete_devices_with_auth(&request.identity, body.devices, body.auth).await?;
+    state
+        .delete_devices_with_auth(&request.identity, body.devices, body.auth)
+        .await?;
     Ok(delete_devices::v3::Response::new())
 }

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
-use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
 use ruma::RoomVersionId;
+use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
 use ruma::api::federation::discovery::discover_homeserver as discover_federation;
 
 use crate::api::AppState;
@@ -20,7 +20,11 @@ const SPEC_VERSIONS: &[&str] = &[
 ];
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(versions).ruma(well_known_client).ruma(well_known_server).ruma(capabilities)
+    router
+        .ruma(versions)
+        .ruma(well_known_client)
+        .ruma(well_known_server)
+        .ruma(capabilities)
 }
 
 /// `GET /_matrix/client/versions`
@@ -28,8 +32,9 @@ async fn versions(
     _: AppState,
     _: Ruma<get_supported_versions::Request>,
 ) -> ApiResult<get_supported_versions::Response> {
-    let mut response =
-        get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| v.to_string()).collect());
+    let mut response = get_supported_versions::Response::new(
+        SPEC_VERSIONS.iter().map(|v| v.to_string()).collect(),
+    );
     response.unstable_features = BTreeMap::new();
     Ok(response)
 }
@@ -39,9 +44,9 @@ async fn well_known_client(
     state: AppState,
     _: Ruma<discover_homeserver::Request>,
 ) -> ApiResult<discover_homeserver::Response> {
-    Ok(discover_homeserver::Response::new(discover_homeserver::HomeserverInfo::new(
-        state.config.client_base_url(),
-    )))
+    Ok(discover_homeserver::Response::new(
+        discover_homeserver::HomeserverInfo::new(state.config.client_base_url()),
+    ))
 }
 
 /// `GET /.well-known/matrix/server`
@@ -76,6 +81,7 @@ async fn capabilities(
             .collect(),
     );
     capabilities.profile_fields = Some(get_capabilities::v3::ProfileFieldsCapability::new(true));
-    capabilities.thirdparty_id_changes = get_capabilities::v3::ThirdPartyIdChangesCapability::new(false);
+    capabilities.thirdparty_id_changes =
+        get_capabilities::v3::ThirdPartyIdChangesCapability::new(false);
     Ok(get_capabilities::v3::Response::new(capabilities))
 }

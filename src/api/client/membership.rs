@@ -4,7 +4,8 @@ use axum::Router;
 use ruma::api::client::knock::knock_room;
 use ruma::api::client::membership::invite_user::v3::InvitationRecipient;
 use ruma::api::client::membership::{
-    ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
+    ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, kick_user,
+    leave_room, unban_user,
 };
 
 use crate::api::AppState;
@@ -26,9 +27,18 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/join`
-async fn join_by_id(state: AppState, request: Ruma<join_room_by_id::v3::Request>) -> ApiResult<join_room_by_id::v3::Response> {
+async fn join_by_id(
+    state: AppState,
+    request: Ruma<join_room_by_id::v3::Request>,
+) -> ApiResult<join_room_by_id::v3::Response> {
     let body = request.body;
-    let room_id = state.join(&request.identity, body.room_id.as_str(), body.reason.as_deref()).await?;
+    let room_id = state
+        .join(
+            &request.identity,
+            body.room_id.as_str(),
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -38,56 +48,128 @@ async fn join_by_id_or_alias(
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
     let body = request.body;
-    let room_id = state.join(&request.identity, body.room_id_or_alias.as_str(), body.reason.as_deref()).await?;
+    let room_id = state
+        .join(
+            &request.identity,
+            body.room_id_or_alias.as_str(),
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`
-async fn invite(state: AppState, request: Ruma<invite_user::v3::Request>) -> ApiResult<invite_user::v3::Response> {
+async fn invite(
+    state: AppState,
+    request: Ruma<invite_user::v3::Request>,
+) -> ApiResult<invite_user::v3::Response> {
     let body = request.body;
     let InvitationRecipient::UserId(recipient) = body.recipient else {
-        return Err(ApiError::InvalidParam("third-party invites are not supported".into()));
+        return Err(ApiError::InvalidParam(
+            "third-party invites are not supported".into(),
+        ));
     };
-    state.invite(&request.identity, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false).await?;
+    state
+        .invite(
+            &request.identity,
+            &body.room_id,
+            &recipient.user_id,
+            recipient.reason.as_deref(),
+            false,
+        )
+        .await?;
     Ok(invite_user::v3::Response::new())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`
-async fn leave(state: AppState, request: Ruma<leave_room::v3::Request>) -> ApiResult<leave_room::v3::Response> {
-    state.leave(&request.identity, &request.body.room_id, request.body.reason.as_deref()).await?;
+async fn leave(
+    state: AppState,
+    request: Ruma<leave_room::v3::Request>,
+) -> ApiResult<leave_room::v3::Response> {
+    state
+        .leave(
+            &request.identity,
+            &request.body.room_id,
+            request.body.reason.as_deref(),
+        )
+        .await?;
     Ok(leave_room::v3::Response::new())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`
-async fn kick(state: AppState, request: Ruma<kick_user::v3::Request>) -> ApiResult<kick_user::v3::Response> {
+async fn kick(
+    state: AppState,
+    request: Ruma<kick_user::v3::Request>,
+) -> ApiResult<kick_user::v3::Response> {
     let body = request.body;
-    state.kick(&request.identity, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state
+        .kick(
+            &request.identity,
+            &body.room_id,
+            &body.user_id,
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(kick_user::v3::Response::new())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
-async fn ban(state: AppState, request: Ruma<ban_user::v3::Request>) -> ApiResult<ban_user::v3::Response> {
+async fn ban(
+    state: AppState,
+    request: Ruma<ban_user::v3::Request>,
+) -> ApiResult<ban_user::v3::Response> {
     let body = request.body;
-    state.ban(&request.identity, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state
+        .ban(
+            &request.identity,
+            &body.room_id,
+            &body.user_id,
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(ban_user::v3::Response::new())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/unban`
-async fn unban(state: AppState, request: Ruma<unban_user::v3::Request>) -> ApiResult<unban_user::v3::Response> {
+async fn unban(
+    state: AppState,
+    request: Ruma<unban_user::v3::Request>,
+) -> ApiResult<unban_user::v3::Response> {
     let body = request.body;
-    state.unban(&request.identity, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state
+        .unban(
+            &request.identity,
+            &body.room_id,
+            &body.user_id,
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(unban_user::v3::Response::new())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/forget`
-async fn forget(state: AppState, request: Ruma<forget_room::v3::Request>) -> ApiResult<forget_room::v3::Response> {
-    state.forget(&request.identity, &request.body.room_id).await?;
+async fn forget(
+    state: AppState,
+    request: Ruma<forget_room::v3::Request>,
+) -> ApiResult<forget_room::v3::Response> {
+    state
+        .forget(&request.identity, &request.body.room_id)
+        .await?;
     Ok(forget_room::v3::Response::new())
 }
 
 /// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
-async fn knock(state: AppState, request: Ruma<knock_room::v3::Request>) -> ApiResult<knock_room::v3::Response> {
+async fn knock(
+    state: AppState,
+    request: Ruma<knock_room::v3::Request>,
+) -> ApiResult<knock_room::v3::Response> {
     let body = request.body;
-    let room_id = state.knock(&request.identity, body.room_id_or_alias.as_str(), body.reason.as_deref()).await?;
+    let room_id = state
+        .knock(
+            &request.identity,
+            body.room_id_or_alias.as_str(),
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(knock_room::v3::Response::new(room_id))
 }

@@ -16,10 +16,16 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 /// `POST /_matrix/client/v3/register`
-async fn register(state: AppState, request: Ruma<register::v3::Request>) -> ApiResult<register::v3::Response> {
+async fn register(
+    state: AppState,
+    request: Ruma<register::v3::Request>,
+) -> ApiResult<register::v3::Response> {
     let body = request.body;
     if body.kind == register::RegistrationKind::Guest {
-        return Err(service::Error::GuestAccessForbidden("guest access is not enabled on this server".into()).into());
+        return Err(service::Error::GuestAccessForbidden(
+            "guest access is not enabled on this server".into(),
+        )
+        .into());
     }
     let registered = state
         .register(Registration {
@@ -48,7 +54,9 @@ async fn available(
     state: AppState,
     request: Ruma<get_username_availability::v3::Request>,
 ) -> ApiResult<get_username_availability::v3::Response> {
-    state.check_username_available(&request.body.username).await?;
+    state
+        .check_username_available(&request.body.username)
+        .await?;
     Ok(get_username_availability::v3::Response::new(true))
 }
 
@@ -57,6 +65,8 @@ async fn token_validity(
     state: AppState,
     request: Ruma<check_registration_token_validity::v1::Request>,
 ) -> ApiResult<check_registration_token_validity::v1::Response> {
-    let valid = state.registration_token_is_valid(&request.body.token).await?;
+    let valid = state
+        .registration_token_is_valid(&request.body.token)
+        .await?;
     Ok(check_registration_token_validity::v1::Response::new(valid))
 }

@@ -31,12 +31,14 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 
 /// Parses raw JSON a client sent into a JSON value.
 pub fn raw_json<T>(raw: &Raw<T>) -> ApiResult<JsonValue> {
-    serde_json::from_str(raw.json().get()).map_err(|e| ApiError::BadJson(format!("invalid JSON: {e}")))
+    serde_json::from_str(raw.json().get())
+        .map_err(|e| ApiError::BadJson(format!("invalid JSON: {e}")))
 }
 
 /// Wraps a JSON value as the raw event type a ruma response holds.
 pub fn to_raw<T>(value: &JsonValue) -> ApiResult<Raw<T>> {
-    let raw = serde_json::value::to_raw_value(value).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let raw =
+        serde_json::value::to_raw_value(value).map_err(|e| ApiError::BadJson(e.to_string()))?;
     Ok(Raw::from_json(raw))
 }
 
@@ -48,17 +50,33 @@ fn object(value: JsonValue, what: &str) -> ApiResult<Map<String, JsonValue>> {
 }
 
 /// `POST /_matrix/client/v3/createRoom`
-async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
+async fn create(
+    state: AppState,
+    request: Ruma<create_room::v3::Request>,
+) -> ApiResult<create_room::v3::Response> {
     let body = request.body;
     let mut initial_state = Vec::new();
     for raw in &body.initial_state {
         let event = raw_json(raw)?;
-        let kind = event.get("type").and_then(JsonValue::as_str).ok_or_else(|| ApiError::BadJson("initial_state events need a type".into()))?;
-        let key = event.get("state_key").and_then(JsonValue::as_str).unwrap_or_default();
-        let content = event.get("content").cloned().unwrap_or_else(|| JsonValue::Object(Map::new()));
+        let kind = event
+            .get("type")
+            .and_then(JsonValue::as_str)
+            .ok_or_else(|| ApiError::BadJson("initial_state events need a type".into()))?;
+        let key = event
+            .get("state_key")
+            .and_then(JsonValue::as_str)
+            .unwrap_or_default();
+        let content = event
+            .get("content")
+            .cloned()
+            .unwrap_or_else(|| JsonValue::Object(Map::new()));
         initial_state.push((kind.to_owned(), key.to_owned(), content));
     }
-    let creation_content = body.creation_content.as_ref().map(|raw| raw_json(raw).and_then(|v| object(v, "creation_content"))).transpose()?;
+    let creation_content = body
+        .creation_content
+        .as_ref()
+        .map(|raw| raw_json(raw).and_then(|v| object(v, "creation_content")))
+        .transpose()?;
     let power_levels = body
         .power_level_content_override
         .as_ref()
@@ -86,15 +104,30 @@ async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> Api
 }
 
 /// `GET /_matrix/client/v3/joined_rooms`
-async fn joined(state: AppState, request: Ruma<joined_rooms::v3::Request>) -> ApiResult<joined_rooms::v3::Response> {
+async fn joined(
+    state: AppState,
+    request: Ruma<joined_rooms::v3::Request>,
+) -> ApiResult<joined_rooms::v3::Response> {
     let rooms = state.joined_rooms(&request.identity.user_id).await?;
-    Ok(joined_rooms::v3::Response::new(rooms.into_iter().filter_map(|r| OwnedRoomId::try_from(r).ok()).collect()))
+    Ok(joined_rooms::v3::Response::new(
+        rooms
+            .into_iter()
+            .filter_map(|r| OwnedRoomId::try_from(r).ok())
+            .collect(),
+    ))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state`
-async fn state(state: AppState, request: Ruma<get_state_events::v3::Request>) -> ApiResult<get_state_events::v3::Response> {
-    let events = state.room_state(&request.identity, &request.body.room_id).await?;
-    Ok(get_state_events::v3::Response::new(events.iter().map(to_raw).collect::<ApiResult<_>>()?))
+async fn state(
+    state: AppState,
+    request: Ruma<get_state_events::v3::Request>,
+) -> ApiResult<get_state_events::v3::Response> {
+    let events = state
+        .room_state(&request.identity, &request.body.room_id)
+        .await?;
+    Ok(get_state_events::v3::Response::new(
+        events.iter().map(to_raw).collect::<ApiResult<_>>()?,
+    ))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
@@ -104,31 +137,53 @@ async fn state_for_key(
 ) -> ApiResult<get_state_event_for_key::v3::Response> {
     let body = request.body;
     let event = state
-        .state_event(&request.identity, &body.room_id, &body.event_type.to_string(), &body.state_key)
+        .state_event(
+            &request.identity,
+            &body.room_id,
+            &body.event_type.to_string(),
+            &body.state_key,
+        )
         .await?;
     let wanted = match body.format {
         StateEventFormat::Event => event,
         _ => event.get("content").cloned().unwrap_or_default(),
     };
-    let raw = serde_json::value::to_raw_value(&wanted).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let raw =
+        serde_json::value::to_raw_value(&wanted).map_err(|e| ApiError::BadJson(e.to_string()))?;
     Ok(get_state_event_for_key::v3::Response::new(raw))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
-async fn event(state: AppState, request: Ruma<get_room_event::v3::Request>) -> ApiResult<get_room_event::v3::Response> {
-    let event = state.get_event(&request.identity, &request.body.room_id, &request.body.event_id).await?;
+async fn event(
+    state: AppState,
+    request: Ruma<get_room_event::v3::Request>,
+) -> ApiResult<get_room_event::v3::Response> {
+    let event = state
+        .get_event(
+            &request.identity,
+            &request.body.room_id,
+            &request.body.event_id,
+        )
+        .await?;
     Ok(get_room_event::v3::Response::new(to_raw(&event)?))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`
-async fn members(state: AppState, request: Ruma<get_member_events::v3::Request>) -> ApiResult<get_member_events::v3::Response> {
+async fn members(
+    state: AppState,
+    request: Ruma<get_member_events::v3::Request>,
+) -> ApiResult<get_member_events::v3::Response> {
     let body = request.body;
     let query = MembersQuery {
         membership: body.membership.map(|m| m.to_string()),
         not_membership: body.not_membership.map(|m| m.to_string()),
     };
-    let events = state.members(&request.identity, &body.room_id, query).await?;
-    Ok(get_member_events::v3::Response::new(events.iter().map(to_raw).collect::<ApiResult<_>>()?))
+    let events = state
+        .members(&request.identity, &body.room_id, query)
+        .await?;
+    Ok(get_member_events::v3::Response::new(
+        events.iter().map(to_raw).collect::<ApiResult<_>>()?,
+    ))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
@@ -136,11 +191,16 @@ async fn joined_members_of(
     state: AppState,
     request: Ruma<joined_members::v3::Request>,
 ) -> ApiResult<joined_members::v3::Response> {
-    let members = state.joined_members(&request.identity, &request.body.room_id).await?;
+    let members = state
+        .joined_members(&request.identity, &request.body.room_id)
+        .await?;
     let mut joined = std::collections::BTreeMap::new();
     for (user, profile) in members {
-        let Ok(user_id) = OwnedUserId::try_from(user) else { continue };
-        let member = serde_json::from_value(profile).map_err(|e| ApiError::BadJson(e.to_string()))?;
+        let Ok(user_id) = OwnedUserId::try_from(user) else {
+            continue;
+        };
+        let member =
+            serde_json::from_value(profile).map_err(|e| ApiError::BadJson(e.to_string()))?;
         joined.insert(user_id, member);
     }
     Ok(joined_members::v3::Response::new(joined))
@@ -160,10 +220,21 @@ async fn messages(
         limit: u64::from(body.limit) as usize,
         types: filter.types.unwrap_or_default(),
         not_types: filter.not_types,
-        senders: filter.senders.unwrap_or_default().into_iter().map(|s| s.to_string()).collect(),
-        not_senders: filter.not_senders.into_iter().map(|s| s.to_string()).collect(),
+        senders: filter
+            .senders
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect(),
+        not_senders: filter
+            .not_senders
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect(),
     };
-    let page = state.messages(&request.identity, &body.room_id, query).await?;
+    let page = state
+        .messages(&request.identity, &body.room_id, query)
+        .await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;

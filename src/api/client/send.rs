@@ -12,7 +12,10 @@ use crate::api::extract::Ruma;
 use crate::api::route::RumaRoutes;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(send_message).ruma_state_key(send_state).ruma(redact)
+    router
+        .ruma(send_message)
+        .ruma_state_key(send_state)
+        .ruma(redact)
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
@@ -23,7 +26,13 @@ async fn send_message(
     let body = request.body;
     let content = raw_json(&body.body)?;
     let event_id = state
-        .send_message(&request.identity, &body.room_id, &body.event_type.to_string(), body.txn_id.as_str(), content)
+        .send_message(
+            &request.identity,
+            &body.room_id,
+            &body.event_type.to_string(),
+            body.txn_id.as_str(),
+            content,
+        )
         .await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
@@ -36,16 +45,31 @@ async fn send_state(
     let body = request.body;
     let content = raw_json(&body.body)?;
     let event_id = state
-        .send_state(&request.identity, &body.room_id, &body.event_type.to_string(), &body.state_key, content)
+        .send_state(
+            &request.identity,
+            &body.room_id,
+            &body.event_type.to_string(),
+            &body.state_key,
+            content,
+        )
         .await?;
     Ok(send_state_event::v3::Response::new(event_id))
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
-async fn redact(state: AppState, request: Ruma<redact_event::v3::Request>) -> ApiResult<redact_event::v3::Response> {
+async fn redact(
+    state: AppState,
+    request: Ruma<redact_event::v3::Request>,
+) -> ApiResult<redact_event::v3::Response> {
     let body = request.body;
     let event_id = state
-        .redact(&request.identity, &body.room_id, &body.event_id, body.txn_id.as_str(), body.reason)
+        .redact(
+            &request.identity,
+            &body.room_id,
+            &body.event_id,
+            body.txn_id.as_str(),
+            body.reason,
+        )
         .await?;
     Ok(redact_event::v3::Response::new(event_id))
 }

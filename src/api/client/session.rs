@@ -11,7 +11,12 @@ use crate::api::route::RumaRoutes;
 use crate::service;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(login_types).ruma(login).ruma(refresh).ruma(logout).ruma(logout_all)
+    router
+        .ruma(login_types)
+        .ruma(login)
+        .ruma(refresh)
+        .ruma(logout)
+        .ruma(logout_all)
 }
 
 /// `GET /_matrix/client/v3/login`
@@ -19,13 +24,16 @@ async fn login_types(
     _: AppState,
     _: Ruma<get_login_types::v3::Request>,
 ) -> ApiResult<get_login_types::v3::Response> {
-    Ok(get_login_types::v3::Response::new(vec![get_login_types::v3::LoginType::Password(
-        get_login_types::v3::PasswordLoginType::new(),
-    )]))
+    Ok(get_login_types::v3::Response::new(vec![
+        get_login_types::v3::LoginType::Password(get_login_types::v3::PasswordLoginType::new()),
+    ]))
 }
 
 /// `POST /_matrix/client/v3/login`
-async fn login(state: AppState, request: Ruma<login::v3::Request>) -> ApiResult<login::v3::Response> {
+async fn login(
+    state: AppState,
+    request: Ruma<login::v3::Request>,
+) -> ApiResult<login::v3::Response> {
     let body = request.body;
     let login::v3::LoginInfo::Password(password) = body.login_info else {
         return Err(service::Error::Unsupported(format!(
@@ -60,9 +68,9 @@ async fn login(state: AppState, request: Ruma<login::v3::Request>) -> ApiResult<
     let mut response = login::v3::Response::new(user_id, tokens.access_token, device_id);
     response.refresh_token = tokens.refresh_token;
     response.expires_in = tokens.expires_in;
-    response.well_known = Some(login::v3::DiscoveryInfo::new(login::v3::HomeserverInfo::new(
-        state.config.client_base_url(),
-    )));
+    response.well_known = Some(login::v3::DiscoveryInfo::new(
+        login::v3::HomeserverInfo::new(state.config.client_base_url()),
+    ));
     Ok(response)
 }
 
@@ -79,7 +87,10 @@ async fn refresh(
 }
 
 /// `POST /_matrix/client/v3/logout`
-async fn logout(state: AppState, request: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
+async fn logout(
+    state: AppState,
+    request: Ruma<logout::v3::Request>,
+) -> ApiResult<logout::v3::Response> {
     state.logout(&request.identity).await?;
     Ok(logout::v3::Response::new())
 }

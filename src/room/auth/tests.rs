@@ -25,8 +25,14 @@ fn auth_types_name_power_levels_membership_and_the_create_event_up_to_v11() {
         let uses_create = *version != RoomVersionId::V12;
 
         let content = to_raw_value(&json!({ "msgtype": "m.text", "body": "hi" })).unwrap();
-        let found = auth_types_for(&rules, &TimelineEventType::RoomMessage, &alice, None, &content)
-            .unwrap();
+        let found = auth_types_for(
+            &rules,
+            &TimelineEventType::RoomMessage,
+            &alice,
+            None,
+            &content,
+        )
+        .unwrap();
         let mut expected = pairs(&[
             (StateEventType::RoomPowerLevels, String::new()),
             (StateEventType::RoomMember, alice.to_string()),
@@ -34,12 +40,21 @@ fn auth_types_name_power_levels_membership_and_the_create_event_up_to_v11() {
         if uses_create {
             expected.insert(create_pair.clone());
         }
-        assert_eq!(found.into_iter().collect::<HashSet<_>>(), expected, "{version}");
+        assert_eq!(
+            found.into_iter().collect::<HashSet<_>>(),
+            expected,
+            "{version}"
+        );
 
         let join = to_raw_value(&json!({ "membership": "join" })).unwrap();
-        let found =
-            auth_types_for(&rules, &TimelineEventType::RoomMember, &bob, Some(bob.as_str()), &join)
-                .unwrap();
+        let found = auth_types_for(
+            &rules,
+            &TimelineEventType::RoomMember,
+            &bob,
+            Some(bob.as_str()),
+            &join,
+        )
+        .unwrap();
         let mut expected = pairs(&[
             (StateEventType::RoomPowerLevels, String::new()),
             (StateEventType::RoomMember, bob.to_string()),
@@ -48,12 +63,21 @@ fn auth_types_name_power_levels_membership_and_the_create_event_up_to_v11() {
         if uses_create {
             expected.insert(create_pair);
         }
-        assert_eq!(found.into_iter().collect::<HashSet<_>>(), expected, "{version}");
+        assert_eq!(
+            found.into_iter().collect::<HashSet<_>>(),
+            expected,
+            "{version}"
+        );
 
         let create = to_raw_value(&json!({ "room_version": version.as_str() })).unwrap();
-        let found =
-            auth_types_for(&rules, &TimelineEventType::RoomCreate, &alice, Some(""), &create)
-                .unwrap();
+        let found = auth_types_for(
+            &rules,
+            &TimelineEventType::RoomCreate,
+            &alice,
+            Some(""),
+            &create,
+        )
+        .unwrap();
         assert!(found.is_empty());
     }
 }
@@ -64,7 +88,10 @@ fn the_creator_may_speak_and_a_non_member_may_not() {
         let mut room = TestRoom::new(version.clone(), "alice");
         room.send("alice", message("hello"));
         let err = room.try_send("mallory", message("let me in")).unwrap_err();
-        assert!(err.to_string().contains("membership is not `join`"), "{version}: {err}");
+        assert!(
+            err.to_string().contains("membership is not `join`"),
+            "{version}: {err}"
+        );
     }
 }
 
@@ -98,10 +125,16 @@ fn nobody_joins_an_invite_only_room_uninvited() {
 fn v12_creators_hold_infinite_power_and_are_never_listed() {
     let mut room = TestRoom::new(RoomVersionId::V12, "alice");
     room.invite_and_join("alice", "bob");
-    room.send("alice", power_levels(default_power_levels(json!({ user("bob").as_str(): 100 }))));
+    room.send(
+        "alice",
+        power_levels(default_power_levels(json!({ user("bob").as_str(): 100 }))),
+    );
 
     let err = room.try_send("bob", member("alice", "ban")).unwrap_err();
-    assert!(err.to_string().contains("not have enough power to ban"), "{err}");
+    assert!(
+        err.to_string().contains("not have enough power to ban"),
+        "{err}"
+    );
 
     let listed = power_levels(default_power_levels(json!({ user("alice").as_str(): 100 })));
     let err = room.try_send("alice", listed).unwrap_err();
@@ -122,7 +155,10 @@ fn the_auth_events_themselves_are_checked() {
         cited.push(room.main.state[&(StateEventType::RoomJoinRules, String::new())].clone());
         let extra = build_message_citing(&room, cited);
         let err = check_auth_by_auth_events(&room.rules, &extra, room.fetch_event()).unwrap_err();
-        assert!(err.to_string().contains("unexpected auth event"), "{version}: {err}");
+        assert!(
+            err.to_string().contains("unexpected auth event"),
+            "{version}: {err}"
+        );
 
         // An event citing a rejected event is rejected too.
         let rejected_power = {
@@ -139,7 +175,10 @@ fn the_auth_events_themselves_are_checked() {
             }
         };
         let err = check_auth_by_auth_events(&room.rules, &pdu, fetch).unwrap_err();
-        assert!(err.to_string().contains("rejected auth event"), "{version}: {err}");
+        assert!(
+            err.to_string().contains("rejected auth event"),
+            "{version}: {err}"
+        );
     }
 }
 
@@ -158,7 +197,10 @@ fn a_v12_event_must_not_cite_the_create_event() {
     )
     .unwrap_err();
     // Ruma notices first that the create event carries no room id of its own.
-    assert!(err.to_string().contains(room.creation[0].event_id.as_str()), "{err}");
+    assert!(
+        err.to_string().contains(room.creation[0].event_id.as_str()),
+        "{err}"
+    );
     let err = crate::room::check_format(&room.rules, &citing_create.json).unwrap_err();
     assert!(err.to_string().contains("m.room.create"), "{err}");
 }
@@ -175,8 +217,11 @@ fn create_events_are_checked_on_their_own() {
     // Up to v10 the create event must name its creator.
     let rules = rules_for(&RoomVersionId::V10).unwrap();
     let room_id = ruma::RoomId::parse("!nameless:example.org").unwrap();
-    let template =
-        PduTemplate::state(TimelineEventType::RoomCreate, "", json!({ "room_version": "10" }));
+    let template = PduTemplate::state(
+        TimelineEventType::RoomCreate,
+        "",
+        json!({ "room_version": "10" }),
+    );
     let create = build_pdu(
         &rules,
         Some(&room_id),

@@ -15,7 +15,10 @@ fn a_new_room_is_hashed_signed_and_parsable_in_every_version() {
             assert_eq!(verified, Verified::All, "{version} {}", pdu.kind);
             assert!(pdu.event_id.as_str().starts_with('$'));
             assert_eq!(pdu.event_id.as_str().len(), 44, "{}", pdu.event_id);
-            assert!(!pdu.json.contains_key("event_id"), "v3+ formats carry no event_id");
+            assert!(
+                !pdu.json.contains_key("event_id"),
+                "v3+ formats carry no event_id"
+            );
             assert_eq!(event_id_for(&room.rules, &pdu.json).unwrap(), pdu.event_id);
             check_format(&room.rules, &pdu.json).unwrap();
             assert_eq!(pdu.depth, depth);
@@ -30,7 +33,11 @@ fn a_new_room_is_hashed_signed_and_parsable_in_every_version() {
             assert_eq!(parsed.origin_server_ts, pdu.origin_server_ts);
             assert_eq!(parsed.content.get(), pdu.content.get());
         }
-        let ids: Vec<_> = room.creation.iter().map(|pdu| pdu.event_id.clone()).collect();
+        let ids: Vec<_> = room
+            .creation
+            .iter()
+            .map(|pdu| pdu.event_id.clone())
+            .collect();
         for pair in ids.windows(2).zip(&room.creation[1..]) {
             assert_eq!(
                 pair.1.prev_events,
@@ -46,12 +53,24 @@ fn a_v12_room_id_is_derived_from_its_create_event() {
     let room = TestRoom::new(RoomVersionId::V12, "alice");
     let create = &room.creation[0];
     assert!(!create.json.contains_key("room_id"));
-    assert_eq!(room.room_id.as_str(), format!("!{}", &create.event_id.as_str()[1..]));
+    assert_eq!(
+        room.room_id.as_str(),
+        format!("!{}", &create.event_id.as_str()[1..])
+    );
     assert_eq!(room.room_id.server_name(), None);
-    assert_eq!(room_create_event_id(&room.room_id).unwrap(), create.event_id);
+    assert_eq!(
+        room_create_event_id(&room.room_id).unwrap(),
+        create.event_id
+    );
     for pdu in &room.creation[1..] {
-        assert_eq!(pdu.json["room_id"], CanonicalJsonValue::String(room.room_id.to_string()));
-        assert!(!pdu.auth_events.contains(&create.event_id), "v12 never cites the create event");
+        assert_eq!(
+            pdu.json["room_id"],
+            CanonicalJsonValue::String(room.room_id.to_string())
+        );
+        assert!(
+            !pdu.auth_events.contains(&create.event_id),
+            "v12 never cites the create event"
+        );
     }
 
     for version in [RoomVersionId::V10, RoomVersionId::V11] {
@@ -70,9 +89,14 @@ fn redacts_is_top_level_up_to_v10_and_in_content_from_v11() {
     for version in SUPPORTED {
         let mut room = TestRoom::new(version.clone(), "alice");
         let target = room.send("alice", message("oops")).event_id.clone();
-        let redaction =
-            room.send("alice", PduTemplate::redaction(target.clone(), json!({ "reason": "typo" })));
-        let top_level = redaction.json.get("redacts").and_then(CanonicalJsonValue::as_str);
+        let redaction = room.send(
+            "alice",
+            PduTemplate::redaction(target.clone(), json!({ "reason": "typo" })),
+        );
+        let top_level = redaction
+            .json
+            .get("redacts")
+            .and_then(CanonicalJsonValue::as_str);
         let content: serde_json::Value = serde_json::from_str(redaction.content.get()).unwrap();
         if *version == RoomVersionId::V10 {
             assert_eq!(top_level, Some(target.as_str()));
@@ -82,9 +106,12 @@ fn redacts_is_top_level_up_to_v10_and_in_content_from_v11() {
             assert_eq!(content["redacts"], target.as_str());
         }
         assert_eq!(redaction.redacts.as_ref(), Some(&target));
-        let parsed =
-            Pdu::from_json(redaction.event_id.clone(), &room.room_id, redaction.json.clone())
-                .unwrap();
+        let parsed = Pdu::from_json(
+            redaction.event_id.clone(),
+            &room.room_id,
+            redaction.json.clone(),
+        )
+        .unwrap();
         assert_eq!(parsed.redacts.as_ref(), Some(&target));
         assert_eq!(redaction.to_client_event()["redacts"], target.as_str());
     }
@@ -138,24 +165,33 @@ fn malformed_requests_are_refused_with_a_reason() {
     let not_object = PduTemplate::message(TimelineEventType::RoomMessage, json!(["body"]));
     assert!(malformed(build(Some(&room_id), not_object, vec![])).contains("object"));
 
-    let long_key =
-        PduTemplate::state(TimelineEventType::from("m.custom"), "k".repeat(256), json!({}));
+    let long_key = PduTemplate::state(
+        TimelineEventType::from("m.custom"),
+        "k".repeat(256),
+        json!({}),
+    );
     assert!(malformed(build(Some(&room_id), long_key, vec![])).contains("state_key"));
 
     let float = PduTemplate::message(TimelineEventType::RoomMessage, json!({ "n": 1.5 }));
     assert!(malformed(build(Some(&room_id), float, vec![])).contains("content"));
 
-    let prev: Vec<OwnedEventId> =
-        (0..21).map(|i| EventId::parse(format!("$event{i}")).unwrap()).collect();
+    let prev: Vec<OwnedEventId> = (0..21)
+        .map(|i| EventId::parse(format!("$event{i}")).unwrap())
+        .collect();
     assert!(malformed(build(Some(&room_id), room_name("x"), prev)).contains("prev_events"));
 
-    let create =
-        PduTemplate::state(TimelineEventType::RoomCreate, "", json!({ "room_version": "12" }));
+    let create = PduTemplate::state(
+        TimelineEventType::RoomCreate,
+        "",
+        json!({ "room_version": "12" }),
+    );
     assert!(malformed(build(Some(&room_id), create, vec![])).contains("derived"));
     assert!(malformed(build(None, message("hi"), vec![])).contains("room_id"));
 
-    let stray_redacts =
-        PduTemplate { redacts: Some(EventId::parse("$x").unwrap()), ..message("hi") };
+    let stray_redacts = PduTemplate {
+        redacts: Some(EventId::parse("$x").unwrap()),
+        ..message("hi")
+    };
     assert!(malformed(build(Some(&room_id), stray_redacts, vec![])).contains("redact"));
 }
 
@@ -185,7 +221,10 @@ fn the_client_format_carries_what_clients_read() {
     assert_eq!(event["sender"], "@alice:example.org");
     assert_eq!(event["type"], "m.room.message");
     assert_eq!(event["content"]["body"], "hello");
-    assert_eq!(event["origin_server_ts"], u64::from(pdu.origin_server_ts.get()));
+    assert_eq!(
+        event["origin_server_ts"],
+        u64::from(pdu.origin_server_ts.get())
+    );
     assert_eq!(event["unsigned"]["note"], "kept");
     assert!(!event.contains_key("state_key"));
     assert!(!pdu.is_state());

@@ -40,14 +40,26 @@ fn forked_room(version: &RoomVersionId) -> (TestRoom, Branch, Branch) {
 /// Resolves both orders of the two branches, checks they agree and with a resolution fed the
 /// naive full auth chains, and returns the result.
 fn resolve_both_ways(room: &TestRoom, a: &Branch, b: &Branch) -> StateMap<OwnedEventId> {
-    let forward =
-        resolve_state(&room.rules, &[a.state.clone(), b.state.clone()], room.fetch_event())
-            .unwrap();
-    let backward =
-        resolve_state(&room.rules, &[b.state.clone(), a.state.clone()], room.fetch_event())
-            .unwrap();
-    assert_eq!(forward, backward, "the order of the state sets must not matter");
-    assert_eq!(forward, resolve_with_full_auth_chains(room, &[a.state.clone(), b.state.clone()]));
+    let forward = resolve_state(
+        &room.rules,
+        &[a.state.clone(), b.state.clone()],
+        room.fetch_event(),
+    )
+    .unwrap();
+    let backward = resolve_state(
+        &room.rules,
+        &[b.state.clone(), a.state.clone()],
+        room.fetch_event(),
+    )
+    .unwrap();
+    assert_eq!(
+        forward, backward,
+        "the order of the state sets must not matter"
+    );
+    assert_eq!(
+        forward,
+        resolve_with_full_auth_chains(room, &[a.state.clone(), b.state.clone()])
+    );
     forward
 }
 
@@ -59,7 +71,11 @@ fn resolve_with_full_auth_chains(
     let fetch = room.fetch_event();
     let chains = sets
         .iter()
-        .map(|set| auth_chain(set.values(), &fetch, &HashSet::new()).into_iter().collect())
+        .map(|set| {
+            auth_chain(set.values(), &fetch, &HashSet::new())
+                .into_iter()
+                .collect()
+        })
         .collect();
     ruma::state_res::resolve(
         &room.rules.authorization,
@@ -121,7 +137,11 @@ fn a_power_change_applies_before_a_later_concurrent_name_change_it_forbids() {
         room.send_on(&mut b, "bob", room_name("Bob's room"), FORK + 5_000);
 
         let resolved = resolve_both_ways(&room, &a, &b);
-        assert_eq!(resolved[&key(StateEventType::RoomName, "")], original, "{version}");
+        assert_eq!(
+            resolved[&key(StateEventType::RoomName, "")],
+            original,
+            "{version}"
+        );
         assert_eq!(name_in(&room, &resolved), "Original");
     }
 }
@@ -134,7 +154,11 @@ fn concurrent_names_on_the_same_power_levels_are_ordered_by_time() {
             room.send_on(&mut a, "alice", room_name("Alice's"), FORK + alice_at);
             room.send_on(&mut b, "bob", room_name("Bob's"), FORK + bob_at);
             let resolved = resolve_both_ways(&room, &a, &b);
-            assert_eq!(name_in(&room, &resolved), winner, "{version}: the later name wins");
+            assert_eq!(
+                name_in(&room, &resolved),
+                winner,
+                "{version}: the later name wins"
+            );
         }
     }
 }
@@ -149,7 +173,10 @@ fn a_name_based_on_newer_power_levels_beats_a_later_name_based_on_older_ones() {
         room.send_on(&mut b, "bob", room_name("Much later"), FORK + 9_000);
 
         let resolved = resolve_both_ways(&room, &a, &b);
-        assert_eq!(resolved[&key(StateEventType::RoomPowerLevels, "")], new_power.event_id);
+        assert_eq!(
+            resolved[&key(StateEventType::RoomPowerLevels, "")],
+            new_power.event_id
+        );
         assert_eq!(
             name_in(&room, &resolved),
             "After the change",
@@ -162,10 +189,18 @@ fn a_name_based_on_newer_power_levels_beats_a_later_name_based_on_older_ones() {
 fn unconflicted_state_passes_through_and_one_set_resolves_to_itself() {
     let (mut room, mut a, b) = forked_room(&RoomVersionId::V12);
     assert_eq!(resolve_both_ways(&room, &a, &b), a.state);
-    let single =
-        resolve_state(&room.rules, std::slice::from_ref(&a.state), room.fetch_event()).unwrap();
+    let single = resolve_state(
+        &room.rules,
+        std::slice::from_ref(&a.state),
+        room.fetch_event(),
+    )
+    .unwrap();
     assert_eq!(single, a.state);
-    assert!(resolve_state(&room.rules, &[], room.fetch_event()).unwrap().is_empty());
+    assert!(
+        resolve_state(&room.rules, &[], room.fetch_event())
+            .unwrap()
+            .is_empty()
+    );
 
     room.send_on(&mut a, "alice", room_name("Only here"), FORK);
     let resolved = resolve_both_ways(&room, &a, &b);
@@ -186,6 +221,12 @@ fn the_conflicted_state_subgraph_holds_the_paths_between_conflicted_events() {
         vec![ids[2].clone(), ids[0].clone()],
     )]);
     let subgraph: HashSet<OwnedEventId> =
-        conflicted_state_subgraph(&conflicted, &room.fetch_event()).into_iter().collect();
-    assert_eq!(subgraph, ids.iter().cloned().collect(), "the middle power levels lie on the path");
+        conflicted_state_subgraph(&conflicted, &room.fetch_event())
+            .into_iter()
+            .collect();
+    assert_eq!(
+        subgraph,
+        ids.iter().cloned().collect(),
+        "the middle power levels lie on the path"
+    );
 }

@@ -24,10 +24,15 @@ pub struct AppendOptions<'a> {
 
 /// Parses a stored event row back into a PDU.
 pub fn pdu_from_row(row: &EventRow) -> Result<Arc<Pdu>> {
-    let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json)
-        .map_err(|e| Error::Internal(format!("stored event {} is not valid JSON: {e}", row.event_id)))?;
-    let event_id = EventId::parse(&row.event_id)
-        .map_err(|e| Error::Internal(format!("stored event id {} is invalid: {e}", row.event_id)))?;
+    let json: ruma::CanonicalJsonObject = serde_json::from_str(&row.json).map_err(|e| {
+        Error::Internal(format!(
+            "stored event {} is not valid JSON: {e}",
+            row.event_id
+        ))
+    })?;
+    let event_id = EventId::parse(&row.event_id).map_err(|e| {
+        Error::Internal(format!("stored event id {} is invalid: {e}", row.event_id))
+    })?;
     let room_id = RoomId::parse(&row.room_id)
         .map_err(|e| Error::Internal(format!("stored room id {} is invalid: {e}", row.room_id)))?;
     Pdu::from_json(event_id, &room_id, json)
@@ -37,7 +42,10 @@ pub fn pdu_from_row(row: &EventRow) -> Result<Arc<Pdu>> {
 
 impl Services {
     /// Rules of a room's version, or `M_NOT_FOUND` for a room this server does not know.
-    pub(super) async fn room_rules(&self, room_id: &RoomId) -> Result<(ruma::RoomVersionId, RoomVersionRules)> {
+    pub(super) async fn room_rules(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<(ruma::RoomVersionId, RoomVersionRules)> {
         let id = room_id.to_string();
         let row = self
             .db
@@ -59,14 +67,32 @@ impl Services {
         template: PduTemplate,
         options: AppendOptions<'_>,
     ) -> Result<Arc<Pdu>> {
-        let _lock = self.room_locks.lock(room_id).await;
+        let mut guard = self.room_locks.lock(room_id).await;
+        let head = match guard.take() {
+            Some(head) => guard.insert(head),
+            None => guard.insert(self.load_head(room_id).await?),
+        };
         if let Some((device, txn_id)) = options.txn {
-            // Checked again under the lock: two requests with one transaction id make one event.
-            let (room, user, device, txn) = (room_id.to_string(), sender.to_string(), device.to_owned(), txn_id.to_owned());
+            // Checked under the lock, against writes still in flight too: two requests with one
+            // transaction id make one event.
+            let key = (sender.to_owned(), device.to_owned(), txn_id.to_owned());
+            if let Some(event_id) = head.recent_txns.get(&key).cloned() {
+                drop(guard);
+                return self.pdu_by_id(&event_id).await;
+            }
+            let (room, user, device, txn) = (
+                room_id.to_string(),
+                sender.to_string(),
+                device.to_owned(),
+                txn_id.to_owned(),
+            );
             let existing = self
                 .db
                 .read(move |c| {
-                    let Some(id) = storage::events::txn_event(c, &room, &user, &device, &txn)? else { return Ok(None) };
+                    let Some(id) = storage::events::txn_event(c, &room, &user, &device, &txn)?
+                    else {
+                        return Ok(None);
+                    };
                     storage::events::get_event(c, &id)
                 })
                 .await?;
@@ -74,47 +100,73 @@ impl Services {
                 return pdu_from_row(&row);
             }
         }
-        let (_, rules) = self.room_rules(room_id).await?;
-        let room = room_id.to_string();
-        let (extremities, depth) = self
-            .db
-            .read(move |c| {
-                let extremities = storage::events::forward_extremities(c, &room)?;
-                let ids: Vec<String> = extremities.iter().map(|e| e.event_id.clone()).collect();
-                let depth = storage::events::max_depth(c, &ids)?;
-                Ok((extremities, depth))
-            })
-            .await?;
-        let state_before = match extremities.as_slice() {
-            [] => return Err(Error::NotFound(format!("room {room_id} has no events"))),
-            [only] => only.state_after,
-            _ => {
-                // Forks arrive only with federation; until then the last extremity's state holds.
-                extremities.last().and_then(|e| e.state_after)
-            }
-        };
-        let keys = self.auth_keys(&rules, sender, &template)?;
-        let auth_state = self.current_state_events(room_id, keys).await?;
-        let prev_events: Vec<OwnedEventId> = extremities
-            .iter()
-            .filter_map(|e| EventId::parse(&e.event_id).ok())
-            .collect();
+        let keys = self.auth_keys(&head.rules, sender, &template)?;
+        let auth_state = self.head_state(room_id, head, keys).await?;
         let pdu = self
-            .build_authorised(&rules, room_id, sender, template, prev_events, depth as u64 + 1, &auth_state)?
+            .build_authorised(
+                &head.rules,
+                room_id,
+                sender,
+                template,
+                head.extremities.clone(),
+                head.depth + 1,
+                &auth_state,
+            )?
             .map_err(Error::Forbidden)?;
         let redaction = match &options.redact_target {
             Some(target) => {
                 let because = serde_json::Value::Object(pdu.to_client_event());
-                let redacted = room::redact_pdu(target, &rules, Some(because)).map_err(pdu_error)?;
-                let json = serde_json::to_string(&redacted.json).map_err(|e| Error::Internal(e.to_string()))?;
+                let redacted =
+                    room::redact_pdu(target, &head.rules, Some(because)).map_err(pdu_error)?;
+                let json = serde_json::to_string(&redacted.json)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 Some((target.event_id.to_string(), json))
             }
             None => None,
         };
         let pdu = Arc::new(pdu);
-        let txn = options.txn.map(|(device, txn)| (device.to_owned(), txn.to_owned()));
-        self.persist_pdu(pdu.clone(), state_before, txn, redaction).await?;
-        Ok(pdu)
+        let txn = options
+            .txn
+            .map(|(device, txn)| (device.to_owned(), txn.to_owned()));
+        let mut write = PendingWrite::new(pdu.clone(), txn.clone(), redaction)?;
+        // The write is queued before the lock is released and waited for after: the writer runs
+        // writes in order, so the next event of the room may be built on this one at once.
+        let committed = self.db.submit("persist_event", move |c| {
+            let state_before = storage::events::state_after_of_prev_txn(c, &write.prev_events())?;
+            write.persist_txn(c, state_before)
+        });
+        head.advance(&pdu, sender, txn);
+        drop(guard);
+        match committed.await {
+            Ok((nid, _)) => {
+                tracing::debug!(room.id = %room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
+                Ok(pdu)
+            }
+            Err(e) => {
+                // The cached head includes an event that was not written; start afresh.
+                *self.room_locks.lock(room_id).await = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn pdu_by_id(&self, event_id: &EventId) -> Result<Arc<Pdu>> {
+        let id = event_id.to_string();
+        for _ in 0..100 {
+            let id = id.clone();
+            if let Some(row) = self
+                .db
+                .read(move |c| storage::events::get_event(c, &id))
+                .await?
+            {
+                return pdu_from_row(&row);
+            }
+            // The first request with this transaction id is still being written.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Err(Error::Internal(format!(
+            "event {event_id} was not persisted"
+        )))
     }
 
     /// The state keys whose events authorise `template` from `sender`.
@@ -126,8 +178,14 @@ impl Services {
     ) -> Result<Vec<(StateEventType, String)>> {
         let content = serde_json::value::to_raw_value(&template.content)
             .map_err(|e| Error::BadJson(format!("content is not serialisable: {e}")))?;
-        room::auth_types_for(rules, &template.kind, sender, template.state_key.as_deref(), &content)
-            .map_err(|e| Error::BadJson(e.to_string()))
+        room::auth_types_for(
+            rules,
+            &template.kind,
+            sender,
+            template.state_key.as_deref(),
+            &content,
+        )
+        .map_err(|e| Error::BadJson(e.to_string()))
     }
 
     /// Builds and signs a PDU on `prev_events` and authorises it against `state` (which holds at
@@ -147,11 +205,17 @@ impl Services {
         let keys = self.auth_keys(rules, sender, &template)?;
         let auth_events: Vec<OwnedEventId> = keys
             .iter()
-            .filter(|(kind, _)| *kind != StateEventType::RoomCreate || !rules.authorization.room_create_event_id_as_room_id)
+            .filter(|(kind, _)| {
+                *kind != StateEventType::RoomCreate
+                    || !rules.authorization.room_create_event_id_as_room_id
+            })
             .filter_map(|key| state.get(key))
             .map(|pdu| pdu.event_id.clone())
             .collect();
-        let keypair = self.signing_key.keypair().map_err(|e| Error::Internal(e.to_string()))?;
+        let keypair = self
+            .signing_key
+            .keypair()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let pdu = room::build_pdu(
             rules,
             Some(room_id),
@@ -165,7 +229,8 @@ impl Services {
             &keypair,
         )
         .map_err(pdu_error)?;
-        let by_id: HashMap<&EventId, &Arc<Pdu>> = state.values().map(|p| (&*p.event_id, p)).collect();
+        let by_id: HashMap<&EventId, &Arc<Pdu>> =
+            state.values().map(|p| (&*p.event_id, p)).collect();
         let checked = room::check_auth(
             rules,
             &pdu,
@@ -189,7 +254,8 @@ impl Services {
             .read(move |c| {
                 let mut rows = Vec::new();
                 for (kind, key) in keys {
-                    if let Some(nid) = state::current_state_event(c, &room, &kind.to_string(), &key)?
+                    if let Some(nid) =
+                        state::current_state_event(c, &room, &kind.to_string(), &key)?
                         && let Some(row) = storage::events::get_event_by_nid(c, nid)?
                     {
                         rows.push(((kind, key), row));
@@ -198,25 +264,9 @@ impl Services {
                 Ok(rows)
             })
             .await?;
-        rows.into_iter().map(|(key, row)| Ok((key, pdu_from_row(&row)?))).collect()
-    }
-
-    /// Writes a built, authorised PDU: the event, its edges, its state group and the room's current
-    /// state, in one transaction.
-    pub(super) async fn persist_pdu(
-        &self,
-        pdu: Arc<Pdu>,
-        state_before: Option<i64>,
-        txn: Option<(String, String)>,
-        redaction: Option<(String, String)>,
-    ) -> Result<i64> {
-        let mut write = PendingWrite::new(pdu.clone(), txn, redaction)?;
-        let nid = self
-            .db
-            .write("persist_event", move |c| Ok(write.persist_txn(c, state_before)?.0))
-            .await?;
-        tracing::debug!(room.id = %pdu.room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
-        Ok(nid)
+        rows.into_iter()
+            .map(|(key, row)| Ok((key, pdu_from_row(&row)?)))
+            .collect()
     }
 }
 
@@ -231,16 +281,35 @@ pub(super) struct PendingWrite {
 }
 
 impl PendingWrite {
-    pub(super) fn new(pdu: Arc<Pdu>, txn: Option<(String, String)>, redaction: Option<(String, String)>) -> Result<Self> {
+    pub(super) fn new(
+        pdu: Arc<Pdu>,
+        txn: Option<(String, String)>,
+        redaction: Option<(String, String)>,
+    ) -> Result<Self> {
         let json = serde_json::to_string(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
         let membership = membership_of(&pdu);
         let relation = relation_of(&pdu);
-        Ok(PendingWrite { pdu, json, membership, relation, txn, redaction })
+        Ok(PendingWrite {
+            pdu,
+            json,
+            membership,
+            relation,
+            txn,
+            redaction,
+        })
+    }
+
+    pub(super) fn prev_events(&self) -> Vec<String> {
+        self.pdu.prev_events.iter().map(|e| e.to_string()).collect()
     }
 
     /// Writes the event inside an open transaction; returns its stream ordering and the state
     /// group after it.
-    pub(super) fn persist_txn(&mut self, c: &rusqlite::Connection, state_before: Option<i64>) -> storage::Result<(i64, Option<i64>)> {
+    pub(super) fn persist_txn(
+        &mut self,
+        c: &rusqlite::Connection,
+        state_before: Option<i64>,
+    ) -> storage::Result<(i64, Option<i64>)> {
         let pdu = &self.pdu;
         let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
         let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
@@ -265,19 +334,44 @@ impl PendingWrite {
         let mut state_after = state_before;
         if let Some(state_key) = &pdu.state_key {
             let key = state::intern_key_txn(c, &kind, state_key)?;
-            let group = state::create_group_txn(c, pdu.room_id.as_str(), state_before, &[(key, Some(nid))])?;
+            let group = state::create_group_txn(
+                c,
+                pdu.room_id.as_str(),
+                state_before,
+                &[(key, Some(nid))],
+            )?;
             storage::events::set_state_after_txn(c, nid, group)?;
-            state::set_current_state_txn(c, pdu.room_id.as_str(), &kind, state_key, nid, self.membership.as_deref())?;
+            state::set_current_state_txn(
+                c,
+                pdu.room_id.as_str(),
+                &kind,
+                state_key,
+                nid,
+                self.membership.as_deref(),
+            )?;
             state_after = Some(group);
         }
         if let Some((relates_to, rel_type)) = &self.relation {
-            storage::events::insert_relation_txn(c, pdu.event_id.as_str(), relates_to, rel_type, pdu.room_id.as_str())?;
+            storage::events::insert_relation_txn(
+                c,
+                pdu.event_id.as_str(),
+                relates_to,
+                rel_type,
+                pdu.room_id.as_str(),
+            )?;
         }
         if let Some((target, redacted_json)) = &self.redaction {
             storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
         }
         if let Some((device, txn_id)) = &self.txn {
-            storage::events::insert_txn_id_txn(c, pdu.room_id.as_str(), pdu.sender.as_str(), device, txn_id, pdu.event_id.as_str())?;
+            storage::events::insert_txn_id_txn(
+                c,
+                pdu.room_id.as_str(),
+                pdu.sender.as_str(),
+                device,
+                txn_id,
+                pdu.event_id.as_str(),
+            )?;
         }
         Ok((nid, state_after))
     }

@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use ruma::events::TimelineEventType;
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
+};
 use serde_json::{Map, Value as JsonValue, json};
 
 use std::collections::HashMap;
 
 use ruma::events::StateEventType;
 
-use super::append::{PendingWrite, pdu_error};
 use super::super::{Error, Result, Services, UserSession, random_string};
+use super::append::{PendingWrite, pdu_error};
 use crate::room::{self, PduTemplate};
 use crate::storage::{self, now_ms};
 
@@ -33,13 +35,24 @@ pub struct CreateRoom {
 }
 
 impl Services {
-    pub async fn create_room(&self, session: &UserSession, request: CreateRoom) -> Result<OwnedRoomId> {
+    pub async fn create_room(
+        &self,
+        session: &UserSession,
+        request: CreateRoom,
+    ) -> Result<OwnedRoomId> {
         let creator = &session.user_id;
-        let version = request.room_version.clone().unwrap_or_else(|| self.config.rooms.default_room_version.clone());
+        let version = request
+            .room_version
+            .clone()
+            .unwrap_or_else(|| self.config.rooms.default_room_version.clone());
         let rules = room::rules_for(&version).ok_or_else(|| {
             Error::UnsupportedRoomVersion(format!(
                 "room version {version} is not supported; use one of {}",
-                room::SUPPORTED.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                room::SUPPORTED
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         let preset = match request.preset.as_deref() {
@@ -58,19 +71,31 @@ impl Services {
         if !rules.authorization.use_room_create_sender {
             create_content.insert("creator".into(), json!(creator));
         }
-        if rules.authorization.additional_room_creators && preset == "trusted_private_chat" && !request.invite.is_empty() {
+        if rules.authorization.additional_room_creators
+            && preset == "trusted_private_chat"
+            && !request.invite.is_empty()
+        {
             // From v12, trusted private chats make the invitees creators too, instead of giving
             // them power level 100.
             create_content.insert("additional_creators".into(), json!(request.invite));
         }
-        let template = PduTemplate::state(TimelineEventType::RoomCreate, "", JsonValue::Object(create_content));
+        let template = PduTemplate::state(
+            TimelineEventType::RoomCreate,
+            "",
+            JsonValue::Object(create_content),
+        );
         let room_id = if rules.authorization.room_create_event_id_as_room_id {
             None
         } else {
-            Some(RoomId::parse(format!("!{}:{}", random_string(18), self.server_name()))
-                .map_err(|e| Error::Internal(e.to_string()))?)
+            Some(
+                RoomId::parse(format!("!{}:{}", random_string(18), self.server_name()))
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            )
         };
-        let keypair = self.signing_key.keypair().map_err(|e| Error::Internal(e.to_string()))?;
+        let keypair = self
+            .signing_key
+            .keypair()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let create = room::build_pdu(
             &rules,
             room_id.as_deref(),
@@ -89,19 +114,34 @@ impl Services {
         // Every initial event is built and authorised in memory first, so a request whose
         // initial state cannot be sent writes nothing.
         let create = Arc::new(create);
-        let mut state = HashMap::from([((StateEventType::RoomCreate, String::new()), create.clone())]);
+        let mut state =
+            HashMap::from([((StateEventType::RoomCreate, String::new()), create.clone())]);
         let mut events = vec![create];
-        let mut templates = self.initial_events(session, &rules, &preset, &request, alias.as_ref()).await?;
+        let mut templates = self
+            .initial_events(session, &rules, &preset, &request, alias.as_ref())
+            .await?;
         for invitee in &request.invite {
-            let content = self.member_content("invite", invitee, None, request.is_direct).await?;
-            templates.push(PduTemplate::state(TimelineEventType::RoomMember, invitee.as_str(), content));
+            let content = self
+                .member_content("invite", invitee, None, request.is_direct)
+                .await?;
+            templates.push(PduTemplate::state(
+                TimelineEventType::RoomMember,
+                invitee.as_str(),
+                content,
+            ));
         }
         for template in templates {
-            let previous = events.last().map(|p| p.event_id.clone()).into_iter().collect();
+            let previous = events
+                .last()
+                .map(|p| p.event_id.clone())
+                .into_iter()
+                .collect();
             let depth = events.len() as u64 + 1;
             let pdu = self
                 .build_authorised(&rules, &room_id, creator, template, previous, depth, &state)?
-                .map_err(|reason| Error::InvalidRoomState(format!("the initial state cannot be sent: {reason}")))?;
+                .map_err(|reason| {
+                    Error::InvalidRoomState(format!("the initial state cannot be sent: {reason}"))
+                })?;
             let pdu = Arc::new(pdu);
             if let Some(key) = &pdu.state_key {
                 state.insert((pdu.kind.to_string().into(), key.clone()), pdu.clone());
@@ -112,7 +152,11 @@ impl Services {
             .into_iter()
             .map(|pdu| PendingWrite::new(pdu, None, None))
             .collect::<Result<Vec<_>>>()?;
-        let (room, version_text, creator_text) = (room_id.to_string(), version.to_string(), creator.to_string());
+        let (room, version_text, creator_text) = (
+            room_id.to_string(),
+            version.to_string(),
+            creator.to_string(),
+        );
         let alias_text = alias.as_ref().map(|a| a.to_string());
         let public = request.public;
         let _lock = self.room_locks.lock(&room_id).await;
@@ -126,7 +170,9 @@ impl Services {
                 if let Some(alias) = &alias_text
                     && !storage::rooms::insert_alias_txn(c, alias, &room, &creator_text)?
                 {
-                    return Err(storage::StorageError::Aborted(format!("the alias {alias} was taken meanwhile")));
+                    return Err(storage::StorageError::Aborted(format!(
+                        "the alias {alias} was taken meanwhile"
+                    )));
                 }
                 if public {
                     storage::events::set_room_published_txn(c, &room, true)?;
@@ -187,23 +233,43 @@ impl Services {
             "redact": 50,
             "invite": 0,
         });
-        if let (Some(overrides), Some(target)) = (&request.power_level_content_override, power_levels.as_object_mut()) {
+        if let (Some(overrides), Some(target)) = (
+            &request.power_level_content_override,
+            power_levels.as_object_mut(),
+        ) {
             for (key, value) in overrides {
                 target.insert(key.clone(), value.clone());
             }
         }
-        events.push(PduTemplate::state(TimelineEventType::RoomPowerLevels, "", power_levels));
+        events.push(PduTemplate::state(
+            TimelineEventType::RoomPowerLevels,
+            "",
+            power_levels,
+        ));
         if let Some(alias) = alias {
-            events.push(PduTemplate::state(TimelineEventType::RoomCanonicalAlias, "", json!({ "alias": alias })));
+            events.push(PduTemplate::state(
+                TimelineEventType::RoomCanonicalAlias,
+                "",
+                json!({ "alias": alias }),
+            ));
         }
         let (join_rule, guest_access) = match preset {
             "public_chat" => ("public", "forbidden"),
             _ => ("invite", "can_join"),
         };
         let preset_state = [
-            (TimelineEventType::RoomJoinRules, json!({ "join_rule": join_rule })),
-            (TimelineEventType::RoomHistoryVisibility, json!({ "history_visibility": "shared" })),
-            (TimelineEventType::RoomGuestAccess, json!({ "guest_access": guest_access })),
+            (
+                TimelineEventType::RoomJoinRules,
+                json!({ "join_rule": join_rule }),
+            ),
+            (
+                TimelineEventType::RoomHistoryVisibility,
+                json!({ "history_visibility": "shared" }),
+            ),
+            (
+                TimelineEventType::RoomGuestAccess,
+                json!({ "guest_access": guest_access }),
+            ),
         ];
         for (kind, content) in preset_state {
             let overridden = request
@@ -216,16 +282,30 @@ impl Services {
         }
         for (kind, key, content) in &request.initial_state {
             if kind == "m.room.create" || kind == "m.room.member" || kind == "m.room.power_levels" {
-                return Err(Error::InvalidParam(format!("initial_state may not set {kind}")));
+                return Err(Error::InvalidParam(format!(
+                    "initial_state may not set {kind}"
+                )));
             }
-            events.push(PduTemplate::state(kind.as_str().into(), key.as_str(), content.clone()));
+            events.push(PduTemplate::state(
+                kind.as_str().into(),
+                key.as_str(),
+                content.clone(),
+            ));
         }
         if let Some(name) = &request.name {
-            events.push(PduTemplate::state(TimelineEventType::RoomName, "", json!({ "name": name })));
+            events.push(PduTemplate::state(
+                TimelineEventType::RoomName,
+                "",
+                json!({ "name": name }),
+            ));
         }
         if let Some(topic) = &request.topic {
-            let content = json!({ "topic": topic, "m.topic": [{ "body": topic, "mimetype": "text/plain" }] });
-            events.push(PduTemplate::state(TimelineEventType::RoomTopic, "", content));
+            let content = json!({ "topic": topic, "m.topic": { "m.text": [{ "body": topic, "mimetype": "text/plain" }] } });
+            events.push(PduTemplate::state(
+                TimelineEventType::RoomTopic,
+                "",
+                content,
+            ));
         }
         Ok(events)
     }

@@ -6,6 +6,7 @@
 
 mod append;
 mod create;
+mod head;
 mod membership;
 mod read;
 mod send;
@@ -22,12 +23,16 @@ pub use read::{MembersQuery, MessagesPage, MessagesQuery};
 pub use token::StreamToken;
 
 /// One lock per room, so that events of a room are created in order while rooms never wait for
-/// each other.
+/// each other. The lock guards the room's cached head (see `head.rs`), present while the room is
+/// busy.
 #[derive(Default)]
-pub struct RoomLocks(Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>);
+pub struct RoomLocks(Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<Option<head::RoomHead>>>>>);
 
 impl RoomLocks {
-    pub async fn lock(&self, room_id: &RoomId) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(
+        &self,
+        room_id: &RoomId,
+    ) -> tokio::sync::OwnedMutexGuard<Option<head::RoomHead>> {
         let lock = {
             let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
             // Locks nobody holds or waits for are dropped, so the map tracks only busy rooms.

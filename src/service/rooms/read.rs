@@ -4,10 +4,10 @@
 use ruma::{EventId, RoomId, UserId};
 use serde_json::{Map, Value as JsonValue};
 
+use super::super::{Error, Result, Services, UserSession};
 use super::StreamToken;
 use super::append::pdu_from_row;
 use super::visibility::Viewer;
-use super::super::{Error, Result, Services, UserSession};
 use crate::storage::{self, events::EventRow, events::Page, state};
 
 /// The most events one `/messages` page returns.
@@ -39,12 +39,23 @@ pub struct MembersQuery {
 
 impl Services {
     /// An event in the client format, if the user may see it; `M_NOT_FOUND` otherwise.
-    pub async fn get_event(&self, session: &UserSession, room_id: &RoomId, event_id: &EventId) -> Result<JsonValue> {
-        let (room, user, id) = (room_id.to_string(), session.user_id.to_string(), event_id.to_string());
+    pub async fn get_event(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<JsonValue> {
+        let (room, user, id) = (
+            room_id.to_string(),
+            session.user_id.to_string(),
+            event_id.to_string(),
+        );
         let device = session.device_id.to_string();
         self.db
             .read(move |c| {
-                let Some(row) = storage::events::get_event(c, &id)? else { return Ok(None) };
+                let Some(row) = storage::events::get_event(c, &id)? else {
+                    return Ok(None);
+                };
                 let mut viewer = Viewer::new(c, &room, &user)?;
                 if !viewer.can_see(c, &row)? {
                     return Ok(None);
@@ -52,19 +63,31 @@ impl Services {
                 Ok(Some(client_events_for(c, &[row], &user, &device)))
             })
             .await?
-            .ok_or_else(|| Error::NotFound(format!("event {event_id} not found or not visible to you")))?
-            .and_then(|mut events| events.pop().ok_or_else(|| Error::Internal("no event".into())))
+            .ok_or_else(|| {
+                Error::NotFound(format!("event {event_id} not found or not visible to you"))
+            })?
+            .and_then(|mut events| {
+                events
+                    .pop()
+                    .ok_or_else(|| Error::Internal("no event".into()))
+            })
     }
 
     /// The state group a user may read a room's state at: the current state while joined, the
     /// state when they left otherwise; `M_FORBIDDEN` when they were never in the room.
     async fn readable_state(&self, session: &UserSession, room_id: &RoomId) -> Result<Option<i64>> {
         let (room, user) = (room_id.to_string(), session.user_id.to_string());
-        let membership = self.db.read(move |c| storage::rooms::membership(c, &room, &user)).await?;
+        let membership = self
+            .db
+            .read(move |c| storage::rooms::membership(c, &room, &user))
+            .await?;
         match membership {
             Some(m) if m.membership == "join" => Ok(None),
-            Some(m) if m.membership == "leave" || m.membership == "ban" => {
-                let row = self.db.read(move |c| storage::events::get_event_by_nid(c, m.event_nid)).await?;
+            Some(m) if !m.forgotten && (m.membership == "leave" || m.membership == "ban") => {
+                let row = self
+                    .db
+                    .read(move |c| storage::events::get_event_by_nid(c, m.event_nid))
+                    .await?;
                 Ok(row.and_then(|r| r.state_after))
             }
             _ => Err(Error::Forbidden(format!("you are not in room {room_id}"))),
@@ -72,7 +95,11 @@ impl Services {
     }
 
     /// Every state event of a room the user may read.
-    pub async fn room_state(&self, session: &UserSession, room_id: &RoomId) -> Result<Vec<JsonValue>> {
+    pub async fn room_state(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+    ) -> Result<Vec<JsonValue>> {
         let at = self.readable_state(session, room_id).await?;
         let room = room_id.to_string();
         let rows: Vec<EventRow> = self
@@ -82,14 +109,22 @@ impl Services {
                     None => state::current_state(c, &room)?,
                     Some(group) => state::load_state(c, group)?.into_values().collect(),
                 };
-                nids.into_iter().filter_map(|n| storage::events::get_event_by_nid(c, n).transpose()).collect()
+                nids.into_iter()
+                    .filter_map(|n| storage::events::get_event_by_nid(c, n).transpose())
+                    .collect()
             })
             .await?;
         rows.iter().map(client_event).collect()
     }
 
     /// One state event, in the client format.
-    pub async fn state_event(&self, session: &UserSession, room_id: &RoomId, kind: &str, state_key: &str) -> Result<JsonValue> {
+    pub async fn state_event(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<JsonValue> {
         let at = self.readable_state(session, room_id).await?;
         let (room, kind_text, key) = (room_id.to_string(), kind.to_owned(), state_key.to_owned());
         let row = self
@@ -102,21 +137,34 @@ impl Services {
                         None => None,
                     },
                 };
-                nid.map(|n| storage::events::get_event_by_nid(c, n)).transpose().map(Option::flatten)
+                nid.map(|n| storage::events::get_event_by_nid(c, n))
+                    .transpose()
+                    .map(Option::flatten)
             })
             .await?
-            .ok_or_else(|| Error::NotFound(format!("no {kind} state with key {state_key:?} in {room_id}")))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no {kind} state with key {state_key:?} in {room_id}"
+                ))
+            })?;
         client_event(&row)
     }
 
     /// Member events of a room, filtered by membership.
-    pub async fn members(&self, session: &UserSession, room_id: &RoomId, query: MembersQuery) -> Result<Vec<JsonValue>> {
+    pub async fn members(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        query: MembersQuery,
+    ) -> Result<Vec<JsonValue>> {
         let state = self.room_state(session, room_id).await?;
         Ok(state
             .into_iter()
             .filter(|event| event.get("type").and_then(JsonValue::as_str) == Some("m.room.member"))
             .filter(|event| {
-                let membership = event.pointer("/content/membership").and_then(JsonValue::as_str);
+                let membership = event
+                    .pointer("/content/membership")
+                    .and_then(JsonValue::as_str);
                 // Given together, the two filters mean "either" (the specification's "or").
                 match (query.membership.as_deref(), query.not_membership.as_deref()) {
                     (None, None) => true,
@@ -129,12 +177,28 @@ impl Services {
     }
 
     /// Joined members with their display names and avatars (for joined users only).
-    pub async fn joined_members(&self, session: &UserSession, room_id: &RoomId) -> Result<Map<String, JsonValue>> {
-        if self.membership_of(room_id, &session.user_id).await?.as_deref() != Some("join") {
+    pub async fn joined_members(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+    ) -> Result<Map<String, JsonValue>> {
+        if self
+            .membership_of(room_id, &session.user_id)
+            .await?
+            .as_deref()
+            != Some("join")
+        {
             return Err(Error::Forbidden(format!("you are not in room {room_id}")));
         }
         let members = self
-            .members(session, room_id, MembersQuery { membership: Some("join".into()), not_membership: None })
+            .members(
+                session,
+                room_id,
+                MembersQuery {
+                    membership: Some("join".into()),
+                    not_membership: None,
+                },
+            )
             .await?;
         Ok(members
             .into_iter()
@@ -142,7 +206,10 @@ impl Services {
                 let user = event.get("state_key")?.as_str()?.to_owned();
                 let content = event.get("content")?;
                 let mut profile = Map::new();
-                for (field, key) in [("displayname", "display_name"), ("avatar_url", "avatar_url")] {
+                for (field, key) in [
+                    ("displayname", "display_name"),
+                    ("avatar_url", "avatar_url"),
+                ] {
                     if let Some(value) = content.get(field).filter(|v| v.is_string()) {
                         profile.insert(key.into(), value.clone());
                     }
@@ -154,11 +221,19 @@ impl Services {
 
     pub async fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<String>> {
         let user = user_id.to_string();
-        Ok(self.db.read(move |c| storage::rooms::rooms_of_user(c, &user, "join")).await?)
+        Ok(self
+            .db
+            .read(move |c| storage::rooms::rooms_of_user(c, &user, "join"))
+            .await?)
     }
 
     /// `/messages`: a page of visible events in either direction.
-    pub async fn messages(&self, session: &UserSession, room_id: &RoomId, query: MessagesQuery) -> Result<MessagesPage> {
+    pub async fn messages(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        query: MessagesQuery,
+    ) -> Result<MessagesPage> {
         let (room, user) = (room_id.to_string(), session.user_id.to_string());
         let device = session.device_id.to_string();
         let from = query.from.as_deref().map(StreamToken::parse).transpose()?;
@@ -168,7 +243,9 @@ impl Services {
             .db
             .read(move |c| {
                 let mut viewer = Viewer::new(c, &room, &user)?;
-                let ever_member = viewer.is_joined() || storage::rooms::membership(c, &room, &user)?.is_some();
+                let ever_member = viewer.is_joined()
+                    || (!viewer.has_forgotten()
+                        && storage::rooms::membership(c, &room, &user)?.is_some());
                 let start = match from {
                     Some(t) => t.events,
                     None if query.backwards => storage::events::max_stream_ordering(c)?,
@@ -187,7 +264,13 @@ impl Services {
                         &Page {
                             room_id: &room,
                             from: if query.backwards { cursor + 1 } else { cursor },
-                            to: to.map(|t| if query.backwards { t.events } else { t.events + 1 }),
+                            to: to.map(|t| {
+                                if query.backwards {
+                                    t.events
+                                } else {
+                                    t.events + 1
+                                }
+                            }),
                             backwards: query.backwards,
                             limit: limit - visible.len(),
                             types: &query.types,
@@ -200,7 +283,11 @@ impl Services {
                         exhausted = true;
                     }
                     for row in batch {
-                        cursor = if query.backwards { row.nid - 1 } else { row.nid };
+                        cursor = if query.backwards {
+                            row.nid - 1
+                        } else {
+                            row.nid
+                        };
                         if viewer.can_see(c, &row)? {
                             visible.push(row);
                         }
@@ -219,8 +306,17 @@ impl Services {
             return Err(Error::Forbidden(format!("you are not in room {room_id}")));
         }
         // With no further events in this direction, `end` is left out, as the specification says.
-        let end = (!exhausted).then(|| StreamToken { events: cursor.max(0) }.encode());
-        Ok(MessagesPage { start: StreamToken { events: start }.encode(), end, chunk })
+        let end = (!exhausted).then(|| {
+            StreamToken {
+                events: cursor.max(0),
+            }
+            .encode()
+        });
+        Ok(MessagesPage {
+            start: StreamToken { events: start }.encode(),
+            end,
+            chunk,
+        })
     }
 }
 

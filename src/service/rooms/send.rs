@@ -4,9 +4,9 @@
 use ruma::{EventId, OwnedEventId, RoomAliasId, RoomId};
 use serde_json::{Value as JsonValue, json};
 
-use super::append::{AppendOptions, pdu_from_row};
 use super::super::rate_limit::Action;
 use super::super::{Error, Result, Services, UserSession};
+use super::append::{AppendOptions, pdu_from_row};
 use crate::room::PduTemplate;
 use crate::storage;
 
@@ -24,10 +24,16 @@ impl Services {
             return Ok(existing);
         }
         require_object(&content)?;
-        self.rate_limiter.check(Action::Message, session.user_id.as_str())?;
+        self.rate_limiter
+            .check(Action::Message, session.user_id.as_str())?;
         let template = PduTemplate::message(kind.into(), content);
-        let options = AppendOptions { txn: Some((session.device_id.as_str(), txn_id)), ..Default::default() };
-        let pdu = self.append_event(room_id, &session.user_id, template, options).await?;
+        let options = AppendOptions {
+            txn: Some((session.device_id.as_str(), txn_id)),
+            ..Default::default()
+        };
+        let pdu = self
+            .append_event(room_id, &session.user_id, template, options)
+            .await?;
         Ok(pdu.event_id.clone())
     }
 
@@ -45,7 +51,14 @@ impl Services {
             self.check_canonical_alias(room_id, &content).await?;
         }
         let template = PduTemplate::state(kind.into(), state_key, content);
-        let pdu = self.append_event(room_id, &session.user_id, template, AppendOptions::default()).await?;
+        let pdu = self
+            .append_event(
+                room_id,
+                &session.user_id,
+                template,
+                AppendOptions::default(),
+            )
+            .await?;
         Ok(pdu.event_id.clone())
     }
 
@@ -70,7 +83,9 @@ impl Services {
             .ok_or_else(|| Error::NotFound(format!("no event {event_id} in {room_id}")))?;
         let target = pdu_from_row(&target)?;
         if target.sender != session.user_id && !self.has_power_to_redact(room_id, session).await? {
-            return Err(Error::Forbidden("you may only redact your own events without the redact power level".into()));
+            return Err(Error::Forbidden(
+                "you may only redact your own events without the redact power level".into(),
+            ));
         }
         let mut content = json!({});
         if let Some(reason) = reason {
@@ -81,40 +96,69 @@ impl Services {
             txn: Some((session.device_id.as_str(), txn_id)),
             redact_target: Some(target),
         };
-        let pdu = self.append_event(room_id, &session.user_id, template, options).await?;
+        let pdu = self
+            .append_event(room_id, &session.user_id, template, options)
+            .await?;
         Ok(pdu.event_id.clone())
     }
 
-    async fn txn_event(&self, session: &UserSession, room_id: &RoomId, txn_id: &str) -> Result<Option<OwnedEventId>> {
-        let (room, user, device, txn) =
-            (room_id.to_string(), session.user_id.to_string(), session.device_id.to_string(), txn_id.to_owned());
-        let existing = self.db.read(move |c| storage::events::txn_event(c, &room, &user, &device, &txn)).await?;
+    async fn txn_event(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        txn_id: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let (room, user, device, txn) = (
+            room_id.to_string(),
+            session.user_id.to_string(),
+            session.device_id.to_string(),
+            txn_id.to_owned(),
+        );
+        let existing = self
+            .db
+            .read(move |c| storage::events::txn_event(c, &room, &user, &device, &txn))
+            .await?;
         Ok(existing.and_then(|id| EventId::parse(id).ok()))
     }
 
     /// Whether the user's power level reaches the room's `redact` level.
     async fn has_power_to_redact(&self, room_id: &RoomId, session: &UserSession) -> Result<bool> {
         let levels = self.power_levels(room_id).await?;
-        let needed = levels.get("redact").and_then(JsonValue::as_i64).unwrap_or(50);
+        let needed = levels
+            .get("redact")
+            .and_then(JsonValue::as_i64)
+            .unwrap_or(50);
         Ok(self.user_power(room_id, &levels, &session.user_id).await? >= needed)
     }
 
     /// The current `m.room.power_levels` content (empty when the room has none).
     pub(super) async fn power_levels(&self, room_id: &RoomId) -> Result<JsonValue> {
         let state = self
-            .current_state_events(room_id, vec![(ruma::events::StateEventType::RoomPowerLevels, String::new())])
+            .current_state_events(
+                room_id,
+                vec![(ruma::events::StateEventType::RoomPowerLevels, String::new())],
+            )
             .await?;
         let pdu = state.get(&(ruma::events::StateEventType::RoomPowerLevels, String::new()));
-        Ok(pdu.and_then(|p| serde_json::from_str(p.content.get()).ok()).unwrap_or_else(|| json!({})))
+        Ok(pdu
+            .and_then(|p| serde_json::from_str(p.content.get()).ok())
+            .unwrap_or_else(|| json!({})))
     }
 
     /// A user's power level; room creators of versions that privilege them rank above everyone.
-    pub(super) async fn user_power(&self, room_id: &RoomId, levels: &JsonValue, user: &ruma::UserId) -> Result<i64> {
+    pub(super) async fn user_power(
+        &self,
+        room_id: &RoomId,
+        levels: &JsonValue,
+        user: &ruma::UserId,
+    ) -> Result<i64> {
         let (_, rules) = self.room_rules(room_id).await?;
         if rules.authorization.explicitly_privilege_room_creators {
             let state = self.current_state_events(room_id, Vec::new()).await?;
-            if let Some(create) = state.get(&(ruma::events::StateEventType::RoomCreate, String::new()))
-                && (create.sender == user || creators_of(create.content.get()).contains(&user.to_string()))
+            if let Some(create) =
+                state.get(&(ruma::events::StateEventType::RoomCreate, String::new()))
+                && (create.sender == user
+                    || creators_of(create.content.get()).contains(&user.to_string()))
             {
                 return Ok(i64::MAX);
             }
@@ -129,16 +173,23 @@ impl Services {
 
     /// `m.room.canonical_alias` may only name aliases that exist and point to this room.
     async fn check_canonical_alias(&self, room_id: &RoomId, content: &JsonValue) -> Result<()> {
-        let mut aliases: Vec<&str> = content.get("alias").and_then(JsonValue::as_str).into_iter().collect();
+        let mut aliases: Vec<&str> = content
+            .get("alias")
+            .and_then(JsonValue::as_str)
+            .into_iter()
+            .collect();
         if let Some(alt) = content.get("alt_aliases").and_then(JsonValue::as_array) {
             aliases.extend(alt.iter().filter_map(JsonValue::as_str));
         }
         for alias in aliases {
-            let parsed = RoomAliasId::parse(alias).map_err(|e| Error::InvalidParam(format!("invalid alias {alias:?}: {e}")))?;
+            let parsed = RoomAliasId::parse(alias)
+                .map_err(|e| Error::InvalidParam(format!("invalid alias {alias:?}: {e}")))?;
             let points_here = parsed.server_name() == self.server_name()
                 && self.resolve_alias(&parsed).await.ok().as_deref() == Some(room_id);
             if !points_here {
-                return Err(Error::BadAlias(format!("{alias} does not point to this room")));
+                return Err(Error::BadAlias(format!(
+                    "{alias} does not point to this room"
+                )));
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ pub struct Viewer {
     room_id: String,
     joins: Vec<i64>,
     currently_joined: bool,
+    forgotten: bool,
     history_key: Option<i64>,
     member_key: Option<i64>,
     cache: HashMap<(i64, i64), Option<String>>,
@@ -25,13 +26,15 @@ pub struct Viewer {
 impl Viewer {
     pub fn new(conn: &Connection, room_id: &str, user_id: &str) -> Result<Viewer> {
         let joins = storage::events::join_positions(conn, room_id, user_id)?;
-        let currently_joined = storage::rooms::membership(conn, room_id, user_id)?
-            .is_some_and(|m| m.membership == "join");
+        let membership = storage::rooms::membership(conn, room_id, user_id)?;
+        let currently_joined = membership.as_ref().is_some_and(|m| m.membership == "join");
+        let forgotten = membership.as_ref().is_some_and(|m| m.forgotten);
         Ok(Viewer {
             user_id: user_id.to_owned(),
             room_id: room_id.to_owned(),
             joins,
             currently_joined,
+            forgotten,
             history_key: state::key_nid(conn, "m.room.history_visibility", "")?,
             member_key: state::key_nid(conn, "m.room.member", user_id)?,
             cache: HashMap::new(),
@@ -42,14 +45,27 @@ impl Viewer {
         self.currently_joined
     }
 
+    pub fn has_forgotten(&self) -> bool {
+        self.forgotten
+    }
+
     /// Reads one content field of the state event at (group, key), cached.
-    fn field(&mut self, conn: &Connection, group: Option<i64>, key: Option<i64>, field: &str) -> Result<Option<String>> {
-        let (Some(group), Some(key)) = (group, key) else { return Ok(None) };
+    fn field(
+        &mut self,
+        conn: &Connection,
+        group: Option<i64>,
+        key: Option<i64>,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let (Some(group), Some(key)) = (group, key) else {
+            return Ok(None);
+        };
         if let Some(hit) = self.cache.get(&(group, key)) {
             return Ok(hit.clone());
         }
         let value = match state::lookup(conn, group, key)? {
-            Some(nid) => storage::events::get_event_by_nid(conn, nid)?.and_then(|row| content_field(&row, field)),
+            Some(nid) => storage::events::get_event_by_nid(conn, nid)?
+                .and_then(|row| content_field(&row, field)),
             None => None,
         };
         self.cache.insert((group, key), value.clone());
@@ -61,21 +77,36 @@ impl Viewer {
             return Ok(false);
         }
         let visibility = self
-            .field(conn, event.state_before, self.history_key, "history_visibility")?
+            .field(
+                conn,
+                event.state_before,
+                self.history_key,
+                "history_visibility",
+            )?
             .unwrap_or_else(|| "shared".into());
+        // A forgotten room's history is gone for the user, except what anyone may read.
+        if self.forgotten {
+            return Ok(visibility == "world_readable");
+        }
         if visibility == "world_readable" {
             return Ok(true);
         }
         // The user's own membership event counts with the membership it sets.
         let own_member_event = is_member_event_of(event, &self.user_id);
-        let group = if own_member_event { event.state_after } else { event.state_before };
+        let group = if own_member_event {
+            event.state_after
+        } else {
+            event.state_before
+        };
         let membership = self.field(conn, group, self.member_key, "membership")?;
         match membership.as_deref() {
             Some("join") => return Ok(true),
             Some("invite") if visibility == "invited" => return Ok(true),
             _ => {}
         }
-        if visibility == "shared" && (self.currently_joined || self.joins.iter().any(|j| *j > event.nid)) {
+        if visibility == "shared"
+            && (self.currently_joined || self.joins.iter().any(|j| *j > event.nid))
+        {
             return Ok(true);
         }
         // A user always sees the event that made them leave or be banned.
@@ -84,7 +115,9 @@ impl Viewer {
 }
 
 fn is_member_event_of(event: &EventRow, user_id: &str) -> bool {
-    let Ok(json) = serde_json::from_str::<JsonValue>(&event.json) else { return false };
+    let Ok(json) = serde_json::from_str::<JsonValue>(&event.json) else {
+        return false;
+    };
     json.get("type").and_then(JsonValue::as_str) == Some("m.room.member")
         && json.get("state_key").and_then(JsonValue::as_str) == Some(user_id)
 }
