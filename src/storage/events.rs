@@ -175,17 +175,22 @@ pub fn max_depth(conn: &Connection, events: &[String]) -> Result<i64> {
     Ok(max)
 }
 
-const COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after, e.redacted_by";
+pub(super) const COLUMNS: &str = "e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after, e.redacted_by";
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    event_row_at(r, 0)
+}
+
+/// An event row from `COLUMNS` starting at column `offset`.
+pub(super) fn event_row_at(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
-        nid: r.get(0)?,
-        event_id: r.get(1)?,
-        room_id: r.get(2)?,
-        json: r.get(3)?,
-        state_before: r.get(4)?,
-        state_after: r.get(5)?,
-        redacted_by: r.get(6)?,
+        nid: r.get(offset)?,
+        event_id: r.get(offset + 1)?,
+        room_id: r.get(offset + 2)?,
+        json: r.get(offset + 3)?,
+        state_before: r.get(offset + 4)?,
+        state_after: r.get(offset + 5)?,
+        redacted_by: r.get(offset + 6)?,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod events;
 mod migrate;
 mod pool;
 pub mod registration_tokens;
+pub mod relations;
 pub mod rooms;
 pub mod state;
 pub mod tokens;

@@ -7,6 +7,7 @@ mod discovery;
 mod membership;
 mod profile;
 mod register;
+mod relations;
 mod rooms;
 mod send;
 mod session;
@@ -25,5 +26,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = rooms::routes(router);
     let router = membership::routes(router);
     let router = send::routes(router);
+    let router = relations::routes(router);
     directory::routes(router)
 }

@@ -5,10 +5,12 @@
 //! transaction that also advances state and current state.
 
 mod append;
+mod context;
 mod create;
 mod head;
 mod membership;
 mod read;
+mod relations;
 mod send;
 mod token;
 mod visibility;
@@ -18,8 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedRoomId, RoomId};
 
+pub use context::Context;
 pub use create::CreateRoom;
 pub use read::{MembersQuery, MessagesPage, MessagesQuery};
+pub use relations::{RelationsPage, RelationsQuery};
 pub use token::StreamToken;
 
 /// One lock per room, so that events of a room are created in order while rooms never wait for

@@ -327,13 +327,14 @@ pub fn client_event(row: &EventRow) -> Result<JsonValue> {
 
 /// Events in the client format as `user` on `device` sees them: the device that sent an event
 /// finds its `transaction_id` in `unsigned`.
-fn client_events_for(
+pub(super) fn client_events_for(
     conn: &rusqlite::Connection,
     rows: &[EventRow],
     user: &str,
     device: &str,
 ) -> Result<Vec<JsonValue>> {
-    rows.iter()
+    let mut events = rows
+        .iter()
         .map(|row| {
             let mut event = client_event(row)?;
             if event.get("sender").and_then(JsonValue::as_str) == Some(user)
@@ -343,5 +344,7 @@ fn client_events_for(
             }
             Ok(event)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    super::relations::bundle_relations(conn, rows, &mut events, user)?;
+    Ok(events)
 }

@@ -1,0 +1,137 @@
+//! Relations, threads and event context.
+
+use axum::Router;
+use ruma::api::Direction;
+use ruma::api::client::context::get_context;
+use ruma::api::client::relations::{
+    get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type,
+};
+use ruma::api::client::threads::get_threads;
+use ruma::api::client::threads::get_threads::v1::IncludeThreads;
+
+use super::rooms::to_raw;
+use crate::api::AppState;
+use crate::api::error::ApiResult;
+use crate::api::extract::Ruma;
+use crate::api::route::RumaRoutes;
+use crate::service::UserSession;
+use crate::service::rooms::{RelationsPage, RelationsQuery};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma(relations)
+        .ruma(relations_with_type)
+        .ruma(relations_with_type_and_event_type)
+        .ruma(threads)
+        .ruma(context)
+}
+
+struct Relating<'a> {
+    identity: &'a UserSession,
+    room_id: &'a ruma::RoomId,
+    event_id: &'a ruma::EventId,
+}
+
+async fn page(state: &AppState, r: Relating<'_>, query: RelationsQuery) -> ApiResult<RelationsPage> {
+    Ok(state.relations(r.identity, r.room_id, r.event_id, query).await?)
+}
+
+fn limit(value: Option<ruma::UInt>) -> Option<usize> {
+    value.map(|v| u64::from(v) as usize)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}`
+async fn relations(
+    state: AppState,
+    request: Ruma<get_relating_events::v1::Request>,
+) -> ApiResult<get_relating_events::v1::Response> {
+    let b = request.body;
+    let query = RelationsQuery {
+        rel_type: None,
+        event_type: None,
+        from: b.from,
+        to: b.to,
+        backwards: b.dir == Direction::Backward,
+        limit: limit(b.limit),
+        recurse: b.recurse,
+    };
+    let who = Relating { identity: &request.identity, room_id: &b.room_id, event_id: &b.event_id };
+    let page = page(&state, who, query).await?;
+    let mut response = get_relating_events::v1::Response::new(page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+    response.next_batch = page.next_batch;
+    response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}`
+async fn relations_with_type(
+    state: AppState,
+    request: Ruma<get_relating_events_with_rel_type::v1::Request>,
+) -> ApiResult<get_relating_events_with_rel_type::v1::Response> {
+    let b = request.body;
+    let query = RelationsQuery {
+        rel_type: Some(b.rel_type.to_string()),
+        event_type: None,
+        from: b.from,
+        to: b.to,
+        backwards: b.dir == Direction::Backward,
+        limit: limit(b.limit),
+        recurse: b.recurse,
+    };
+    let who = Relating { identity: &request.identity, room_id: &b.room_id, event_id: &b.event_id };
+    let page = page(&state, who, query).await?;
+    let mut response =
+        get_relating_events_with_rel_type::v1::Response::new(page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+    response.next_batch = page.next_batch;
+    response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`
+async fn relations_with_type_and_event_type(
+    state: AppState,
+    request: Ruma<get_relating_events_with_rel_type_and_event_type::v1::Request>,
+) -> ApiResult<get_relating_events_with_rel_type_and_event_type::v1::Response> {
+    let b = request.body;
+    let query = RelationsQuery {
+        rel_type: Some(b.rel_type.to_string()),
+        event_type: Some(b.event_type.to_string()),
+        from: b.from,
+        to: b.to,
+        backwards: b.dir == Direction::Backward,
+        limit: limit(b.limit),
+        recurse: b.recurse,
+    };
+    let who = Relating { identity: &request.identity, room_id: &b.room_id, event_id: &b.event_id };
+    let page = page(&state, who, query).await?;
+    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(
+        page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
+    );
+    response.next_batch = page.next_batch;
+    response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/threads`
+async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -> ApiResult<get_threads::v1::Response> {
+    let b = request.body;
+    let participated = b.include == IncludeThreads::Participated;
+    let (chunk, next_batch) = state.threads(&request.identity, &b.room_id, participated, b.from, limit(b.limit)).await?;
+    let mut response = get_threads::v1::Response::new(chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+    response.next_batch = next_batch;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> ApiResult<get_context::v3::Response> {
+    let b = request.body;
+    let context = state.context(&request.identity, &b.room_id, &b.event_id, u64::from(b.limit) as usize).await?;
+    let mut response = get_context::v3::Response::new();
+    response.start = Some(context.start);
+    response.end = Some(context.end);
+    response.event = Some(to_raw(&context.event)?);
+    response.events_before = context.before.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    response.events_after = context.after.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    response.state = context.state.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    Ok(response)
+}
