@@ -16,6 +16,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_create_rooms",
         include_str!("../../migrations/0002_create_rooms.sql"),
     ),
+    (
+        "0003_create_reports",
+        include_str!("../../migrations/0003_create_reports.sql"),
+    ),
+    (
+        "0004_add_room_joined_members",
+        include_str!("../../migrations/0004_add_room_joined_members.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -11,11 +11,13 @@
 //! Table groups live in their own files, with functions named `verb_noun_txn` (writes, given the
 //! open transaction) and `verb_noun` (reads, given a read connection).
 
+pub mod directory;
 pub mod events;
 mod migrate;
 mod pool;
 pub mod registration_tokens;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod state;
 pub mod tokens;

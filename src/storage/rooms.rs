@@ -99,3 +99,9 @@ pub fn aliases_of_room(conn: &Connection, room_id: &str) -> Result<Vec<String>> 
     let rows = stmt.query_map([room_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Points every alias of `from` at `to` (a room upgrade).
+pub fn move_aliases_txn(txn: &Connection, from: &str, to: &str) -> Result<()> {
+    txn.execute("UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1", params![from, to])?;
+    Ok(())
+}

@@ -4,7 +4,7 @@ use axum::Router;
 use ruma::api::Direction;
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
 use ruma::api::client::message::get_message_events;
-use ruma::api::client::room::{Visibility, create_room, get_room_event};
+use ruma::api::client::room::{Visibility, create_room, get_room_event, upgrade_room};
 use ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events};
 use ruma::serde::Raw;
@@ -27,6 +27,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(members)
         .ruma(joined_members_of)
         .ruma(messages)
+        .ruma(upgrade)
 }
 
 /// Parses raw JSON a client sent into a JSON value.
@@ -240,4 +241,11 @@ async fn messages(
     response.end = page.end;
     response.chunk = page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?;
     Ok(response)
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) -> ApiResult<upgrade_room::v3::Response> {
+    let body = request.body;
+    let replacement = state.upgrade_room(&request.identity, &body.room_id, body.new_version).await?;
+    Ok(upgrade_room::v3::Response::new(replacement))
 }

@@ -13,6 +13,7 @@ mod read;
 mod relations;
 mod send;
 mod token;
+mod upgrade;
 mod visibility;
 
 use std::collections::HashMap;
