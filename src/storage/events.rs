@@ -374,3 +374,15 @@ pub fn state_after_of_prev_txn(txn: &Connection, prev_events: &[String]) -> Resu
     }
     Ok(state)
 }
+
+/// The state group after the room's last event at or before stream position `position`.
+pub fn state_at_position(conn: &Connection, room_id: &str, position: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT state_after FROM events WHERE room_id = ?1 AND stream_ordering <= ?2 AND outlier = 0
+               AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT 1",
+        )?
+        .query_row(params![room_id, position], |r| r.get(0))
+        .optional()?
+        .flatten())
+}

@@ -13,38 +13,43 @@ pub struct TsKey {
     pub stream_ordering: i64,
 }
 
-/// Up to `limit` timeline events of a room from `start` on: forwards, those at or after
-/// `start.origin_server_ts` in ascending order; backwards, those at or before it in descending
-/// order. With `start.stream_ordering` set (continuing a scan), the event at `start` itself and
-/// those on its near side are skipped. Outliers, rejected and soft-failed events are never
-/// returned.
+/// Up to `limit` timeline events of a room in timestamp order from `ts` on: forwards, those at or
+/// after `ts` in ascending order; backwards, those at or before it in descending order. `after`
+/// continues an earlier scan: the event it names and those on its near side are skipped.
+/// Outliers, rejected and soft-failed events are never returned.
 pub fn events_from_ts(
     conn: &Connection,
     room_id: &str,
-    start: TsKey,
-    continuing: bool,
+    ts: i64,
+    after: Option<TsKey>,
     backwards: bool,
     limit: usize,
 ) -> Result<Vec<(TsKey, EventRow)>> {
-    let sql = match (backwards, continuing) {
-        (false, false) => "e.origin_server_ts >= ?2 AND ?3 IS NOT NULL ORDER BY e.origin_server_ts ASC, e.stream_ordering ASC",
-        (false, true) => "(e.origin_server_ts > ?2 OR (e.origin_server_ts = ?2 AND e.stream_ordering > ?3)) ORDER BY e.origin_server_ts ASC, e.stream_ordering ASC",
-        (true, false) => "e.origin_server_ts <= ?2 AND ?3 IS NOT NULL ORDER BY e.origin_server_ts DESC, e.stream_ordering DESC",
-        (true, true) => "(e.origin_server_ts < ?2 OR (e.origin_server_ts = ?2 AND e.stream_ordering < ?3)) ORDER BY e.origin_server_ts DESC, e.stream_ordering DESC",
+    let (cmp, order) = if backwards { ("<", "DESC") } else { (">", "ASC") };
+    let bound = match after {
+        None => format!("e.origin_server_ts {cmp}= ?2"),
+        Some(_) => format!(
+            "(e.origin_server_ts {cmp} ?2 OR (e.origin_server_ts = ?2 AND e.stream_ordering {cmp} ?3))"
+        ),
     };
     let sql = format!(
         "SELECT e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after,
                 e.redacted_by, e.origin_server_ts
-         FROM events e INDEXED BY events_by_room_ts
-         WHERE e.room_id = ?1 AND e.outlier = 0 AND e.rejected_reason IS NULL
-           AND e.soft_failed = 0 AND {sql} LIMIT ?4"
+         FROM events e
+         WHERE e.room_id = ?1 AND {bound}
+           AND e.outlier = 0 AND e.rejected_reason IS NULL AND e.soft_failed = 0
+         ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT ?4"
     );
+    let (ts, after_nid) = match after {
+        Some(key) => (key.origin_server_ts, Some(key.stream_ordering)),
+        None => (ts, None),
+    };
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
             room_id,
-            start.origin_server_ts,
-            start.stream_ordering,
+            ts,
+            after_nid,
             limit as i64
         ],
         |r| {
@@ -65,4 +70,61 @@ pub fn events_from_ts(
         },
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::events::{NewEvent, insert_event_txn, insert_room_txn};
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate::apply(&mut conn).unwrap();
+        conn
+    }
+
+    fn event(conn: &Connection, id: &str, ts: i64) -> i64 {
+        insert_event_txn(
+            conn,
+            &NewEvent {
+                event_id: id,
+                room_id: "!r:x",
+                sender: "@a:x",
+                kind: "m.room.message",
+                state_key: None,
+                membership: None,
+                depth: 1,
+                origin_server_ts: ts,
+                json: "{}",
+                prev_events: &[],
+                auth_events: &[],
+                state_before: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn ids(found: &[(TsKey, EventRow)]) -> Vec<&str> {
+        found.iter().map(|(_, row)| row.event_id.as_str()).collect()
+    }
+
+    #[test]
+    fn scans_start_at_the_timestamp_and_continue_past_ties() {
+        let conn = db();
+        insert_room_txn(&conn, "!r:x", "11", "@a:x", 0).unwrap();
+        event(&conn, "$a", 10);
+        event(&conn, "$b", 20);
+        event(&conn, "$c", 20);
+        event(&conn, "$d", 30);
+        let forwards = events_from_ts(&conn, "!r:x", 20, None, false, 2).unwrap();
+        assert_eq!(ids(&forwards), ["$b", "$c"]);
+        let rest = events_from_ts(&conn, "!r:x", 20, Some(forwards[0].0), false, 5).unwrap();
+        assert_eq!(ids(&rest), ["$c", "$d"]);
+        let backwards = events_from_ts(&conn, "!r:x", 25, None, true, 5).unwrap();
+        assert_eq!(ids(&backwards), ["$c", "$b", "$a"]);
+        let rest = events_from_ts(&conn, "!r:x", 25, Some(backwards[0].0), true, 5).unwrap();
+        assert_eq!(ids(&rest), ["$b", "$a"]);
+        assert!(events_from_ts(&conn, "!r:x", 31, None, false, 5).unwrap().is_empty());
+        assert!(events_from_ts(&conn, "!r:x", 9, None, true, 5).unwrap().is_empty());
+    }
 }

@@ -176,6 +176,7 @@ async fn members(
 ) -> ApiResult<get_member_events::v3::Response> {
     let body = request.body;
     let query = MembersQuery {
+        at: body.at,
         membership: body.membership.map(|m| m.to_string()),
         not_membership: body.not_membership.map(|m| m.to_string()),
     };

@@ -33,6 +33,8 @@ pub struct MessagesPage {
 
 /// `/members` filters.
 pub struct MembersQuery {
+    /// A pagination token: members as of that point of the timeline.
+    pub at: Option<String>,
     pub membership: Option<String>,
     pub not_membership: Option<String>,
 }
@@ -195,6 +197,7 @@ impl Services {
                 session,
                 room_id,
                 MembersQuery {
+                    at: None,
                     membership: Some("join".into()),
                     not_membership: None,
                 },
