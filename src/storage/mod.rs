@@ -20,6 +20,7 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod state;
+pub mod timestamps;
 pub mod tokens;
 pub mod uiaa;
 pub mod users;

@@ -240,6 +240,15 @@ pub fn current_state(conn: &Connection, room_id: &str) -> Result<Vec<EventNid>> 
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The current state events of one type in a room (every state key).
+pub fn current_state_of_type(conn: &Connection, room_id: &str, kind: &str) -> Result<Vec<EventNid>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_nid FROM current_state WHERE room_id = ?1 AND type = ?2 ORDER BY state_key",
+    )?;
+    let rows = stmt.query_map(params![room_id, kind], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

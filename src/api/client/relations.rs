@@ -6,6 +6,7 @@ use ruma::api::client::context::get_context;
 use ruma::api::client::relations::{
     get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type,
 };
+use ruma::api::client::space::{SpaceHierarchyRoomsChunk, get_hierarchy};
 use ruma::api::client::threads::get_threads;
 use ruma::api::client::threads::get_threads::v1::IncludeThreads;
 
@@ -15,7 +16,7 @@ use crate::api::error::ApiResult;
 use crate::api::extract::Ruma;
 use crate::api::route::RumaRoutes;
 use crate::service::UserSession;
-use crate::service::rooms::{RelationsPage, RelationsQuery};
+use crate::service::rooms::{HierarchyQuery, RelationsPage, RelationsQuery};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
@@ -24,6 +25,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(relations_with_type_and_event_type)
         .ruma(threads)
         .ruma(context)
+        .ruma(hierarchy)
 }
 
 struct Relating<'a> {
@@ -133,5 +135,25 @@ async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> Ap
     response.events_before = context.before.iter().map(to_raw).collect::<ApiResult<_>>()?;
     response.events_after = context.after.iter().map(to_raw).collect::<ApiResult<_>>()?;
     response.state = context.state.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`
+async fn hierarchy(state: AppState, request: Ruma<get_hierarchy::v1::Request>) -> ApiResult<get_hierarchy::v1::Response> {
+    let b = request.body;
+    let query = HierarchyQuery {
+        from: b.from,
+        limit: limit(b.limit),
+        max_depth: limit(b.max_depth),
+        suggested_only: b.suggested_only,
+    };
+    let (rooms, next_batch) = state.hierarchy(&request.identity, &b.room_id, query).await?;
+    let mut response = get_hierarchy::v1::Response::new();
+    response.next_batch = next_batch;
+    for room in rooms {
+        let mut chunk = SpaceHierarchyRoomsChunk::new(room.summary, Vec::new());
+        chunk.children_state = room.children_state.iter().map(to_raw).collect::<ApiResult<_>>()?;
+        response.rooms.push(chunk);
+    }
     Ok(response)
 }

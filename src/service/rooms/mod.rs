@@ -7,11 +7,16 @@
 mod append;
 mod context;
 mod create;
+mod directory;
 mod head;
+mod hierarchy;
 mod membership;
 mod read;
 mod relations;
+mod reports;
 mod send;
+pub(crate) mod summary;
+mod timestamp;
 mod token;
 mod upgrade;
 mod visibility;
@@ -23,8 +28,11 @@ use ruma::{OwnedRoomId, RoomId};
 
 pub use context::Context;
 pub use create::CreateRoom;
+pub use hierarchy::{HierarchyQuery, HierarchyRoom};
+pub use directory::{PublicRoomsPage, PublicRoomsQuery};
 pub use read::{MembersQuery, MessagesPage, MessagesQuery};
 pub use relations::{RelationsPage, RelationsQuery};
+pub use reports::ReportFilter;
 pub use token::StreamToken;
 
 /// One lock per room, so that events of a room are created in order while rooms never wait for

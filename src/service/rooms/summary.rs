@@ -30,7 +30,7 @@ const SUMMARY_TYPES: &[&str] = &[
 
 impl Services {
     /// The summary of a room this server knows; `M_NOT_FOUND` for any other.
-    pub(crate) async fn room_summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
+    pub async fn room_summary(&self, room_id: &RoomId) -> Result<RoomSummary> {
         let room = room_id.to_owned();
         self.db
             .read(move |c| read_summary(c, &room))
