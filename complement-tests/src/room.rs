@@ -278,3 +278,49 @@ impl User {
         panic!("/messages dir={dir} still had an end token after {MAX_PAGES} pages of {page}");
     }
 }
+
+/// Relating events: reactions, edits and thread replies, each sent as a user of a client would.
+impl User {
+    /// Reacts to `event_id` with `key` (an `m.reaction` with an `m.annotation` relation); returns
+    /// the reaction's event ID.
+    pub async fn react(&self, room_id: &str, event_id: &str, key: &str) -> String {
+        self.send_event(
+            room_id,
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}),
+        )
+        .await
+    }
+
+    /// Edits the message `event_id` to read `new_body` (an `m.replace` relation with
+    /// `m.new_content`, and a `* new_body` fallback for clients without edits); returns the
+    /// edit's event ID.
+    pub async fn edit(&self, room_id: &str, event_id: &str, new_body: &str) -> String {
+        self.send_event(
+            room_id,
+            "m.room.message",
+            json!({
+                "msgtype": "m.text",
+                "body": format!("* {new_body}"),
+                "m.new_content": {"msgtype": "m.text", "body": new_body},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+            }),
+        )
+        .await
+    }
+
+    /// Replies with `body` in the thread rooted at `root` (an `m.thread` relation); returns the
+    /// reply's event ID.
+    pub async fn reply_in_thread(&self, room_id: &str, root: &str, body: &str) -> String {
+        self.send_event(
+            room_id,
+            "m.room.message",
+            json!({
+                "msgtype": "m.text",
+                "body": body,
+                "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+            }),
+        )
+        .await
+    }
+}

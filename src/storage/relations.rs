@@ -49,7 +49,8 @@ pub fn relating_events(conn: &Connection, page: &RelationsPage<'_>) -> Result<Ve
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// A thread's summary: its reply count, latest reply and whether `user` took part.
+/// A thread's summary: its reply count, latest reply and whether `user` took part (by starting
+/// the thread or replying in it).
 pub struct ThreadSummary {
     pub root: String,
     pub count: i64,
@@ -67,7 +68,9 @@ pub fn thread_summaries(conn: &Connection, roots: &[String], user: &str) -> Resu
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT r.relates_to, COUNT(*), MAX(e.stream_ordering), MAX(e.sender = ?1)
+        "SELECT r.relates_to, COUNT(*), MAX(e.stream_ordering),
+                MAX(e.sender = ?1) OR EXISTS (SELECT 1 FROM events root
+                    WHERE root.event_id = r.relates_to AND root.sender = ?1)
          FROM event_relations r JOIN events e ON e.event_id = r.event_id
          WHERE r.rel_type = 'm.thread' AND r.relates_to IN ({}) AND e.rejected_reason IS NULL
          GROUP BY r.relates_to",
