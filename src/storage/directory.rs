@@ -14,28 +14,72 @@ pub struct DirectoryKey {
 }
 
 /// Up to `limit` published rooms strictly after `after` in directory order (from the start when
-/// `after` is `None`), or, with `backwards`, strictly before it, nearest first. The partial index
-/// `rooms_published_by_size` serves both directions, so a page costs O(log n + limit).
+/// `after` is `None`), or, with `backwards`, strictly before it, nearest first.
+///
+/// Each page is at most two range searches of the partial index `rooms_published_by_size`: the
+/// rest of the rooms as large as `after`, then the smaller (or larger) ones. A single condition
+/// with OR would make SQLite scan the index from the top, so a deep page (and many rooms share a
+/// size) would cost its depth; this way it costs O(log n + limit).
 pub fn published_rooms(
     conn: &Connection,
     after: Option<&DirectoryKey>,
     backwards: bool,
     limit: usize,
 ) -> Result<Vec<DirectoryKey>> {
+    let Some(after) = after else {
+        if backwards {
+            return Ok(Vec::new());
+        }
+        return directory_query(
+            conn,
+            "SELECT joined_members, room_id FROM rooms WHERE published = 1
+             ORDER BY joined_members DESC, room_id ASC LIMIT ?3",
+            None,
+            limit,
+        );
+    };
+    let [same_size, next_sizes] = if backwards { BACKWARDS } else { FORWARDS };
+    let mut rooms = directory_query(conn, same_size, Some(after), limit)?;
+    if rooms.len() < limit {
+        rooms.extend(directory_query(
+            conn,
+            next_sizes,
+            Some(after),
+            limit - rooms.len(),
+        )?);
+    }
+    Ok(rooms)
+}
+
+/// The two searches of a page after a key: the rest of that size, then smaller rooms.
+const FORWARDS: [&str; 2] = [
+    "SELECT joined_members, room_id FROM rooms
+     WHERE published = 1 AND joined_members = ?1 AND room_id > ?2
+     ORDER BY joined_members DESC, room_id ASC LIMIT ?3",
+    "SELECT joined_members, room_id FROM rooms
+     WHERE published = 1 AND joined_members < ?1
+     ORDER BY joined_members DESC, room_id ASC LIMIT ?3",
+];
+
+/// The two searches of a page before a key, nearest first: the rest of that size, then larger.
+const BACKWARDS: [&str; 2] = [
+    "SELECT joined_members, room_id FROM rooms
+     WHERE published = 1 AND joined_members = ?1 AND room_id < ?2
+     ORDER BY joined_members ASC, room_id DESC LIMIT ?3",
+    "SELECT joined_members, room_id FROM rooms
+     WHERE published = 1 AND joined_members > ?1
+     ORDER BY joined_members ASC, room_id DESC LIMIT ?3",
+];
+
+fn directory_query(
+    conn: &Connection,
+    sql: &str,
+    after: Option<&DirectoryKey>,
+    limit: usize,
+) -> Result<Vec<DirectoryKey>> {
     let (joined, room) = match after {
         Some(key) => (Some(key.joined_members), Some(key.room_id.as_str())),
         None => (None, None),
-    };
-    let sql = if backwards {
-        "SELECT joined_members, room_id FROM rooms
-         WHERE published = 1 AND ?1 IS NOT NULL
-           AND (joined_members > ?1 OR (joined_members = ?1 AND room_id < ?2))
-         ORDER BY joined_members ASC, room_id DESC LIMIT ?3"
-    } else {
-        "SELECT joined_members, room_id FROM rooms
-         WHERE published = 1
-           AND (?1 IS NULL OR joined_members < ?1 OR (joined_members = ?1 AND room_id > ?2))
-         ORDER BY joined_members DESC, room_id ASC LIMIT ?3"
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params![joined, room, limit as i64], |r| {
@@ -144,7 +188,11 @@ mod tests {
         set("@u0:x", "leave");
         assert_eq!(count(&conn), 2, "a repeated leave changes nothing");
         set("@u1:x", "join");
-        assert_eq!(count(&conn), 2, "a profile change of a member changes nothing");
+        assert_eq!(
+            count(&conn),
+            2,
+            "a profile change of a member changes nothing"
+        );
         set("@new:x", "invite");
         assert_eq!(count(&conn), 2);
         set("@new:x", "join");
@@ -168,5 +216,46 @@ mod tests {
         assert_eq!(ids(&before), ["!mid1:x", "!big:x"]);
         assert!(published_rooms(&conn, None, true, 5).unwrap().is_empty());
         assert_eq!(count_published_rooms(&conn).unwrap(), 4);
+    }
+
+    #[test]
+    fn pages_after_a_key_search_the_index_instead_of_scanning_it() {
+        let conn = db();
+        for sql in FORWARDS.iter().chain(&BACKWARDS) {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params![1, "!a:x", 10], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.starts_with("SEARCH rooms USING")
+                    && plan.contains("INDEX rooms_published_by_size")
+                    && !plan.contains("TEMP B-TREE"),
+                "{sql}\n{plan}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_rooms_of_one_size_page_in_order() {
+        let conn = db();
+        for i in 0..250 {
+            room(&conn, &format!("!r{i:03}:x"), true, 1);
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<DirectoryKey> = None;
+        loop {
+            let page = published_rooms(&conn, after.as_ref(), false, 40).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().cloned();
+            seen.extend(page.into_iter().map(|k| k.room_id));
+        }
+        let expected: Vec<String> = (0..250).map(|i| format!("!r{i:03}:x")).collect();
+        assert_eq!(seen, expected);
     }
 }

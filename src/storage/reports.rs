@@ -2,7 +2,6 @@
 //! operators to review through the admin API.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
 use super::Result;
 
@@ -18,24 +17,20 @@ pub struct NewReport<'a> {
 
 /// A stored report with what an operator needs to judge it: the reported event's sender, and (filled
 /// in by the service from the room's current state) the room's name and canonical alias.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub id: i64,
     pub received_ts: i64,
     pub room_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
     pub user_id: String,
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<i64>,
     /// The sender of the reported event (absent for room reports).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
     pub name: Option<String>,
     pub canonical_alias: Option<String>,
     /// The reported event as stored (federation form), for the single-report view only.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_json: Option<serde_json::Value>,
 }
 
@@ -71,7 +66,8 @@ pub fn delete_report_txn(txn: &Connection, report_id: i64) -> Result<bool> {
     Ok(txn.execute("DELETE FROM reports WHERE report_id = ?1", [report_id])? == 1)
 }
 
-const SELECT: &str = "SELECT r.report_id, r.received_ts, r.room_id, r.event_id, r.user_id, r.reason,
+const SELECT: &str =
+    "SELECT r.report_id, r.received_ts, r.room_id, r.event_id, r.user_id, r.reason,
             r.score, e.sender
      FROM reports r LEFT JOIN events e ON e.event_id = r.event_id";
 
@@ -192,7 +188,10 @@ mod tests {
 
         let (page, total) = list_reports(&conn, &query()).unwrap();
         assert_eq!(total, 2);
-        assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [second, first]);
+        assert_eq!(
+            page.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [second, first]
+        );
 
         let (page, total) = list_reports(
             &conn,
@@ -228,6 +227,9 @@ mod tests {
         assert!(delete_report_txn(&conn, first).unwrap());
         assert!(!delete_report_txn(&conn, first).unwrap());
         assert!(get_report(&conn, first).unwrap().is_none());
-        assert_eq!(get_report(&conn, second).unwrap().unwrap().score, Some(-100));
+        assert_eq!(
+            get_report(&conn, second).unwrap().unwrap().score,
+            Some(-100)
+        );
     }
 }

@@ -25,7 +25,11 @@ pub fn events_from_ts(
     backwards: bool,
     limit: usize,
 ) -> Result<Vec<(TsKey, EventRow)>> {
-    let (cmp, order) = if backwards { ("<", "DESC") } else { (">", "ASC") };
+    let (cmp, order) = if backwards {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
     let bound = match after {
         None => format!("e.origin_server_ts {cmp}= ?2"),
         Some(_) => format!(
@@ -45,30 +49,22 @@ pub fn events_from_ts(
         None => (ts, None),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            room_id,
-            ts,
-            after_nid,
-            limit as i64
-        ],
-        |r| {
-            let row = EventRow {
-                nid: r.get(0)?,
-                event_id: r.get(1)?,
-                room_id: r.get(2)?,
-                json: r.get(3)?,
-                state_before: r.get(4)?,
-                state_after: r.get(5)?,
-                redacted_by: r.get(6)?,
-            };
-            let key = TsKey {
-                origin_server_ts: r.get(7)?,
-                stream_ordering: row.nid,
-            };
-            Ok((key, row))
-        },
-    )?;
+    let rows = stmt.query_map(params![room_id, ts, after_nid, limit as i64], |r| {
+        let row = EventRow {
+            nid: r.get(0)?,
+            event_id: r.get(1)?,
+            room_id: r.get(2)?,
+            json: r.get(3)?,
+            state_before: r.get(4)?,
+            state_after: r.get(5)?,
+            redacted_by: r.get(6)?,
+        };
+        let key = TsKey {
+            origin_server_ts: r.get(7)?,
+            stream_ordering: row.nid,
+        };
+        Ok((key, row))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -124,7 +120,15 @@ mod tests {
         assert_eq!(ids(&backwards), ["$c", "$b", "$a"]);
         let rest = events_from_ts(&conn, "!r:x", 25, Some(backwards[0].0), true, 5).unwrap();
         assert_eq!(ids(&rest), ["$b", "$a"]);
-        assert!(events_from_ts(&conn, "!r:x", 31, None, false, 5).unwrap().is_empty());
-        assert!(events_from_ts(&conn, "!r:x", 9, None, true, 5).unwrap().is_empty());
+        assert!(
+            events_from_ts(&conn, "!r:x", 31, None, false, 5)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            events_from_ts(&conn, "!r:x", 9, None, true, 5)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

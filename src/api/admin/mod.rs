@@ -1,8 +1,9 @@
 //! The admin API, shaped like Synapse's (`/_synapse/admin/...`) so that existing tooling works:
-//! shared-secret registration and registration tokens. These endpoints are not in the Matrix
-//! specification, so their paths are written here.
+//! shared-secret registration, registration tokens and abuse reports. These endpoints are not in
+//! the Matrix specification, so their paths are written here.
 
 mod register;
+mod reports;
 mod registration_tokens;
 
 use axum::Router;
@@ -10,5 +11,5 @@ use axum::Router;
 use super::AppState;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    registration_tokens::routes(register::routes(router))
+    reports::routes(registration_tokens::routes(register::routes(router)))
 }

@@ -6,11 +6,14 @@ mod directory;
 mod discovery;
 mod membership;
 mod profile;
+mod public_rooms;
 mod register;
 mod relations;
+mod reports;
 mod rooms;
 mod send;
 mod session;
+mod timestamp;
 
 use axum::Router;
 
@@ -26,6 +29,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = rooms::routes(router);
     let router = membership::routes(router);
     let router = send::routes(router);
+    let router = public_rooms::routes(router);
+    let router = reports::routes(router);
+    let router = timestamp::routes(router);
     let router = relations::routes(router);
     directory::routes(router)
 }

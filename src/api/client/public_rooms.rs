@@ -7,7 +7,10 @@ use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
 use ruma::api::client::room::Visibility;
+use ruma::api::error::DeserializationError;
+use ruma::api::{IncomingRequest, Metadata};
 use ruma::directory::{Filter, RoomNetwork};
+use serde_json::Value as JsonValue;
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, ApiResult};
@@ -88,12 +91,52 @@ async fn visibility(
     }))
 }
 
+/// ruma's request to publish a room, where the specification's default of `visibility` (public)
+/// applies when the body leaves it out; ruma requires the field. Path, method and authentication
+/// are ruma's.
+pub struct SetVisibilityRequest(set_room_visibility::v3::Request);
+
+type SetVisibility = set_room_visibility::v3::Request;
+
+impl Metadata for SetVisibilityRequest {
+    const METHOD: http::Method = SetVisibility::METHOD;
+    const RATE_LIMITED: bool = SetVisibility::RATE_LIMITED;
+    type Authentication = <SetVisibility as Metadata>::Authentication;
+    type PathBuilder = <SetVisibility as Metadata>::PathBuilder;
+    const PATH_BUILDER: Self::PathBuilder = SetVisibility::PATH_BUILDER;
+}
+
+impl IncomingRequest for SetVisibilityRequest {
+    type EndpointError = <SetVisibility as IncomingRequest>::EndpointError;
+    type OutgoingResponse = <SetVisibility as IncomingRequest>::OutgoingResponse;
+
+    fn try_from_http_request_inner(
+        request: http::Request<&[u8]>,
+        path_args: &[&str],
+    ) -> Result<Self, DeserializationError> {
+        let mut body: JsonValue = if request.body().is_empty() {
+            JsonValue::Object(serde_json::Map::new())
+        } else {
+            serde_json::from_slice(request.body())?
+        };
+        if let Some(fields) = body.as_object_mut() {
+            fields
+                .entry("visibility")
+                .or_insert_with(|| JsonValue::String("public".into()));
+        }
+        let bytes = serde_json::to_vec(&body)?;
+        let (parts, _) = request.into_parts();
+        let request = http::Request::from_parts(parts, bytes.as_slice());
+        SetVisibility::try_from_http_request_inner(request, path_args).map(SetVisibilityRequest)
+    }
+}
+
 /// `PUT /_matrix/client/v3/directory/list/room/{roomId}`
 async fn set_visibility(
     state: AppState,
-    request: Ruma<set_room_visibility::v3::Request>,
+    request: Ruma<SetVisibilityRequest>,
 ) -> ApiResult<set_room_visibility::v3::Response> {
-    let body = request.body;
+    let body = request.body.0;
     let public = match body.visibility {
         Visibility::Public => true,
         Visibility::Private => false,

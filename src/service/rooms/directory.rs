@@ -85,7 +85,11 @@ impl Services {
                 "the room directory of {server} cannot be reached from this server"
             )));
         }
-        let since = query.since.as_deref().map(DirectoryToken::parse).transpose()?;
+        let since = query
+            .since
+            .as_deref()
+            .map(DirectoryToken::parse)
+            .transpose()?;
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT) as usize;
         // Rooms of application service networks (bridges) are not kept apart yet, so a named
         // third-party network has no rooms and "all networks" is this server's directory.
@@ -111,7 +115,9 @@ impl Services {
             .db
             .read(move |c| storage::events::get_room(c, &room))
             .await?
-            .ok_or_else(|| Error::NotFound(format!("room {room_id} is not known to this server")))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!("room {room_id} is not known to this server"))
+            })?;
         Ok(row.published)
     }
 
@@ -179,10 +185,11 @@ fn directory_page(
     } else {
         SCAN_BATCH
     };
-    'scan: while limit > 0 {
+    let mut exhausted = limit == 0;
+    'scan: while !exhausted {
         let batch =
             storage::directory::published_rooms(conn, cursor.as_ref(), backwards, batch_size)?;
-        let exhausted = batch.len() < batch_size;
+        exhausted = batch.len() < batch_size;
         for key in batch {
             cursor = Some(key.clone());
             let Ok(room_id) = RoomId::parse(&key.room_id) else {
@@ -199,9 +206,6 @@ fn directory_page(
                 break 'scan;
             }
             page.push((key, summary));
-        }
-        if exhausted {
-            break;
         }
     }
     if backwards {
@@ -301,7 +305,15 @@ mod tests {
             },
         };
         assert_eq!(DirectoryToken::parse(&token.encode()).unwrap(), token);
-        for bad in ["", "x1_!a:x", "n_!a:x", "nabc_!a:x", "n1_notaroom", "n1", "é"] {
+        for bad in [
+            "",
+            "x1_!a:x",
+            "n_!a:x",
+            "nabc_!a:x",
+            "n1_notaroom",
+            "n1",
+            "é",
+        ] {
             assert!(
                 matches!(DirectoryToken::parse(bad), Err(Error::InvalidParam(_))),
                 "{bad:?}"

@@ -47,6 +47,8 @@ impl Services {
                 "score must be between -100 and 0, not {score}"
             )));
         }
+        // Reports share the message bucket: each one is a message to the operators, and a flood of
+        // them would bury the real ones.
         self.rate_limiter
             .check(Action::Message, session.user_id.as_str())?;
         let (room, user, event) = (

@@ -6,9 +6,7 @@
 
 use ruma::directory::PublicRoomsChunk;
 use ruma::room::{JoinRule, JoinRuleSummary, RoomSummary, RoomType};
-use ruma::{
-    EventEncryptionAlgorithm, OwnedMxcUri, OwnedRoomAliasId, RoomId, RoomVersionId, UInt,
-};
+use ruma::{EventEncryptionAlgorithm, OwnedMxcUri, OwnedRoomAliasId, RoomId, RoomVersionId, UInt};
 use rusqlite::Connection;
 use serde_json::Value as JsonValue;
 
@@ -41,13 +39,18 @@ impl Services {
 
 /// The summary of a room inside an open read, for callers that summarise many rooms in one read
 /// (the directory, the hierarchy); `None` when the server does not know the room.
-pub(crate) fn read_summary(conn: &Connection, room_id: &RoomId) -> storage::Result<Option<RoomSummary>> {
+pub(crate) fn read_summary(
+    conn: &Connection,
+    room_id: &RoomId,
+) -> storage::Result<Option<RoomSummary>> {
     let Some(room) = storage::events::get_room(conn, room_id.as_str())? else {
         return Ok(None);
     };
     let joined = storage::directory::joined_member_count(conn, room_id.as_str())?;
     let mut contents = Contents::default();
-    for (kind, json) in storage::directory::current_state_json(conn, room_id.as_str(), SUMMARY_TYPES)? {
+    for (kind, json) in
+        storage::directory::current_state_json(conn, room_id.as_str(), SUMMARY_TYPES)?
+    {
         let content = serde_json::from_str::<JsonValue>(&json)?
             .get_mut("content")
             .map(JsonValue::take)
@@ -106,10 +109,16 @@ impl Contents {
                 .unwrap_or(JoinRuleSummary::Invite),
             None => JoinRuleSummary::Invite,
         };
-        let world_readable = text(&self.history_visibility, "history_visibility") == Some("world_readable");
+        let world_readable =
+            text(&self.history_visibility, "history_visibility") == Some("world_readable");
         let guest_can_join = text(&self.guest_access, "guest_access") == Some("can_join");
-        let mut summary =
-            RoomSummary::new(room_id.to_owned(), join_rule, guest_can_join, joined, world_readable);
+        let mut summary = RoomSummary::new(
+            room_id.to_owned(),
+            join_rule,
+            guest_can_join,
+            joined,
+            world_readable,
+        );
         summary.name = text(&self.name, "name")
             .filter(|n| !n.is_empty())
             .map(str::to_owned);
@@ -117,10 +126,11 @@ impl Contents {
         summary.avatar_url = text(&self.avatar, "url")
             .filter(|u| !u.is_empty())
             .map(OwnedMxcUri::from);
-        summary.canonical_alias = text(&self.canonical_alias, "alias")
-            .and_then(|a| OwnedRoomAliasId::try_from(a).ok());
+        summary.canonical_alias =
+            text(&self.canonical_alias, "alias").and_then(|a| OwnedRoomAliasId::try_from(a).ok());
         summary.room_type = text(&self.create, "type").map(RoomType::from);
-        summary.encryption = text(&self.encryption, "algorithm").map(EventEncryptionAlgorithm::from);
+        summary.encryption =
+            text(&self.encryption, "algorithm").map(EventEncryptionAlgorithm::from);
         summary.room_version = RoomVersionId::try_from(version).ok();
         summary
     }
@@ -162,15 +172,24 @@ mod tests {
     #[test]
     fn a_summary_reads_every_field_from_its_state() {
         let mut contents = Contents::default();
-        contents.set("m.room.create", json!({"type": "m.space", "room_version": "11"}));
+        contents.set(
+            "m.room.create",
+            json!({"type": "m.space", "room_version": "11"}),
+        );
         contents.set("m.room.name", json!({"name": "Garden"}));
         contents.set("m.room.topic", json!({"topic": "Plants"}));
         contents.set("m.room.avatar", json!({"url": "mxc://x/a"}));
         contents.set("m.room.canonical_alias", json!({"alias": "#garden:x"}));
         contents.set("m.room.join_rules", json!({"join_rule": "public"}));
-        contents.set("m.room.history_visibility", json!({"history_visibility": "world_readable"}));
+        contents.set(
+            "m.room.history_visibility",
+            json!({"history_visibility": "world_readable"}),
+        );
         contents.set("m.room.guest_access", json!({"guest_access": "can_join"}));
-        contents.set("m.room.encryption", json!({"algorithm": "m.megolm.v1.aes-sha2"}));
+        contents.set(
+            "m.room.encryption",
+            json!({"algorithm": "m.megolm.v1.aes-sha2"}),
+        );
         let summary = contents.summary(&room(), "11", UInt::from(3u32));
         let chunk = serde_json::to_value(directory_chunk(summary)).unwrap();
         assert_eq!(
@@ -206,7 +225,10 @@ mod tests {
             ]},
         });
         assert_eq!(plain_topic(&content).as_deref(), Some("plain"));
-        assert_eq!(plain_topic(&json!({"topic": "only"})).as_deref(), Some("only"));
+        assert_eq!(
+            plain_topic(&json!({"topic": "only"})).as_deref(),
+            Some("only")
+        );
         assert_eq!(plain_topic(&json!({"topic": ""})), None);
     }
 }

@@ -79,9 +79,13 @@ fn world_readable(conn: &rusqlite::Connection, room_id: &str) -> storage::Result
     let state =
         storage::directory::current_state_json(conn, room_id, &["m.room.history_visibility"])?;
     Ok(state.iter().any(|(_, json)| {
-        serde_json::from_str::<JsonValue>(json).ok().is_some_and(|event| {
-            event.pointer("/content/history_visibility").and_then(JsonValue::as_str)
-                == Some("world_readable")
-        })
+        serde_json::from_str::<JsonValue>(json)
+            .ok()
+            .is_some_and(|event| {
+                event
+                    .pointer("/content/history_visibility")
+                    .and_then(JsonValue::as_str)
+                    == Some("world_readable")
+            })
     }))
 }
