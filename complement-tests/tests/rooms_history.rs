@@ -168,3 +168,30 @@ async fn a_member_who_left_keeps_what_they_saw_but_nothing_after() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn anyone_may_read_the_state_and_history_of_a_world_readable_room() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let visitor = server.register_user("visitor").await;
+    let room = alice
+        .create_room(json!({
+            "preset": "public_chat",
+            "name": "Open notices",
+            "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}],
+        }))
+        .await;
+    alice.send_message(&room, "visiting hours are 2 to 4").await;
+    let private = alice.create_room(json!({"preset": "private_chat"})).await;
+
+    assert_eq!(visitor.state(&room, "m.room.name", "").await["name"], "Open notices");
+    let history = visitor.messages_with(&room, &[("dir", "b")]).await.ok();
+    assert!(
+        message_bodies(&chunk(&history)).contains(&"visiting hours are 2 to 4".to_owned()),
+        "{history:#}"
+    );
+    visitor
+        .get(&complement_tests::state_path(&private, "m.room.name", ""))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

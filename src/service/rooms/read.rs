@@ -92,8 +92,25 @@ impl Services {
                     .await?;
                 Ok(row.and_then(|r| r.state_after))
             }
+            _ if self.is_world_readable(room_id).await? => Ok(None),
             _ => Err(Error::Forbidden(format!("you are not in room {room_id}"))),
         }
+    }
+
+    /// Whether anyone may read the room (`history_visibility` is `world_readable` now).
+    async fn is_world_readable(&self, room_id: &RoomId) -> Result<bool> {
+        let room = room_id.to_string();
+        let row = self
+            .db
+            .read(move |c| {
+                let nid = state::current_state_event(c, &room, "m.room.history_visibility", "")?;
+                nid.map(|n| storage::events::get_event_by_nid(c, n)).transpose().map(Option::flatten)
+            })
+            .await?;
+        let visibility = row
+            .and_then(|r| serde_json::from_str::<JsonValue>(&r.json).ok())
+            .and_then(|e| e.pointer("/content/history_visibility").and_then(JsonValue::as_str).map(str::to_owned));
+        Ok(visibility.as_deref() == Some("world_readable"))
     }
 
     /// Every state event of a room the user may read.
