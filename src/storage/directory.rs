@@ -134,9 +134,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate::apply(&mut conn).unwrap();
-        conn
+        crate::storage::migrated_in_memory()
     }
 
     fn room(conn: &Connection, id: &str, published: bool, members: usize) {

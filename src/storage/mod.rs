@@ -251,6 +251,14 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
+/// An in-memory database with every migration applied, for unit tests of table groups.
+#[cfg(test)]
+pub(crate) fn migrated_in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("in-memory SQLite opens");
+    migrate::apply(&mut conn).expect("migrations apply");
+    conn
+}
+
 /// Milliseconds since the Unix epoch, the unit every timestamp column uses.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -147,9 +147,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate::apply(&mut conn).unwrap();
-        conn
+        crate::storage::migrated_in_memory()
     }
 
     fn report(conn: &Connection, room: &str, event: Option<&str>, user: &str, ts: i64) -> i64 {

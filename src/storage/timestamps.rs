@@ -4,7 +4,7 @@
 use rusqlite::{Connection, params};
 
 use super::Result;
-use super::events::EventRow;
+use super::events::{COLUMNS, EventRow, event_row_at};
 
 /// A position in a room's timestamp order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,7 @@ pub fn events_from_ts(
         ),
     };
     let sql = format!(
-        "SELECT e.stream_ordering, e.event_id, e.room_id, e.json, e.state_before, e.state_after,
-                e.redacted_by, e.origin_server_ts
+        "SELECT {COLUMNS}, e.origin_server_ts
          FROM events e
          WHERE e.room_id = ?1 AND {bound}
            AND e.outlier = 0 AND e.rejected_reason IS NULL AND e.soft_failed = 0
@@ -50,15 +49,7 @@ pub fn events_from_ts(
     };
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![room_id, ts, after_nid, limit as i64], |r| {
-        let row = EventRow {
-            nid: r.get(0)?,
-            event_id: r.get(1)?,
-            room_id: r.get(2)?,
-            json: r.get(3)?,
-            state_before: r.get(4)?,
-            state_after: r.get(5)?,
-            redacted_by: r.get(6)?,
-        };
+        let row = event_row_at(r, 0)?;
         let key = TsKey {
             origin_server_ts: r.get(7)?,
             stream_ordering: row.nid,
@@ -74,9 +65,7 @@ mod tests {
     use crate::storage::events::{NewEvent, insert_event_txn, insert_room_txn};
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate::apply(&mut conn).unwrap();
-        conn
+        crate::storage::migrated_in_memory()
     }
 
     fn event(conn: &Connection, id: &str, ts: i64) -> i64 {

@@ -68,43 +68,20 @@ impl Services {
     }
 
     /// Joins a room this server knows, by id or alias.
-    pub async fn join(
-        &self,
-        session: &UserSession,
-        room: &str,
-        reason: Option<&str>,
-    ) -> Result<OwnedRoomId> {
-        let room_id = self.resolve_room(room).await?;
-        self.known_room_or_not_found(&room_id).await?;
-        self.set_membership(
-            &session.user_id,
-            &room_id,
-            &session.user_id,
-            "join",
-            reason,
-            false,
-        )
-        .await?;
-        Ok(room_id)
+    pub async fn join(&self, session: &UserSession, room: &str, reason: Option<&str>) -> Result<OwnedRoomId> {
+        self.enter(session, room, "join", reason).await
     }
 
-    pub async fn knock(
-        &self,
-        session: &UserSession,
-        room: &str,
-        reason: Option<&str>,
-    ) -> Result<OwnedRoomId> {
+    /// Asks to join a room whose join rule is `knock`.
+    pub async fn knock(&self, session: &UserSession, room: &str, reason: Option<&str>) -> Result<OwnedRoomId> {
+        self.enter(session, room, "knock", reason).await
+    }
+
+    async fn enter(&self, session: &UserSession, room: &str, membership: &str, reason: Option<&str>) -> Result<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
         self.known_room_or_not_found(&room_id).await?;
-        self.set_membership(
-            &session.user_id,
-            &room_id,
-            &session.user_id,
-            "knock",
-            reason,
-            false,
-        )
-        .await?;
+        let user = &session.user_id;
+        self.set_membership(user, &room_id, user, membership, reason, false).await?;
         Ok(room_id)
     }
 
@@ -223,7 +200,7 @@ impl Services {
         Ok(row.map(|r| r.membership))
     }
 
-    async fn known_room_or_not_found(&self, room_id: &RoomId) -> Result<()> {
+    pub(super) async fn known_room_or_not_found(&self, room_id: &RoomId) -> Result<()> {
         let room = room_id.to_string();
         if self
             .db

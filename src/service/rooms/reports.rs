@@ -85,17 +85,7 @@ impl Services {
     ) -> Result<()> {
         self.rate_limiter
             .check(Action::Message, session.user_id.as_str())?;
-        let room = room_id.to_string();
-        if self
-            .db
-            .read(move |c| storage::events::get_room(c, &room))
-            .await?
-            .is_none()
-        {
-            return Err(Error::NotFound(format!(
-                "room {room_id} is not known to this server"
-            )));
-        }
+        self.known_room_or_not_found(room_id).await?;
         self.store_report(session, room_id, None, Some(reason), None)
             .await
     }
