@@ -28,22 +28,25 @@ CREATE TABLE events (
     outlier           INTEGER NOT NULL DEFAULT 0,
     rejected_reason   TEXT,                     -- set when the event failed authorisation
     soft_failed       INTEGER NOT NULL DEFAULT 0,
-    redacted_by       TEXT                      -- the redaction applied to the stored copy
+    redacted_by       TEXT,                     -- the redaction applied to the stored copy
+    txn_device        TEXT,                     -- the sending device and its transaction id, for
+    txn_id            TEXT                      -- idempotent sends (same room, sender, device, txn)
 );
 CREATE INDEX events_by_room ON events(room_id, stream_ordering);
 CREATE INDEX events_by_room_ts ON events(room_id, origin_server_ts);
 
+-- Edges and auth references lead with the event's stream ordering, so writing them appends to
+-- the end of their b-trees instead of touching a random page per row.
 CREATE TABLE event_edges (
-    event_id       TEXT NOT NULL,
+    event_nid      INTEGER NOT NULL,
     prev_event_id  TEXT NOT NULL,
-    PRIMARY KEY (event_id, prev_event_id)
+    PRIMARY KEY (event_nid, prev_event_id)
 ) WITHOUT ROWID;
-CREATE INDEX event_edges_by_prev ON event_edges(prev_event_id);
 
 CREATE TABLE event_auth (
-    event_id       TEXT NOT NULL,
+    event_nid      INTEGER NOT NULL,
     auth_event_id  TEXT NOT NULL,
-    PRIMARY KEY (event_id, auth_event_id)
+    PRIMARY KEY (event_nid, auth_event_id)
 ) WITHOUT ROWID;
 
 CREATE TABLE forward_extremities (
@@ -114,16 +117,8 @@ CREATE TABLE room_memberships (
 ) WITHOUT ROWID;
 CREATE INDEX room_memberships_by_user ON room_memberships(user_id, membership);
 
--- Client transaction ids: the same device, room and txn id always give the same event.
-CREATE TABLE event_txn_ids (
-    room_id    TEXT NOT NULL,
-    user_id    TEXT NOT NULL,
-    device_id  TEXT NOT NULL,
-    txn_id     TEXT NOT NULL,
-    event_id   TEXT NOT NULL,
-    PRIMARY KEY (room_id, user_id, device_id, txn_id)
-) WITHOUT ROWID;
-CREATE INDEX event_txn_ids_by_event ON event_txn_ids(event_id);
+-- Client transaction ids live on the event row; only events sent with one are indexed.
+CREATE INDEX events_by_txn ON events(room_id, sender, txn_device, txn_id) WHERE txn_id IS NOT NULL;
 
 CREATE TABLE room_aliases (
     alias    TEXT PRIMARY KEY,

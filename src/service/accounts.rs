@@ -282,6 +282,7 @@ impl Services {
                 Ok(())
             })
             .await?;
+        self.token_cache.invalidate();
         self.finish_uiaa(uiaa.session_id).await?;
         tracing::info!(user.id = %session.user_id, logout_devices, "password changed");
         Ok(())
@@ -309,6 +310,7 @@ impl Services {
                 Ok(())
             })
             .await?;
+        self.token_cache.invalidate();
         self.finish_uiaa(uiaa.session_id).await?;
         tracing::info!(user.id = %session.user_id, erase, "account deactivated");
         Ok(())

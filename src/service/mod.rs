@@ -12,6 +12,7 @@ pub mod rate_limit;
 mod registration_tokens;
 pub mod rooms;
 pub mod shared_secret;
+mod token_cache;
 pub mod tokens;
 pub mod uiaa;
 
@@ -34,6 +35,7 @@ pub struct Services {
     pub signing_key: SigningKey,
     pub metrics: Metrics,
     room_locks: rooms::RoomLocks,
+    token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
 }
 
@@ -47,6 +49,7 @@ impl Services {
             signing_key,
             metrics,
             room_locks: rooms::RoomLocks::default(),
+            token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),
         }
     }

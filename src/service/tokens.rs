@@ -8,7 +8,7 @@ use std::time::Duration;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
-use super::{Error, Result, Services, random_string};
+use super::{Error, Result, Services, random_string, token_cache};
 use crate::storage::{self, now_ms, tokens::NewTokens};
 
 /// A device's last-seen time and address are written at most this often, so that authenticating
@@ -115,12 +115,28 @@ impl Services {
                 Ok(prepared)
             })
             .await?;
+        self.token_cache.invalidate();
         Ok((device_id, prepared.issued))
     }
 
     /// The identity behind `token`, or `M_UNKNOWN_TOKEN` (with `soft_logout` when it expired).
     pub async fn authenticate(&self, token: &str, client_ip: IpAddr) -> Result<UserSession> {
         let hash = hash_token(token);
+        let now = now_ms();
+        if let Some(cached) = self.token_cache.get(&hash) {
+            if cached.expires_ts.is_some_and(|expires| expires <= now) {
+                return Err(Error::UnknownToken {
+                    soft_logout: true,
+                    message: "access token has expired; refresh it or log in again".into(),
+                });
+            }
+            if cached.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS) {
+                self.token_cache.set_last_seen(&hash, now);
+                self.record_last_seen(&cached.session, client_ip);
+            }
+            return Ok(cached.session);
+        }
+        let generation = self.token_cache.generation();
         let lookup = hash.clone();
         let row = self
             .db
@@ -130,50 +146,52 @@ impl Services {
                 soft_logout: false,
                 message: "unknown or revoked access token".into(),
             })?;
-        let now = now_ms();
         if row.expires_ts.is_some_and(|expires| expires <= now) {
             return Err(Error::UnknownToken {
                 soft_logout: true,
                 message: "access token has expired; refresh it or log in again".into(),
             });
         }
+        let first_use = !row.used && row.refresh_token_hash.is_some();
         if !row.used
             && let Some(refresh_hash) = row.refresh_token_hash.clone()
         {
+            let lookup_hash = hash.clone();
             self.db
                 .write("retire_predecessor_tokens", move |txn| {
                     storage::tokens::retire_predecessor_txn(txn, &refresh_hash)?;
-                    storage::tokens::mark_access_token_used_txn(txn, &hash)
+                    storage::tokens::mark_access_token_used_txn(txn, &lookup_hash)
                 })
                 .await?;
+            self.token_cache.invalidate();
         }
-        if row
-            .last_seen_ts
-            .is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS)
-        {
-            let (db, user, device, ip) = (
-                self.db.clone(),
-                row.user_id.clone(),
-                row.device_id.clone(),
-                client_ip.to_string(),
-            );
-            // Last-seen is advisory; the request does not wait for it.
-            tokio::spawn(async move {
-                let written = db
-                    .write("touch_device", move |txn| {
-                        storage::tokens::touch_device_txn(txn, &user, &device, &ip)
-                    })
-                    .await;
-                if let Err(e) = written {
-                    tracing::warn!(error = %e, "could not record device last-seen");
-                }
-            });
+        let session = UserSession { user_id: row.user_id, device_id: row.device_id, is_admin: row.is_admin };
+        let stale = row.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS);
+        if stale {
+            self.record_last_seen(&session, client_ip);
         }
-        Ok(UserSession {
-            user_id: row.user_id,
-            device_id: row.device_id,
-            is_admin: row.is_admin,
-        })
+        let last_seen_ts = if stale { Some(now) } else { row.last_seen_ts };
+        // A token's first use writes (it retires its predecessor); it is cached from its next use,
+        // so that the entry is always one read under a known generation.
+        if !first_use {
+            let entry = token_cache::CachedToken { session: session.clone(), expires_ts: row.expires_ts, last_seen_ts };
+            self.token_cache.insert(generation, hash, entry);
+        }
+        Ok(session)
+    }
+
+    /// Records a device's last-seen time and address, without making the request wait.
+    fn record_last_seen(&self, session: &UserSession, client_ip: IpAddr) {
+        let (db, user, device, ip) =
+            (self.db.clone(), session.user_id.clone(), session.device_id.clone(), client_ip.to_string());
+        tokio::spawn(async move {
+            let written = db
+                .write("touch_device", move |txn| storage::tokens::touch_device_txn(txn, &user, &device, &ip))
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "could not record device last-seen");
+            }
+        });
     }
 
     /// Exchanges a refresh token for new tokens.
@@ -204,6 +222,7 @@ impl Services {
                 Ok(rotated.then_some(prepared))
             })
             .await?;
+        self.token_cache.invalidate();
         rotated
             .map(|p| p.issued)
             .ok_or_else(|| Error::UnknownToken {
@@ -226,6 +245,7 @@ impl Services {
                 storage::tokens::delete_other_devices_txn(txn, &user, None)
             })
             .await?;
+        self.token_cache.invalidate();
         Ok(())
     }
 
@@ -244,6 +264,7 @@ impl Services {
                 Ok(())
             })
             .await?;
+        self.token_cache.invalidate();
         Ok(())
     }
 
@@ -255,6 +276,7 @@ impl Services {
                 storage::tokens::delete_other_devices_txn(txn, &user, Some(&keep))
             })
             .await?;
+        self.token_cache.invalidate();
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! Tables `rooms`, `events`, `event_edges`, `event_auth`, `forward_extremities`,
-//! `event_relations` and `event_txn_ids`: the room DAG and its local stream positions.
+//! Tables `rooms`, `events`, `event_edges`, `event_auth`, `forward_extremities` and
+//! `event_relations`: the room DAG and its local stream positions.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -32,6 +32,8 @@ pub struct NewEvent<'a> {
     pub prev_events: &'a [String],
     pub auth_events: &'a [String],
     pub state_before: Option<i64>,
+    /// (device, txn id) of a client send.
+    pub txn: Option<(&'a str, &'a str)>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,8 +83,8 @@ pub fn set_room_published_txn(txn: &Connection, room_id: &str, published: bool) 
 pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventNid> {
     txn.prepare_cached(
         "INSERT INTO events (event_id, room_id, sender, type, state_key, membership, depth,
-                             origin_server_ts, json, state_before, state_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                             origin_server_ts, json, state_before, state_after, txn_device, txn_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
     )?
     .execute(params![
         event.event_id,
@@ -94,23 +96,25 @@ pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventN
         event.depth,
         event.origin_server_ts,
         event.json,
-        event.state_before
+        event.state_before,
+        event.txn.map(|(device, _)| device),
+        event.txn.map(|(_, txn_id)| txn_id)
     ])?;
     let nid = txn.last_insert_rowid();
     let mut edge = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)",
+        "INSERT OR IGNORE INTO event_edges (event_nid, prev_event_id) VALUES (?1, ?2)",
     )?;
     let mut extremity =
         txn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
     for prev in event.prev_events {
-        edge.execute(params![event.event_id, prev])?;
+        edge.execute(params![nid, prev])?;
         extremity.execute(params![event.room_id, prev])?;
     }
     let mut auth = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)",
+        "INSERT OR IGNORE INTO event_auth (event_nid, auth_event_id) VALUES (?1, ?2)",
     )?;
     for auth_event in event.auth_events {
-        auth.execute(params![event.event_id, auth_event])?;
+        auth.execute(params![nid, auth_event])?;
     }
     txn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
         .execute(params![event.room_id, event.event_id])?;
@@ -298,6 +302,7 @@ pub fn max_stream_ordering(conn: &Connection) -> Result<i64> {
     )?)
 }
 
+/// The event a device sent into a room with a transaction id, if any.
 pub fn txn_event(
     conn: &Connection,
     room_id: &str,
@@ -307,27 +312,11 @@ pub fn txn_event(
 ) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached(
-            "SELECT event_id FROM event_txn_ids
-             WHERE room_id = ?1 AND user_id = ?2 AND device_id = ?3 AND txn_id = ?4",
+            "SELECT event_id FROM events
+             WHERE room_id = ?1 AND sender = ?2 AND txn_device = ?3 AND txn_id = ?4 AND txn_id IS NOT NULL",
         )?
         .query_row(params![room_id, user_id, device_id, txn_id], |r| r.get(0))
         .optional()?)
-}
-
-pub fn insert_txn_id_txn(
-    txn: &Connection,
-    room_id: &str,
-    user_id: &str,
-    device_id: &str,
-    txn_id: &str,
-    event_id: &str,
-) -> Result<()> {
-    txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![room_id, user_id, device_id, txn_id, event_id])?;
-    Ok(())
 }
 
 /// The transaction id the given device sent an event with, if it sent it.
@@ -338,9 +327,10 @@ pub fn txn_id_of(
     device_id: &str,
 ) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT txn_id FROM event_txn_ids WHERE event_id = ?1 AND user_id = ?2 AND device_id = ?3")?
+        .prepare_cached("SELECT txn_id FROM events WHERE event_id = ?1 AND sender = ?2 AND txn_device = ?3")?
         .query_row(params![event_id, user_id, device_id], |r| r.get(0))
-        .optional()?)
+        .optional()?
+        .flatten())
 }
 
 /// Stream positions at which `user_id` joined the room (for "joined at any point after").

@@ -84,6 +84,7 @@ mod tests {
                 prev_events: &[],
                 auth_events: &[],
                 state_before: None,
+                txn: None,
             },
         )
         .unwrap()

@@ -68,36 +68,36 @@ impl Services {
         options: AppendOptions<'_>,
     ) -> Result<Arc<Pdu>> {
         let mut guard = self.room_locks.lock(room_id).await;
+        // Holding the room's lock entry until the write commits keeps the cached head alive, so
+        // a head is only ever reloaded when none of its writes is still in flight.
+        let keep_head = tokio::sync::OwnedMutexGuard::mutex(&guard).clone();
+        let fresh = guard.is_none();
         let head = match guard.take() {
             Some(head) => guard.insert(head),
             None => guard.insert(self.load_head(room_id).await?),
         };
         if let Some((device, txn_id)) = options.txn {
             // Checked under the lock, against writes still in flight too: two requests with one
-            // transaction id make one event.
+            // transaction id make one event. A freshly loaded head knows no recent sends, so
+            // then the database answers.
             let key = (sender.to_owned(), device.to_owned(), txn_id.to_owned());
             if let Some(event_id) = head.recent_txns.get(&key).cloned() {
                 drop(guard);
                 return self.pdu_by_id(&event_id).await;
             }
-            let (room, user, device, txn) = (
-                room_id.to_string(),
-                sender.to_string(),
-                device.to_owned(),
-                txn_id.to_owned(),
-            );
-            let existing = self
-                .db
-                .read(move |c| {
-                    let Some(id) = storage::events::txn_event(c, &room, &user, &device, &txn)?
-                    else {
-                        return Ok(None);
-                    };
-                    storage::events::get_event(c, &id)
-                })
-                .await?;
-            if let Some(row) = existing {
-                return pdu_from_row(&row);
+            if fresh {
+                let (room, user, device, txn) =
+                    (room_id.to_string(), sender.to_string(), device.to_owned(), txn_id.to_owned());
+                let existing = self
+                    .db
+                    .read(move |c| match storage::events::txn_event(c, &room, &user, &device, &txn)? {
+                        Some(id) => storage::events::get_event(c, &id),
+                        None => Ok(None),
+                    })
+                    .await?;
+                if let Some(row) = existing {
+                    return pdu_from_row(&row);
+                }
             }
         }
         let keys = self.auth_keys(&head.rules, sender, &template)?;
@@ -137,7 +137,9 @@ impl Services {
         });
         head.advance(&pdu, sender, txn);
         drop(guard);
-        match committed.await {
+        let committed = committed.await;
+        drop(keep_head);
+        match committed {
             Ok((nid, _)) => {
                 tracing::debug!(room.id = %room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
                 Ok(pdu)
@@ -329,6 +331,7 @@ impl PendingWrite {
                 prev_events: &prev,
                 auth_events: &auth,
                 state_before,
+                txn: self.txn.as_ref().map(|(device, txn_id)| (device.as_str(), txn_id.as_str())),
             },
         )?;
         let mut state_after = state_before;
@@ -362,16 +365,6 @@ impl PendingWrite {
         }
         if let Some((target, redacted_json)) = &self.redaction {
             storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
-        }
-        if let Some((device, txn_id)) = &self.txn {
-            storage::events::insert_txn_id_txn(
-                c,
-                pdu.room_id.as_str(),
-                pdu.sender.as_str(),
-                device,
-                txn_id,
-                pdu.event_id.as_str(),
-            )?;
         }
         Ok((nid, state_after))
     }
