@@ -4,7 +4,10 @@
 use complement_tests::{Server, json, room_path};
 
 fn alias_path(alias: &str) -> String {
-    format!("/_matrix/client/v3/directory/room/{}", complement_tests::encode(alias))
+    format!(
+        "/_matrix/client/v3/directory/room/{}",
+        complement_tests::encode(alias)
+    )
 }
 
 #[tokio::test]
@@ -15,8 +18,17 @@ async fn an_alias_lives_from_creation_to_deletion() {
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     bob.join(&room).await;
 
-    bob.put(&alias_path("#tea-room:localhost"), json!({"room_id": room})).await.ok();
-    assert_eq!(server.client().get(&alias_path("#tea-room:localhost")).await.ok()["room_id"], room.as_str());
+    bob.put(&alias_path("#tea-room:localhost"), json!({"room_id": room}))
+        .await
+        .ok();
+    assert_eq!(
+        server
+            .client()
+            .get(&alias_path("#tea-room:localhost"))
+            .await
+            .ok()["room_id"],
+        room.as_str()
+    );
     bob.put(&alias_path("#tea-room:localhost"), json!({"room_id": room}))
         .await
         .assert_error(409, "M_UNKNOWN");
@@ -24,7 +36,12 @@ async fn an_alias_lives_from_creation_to_deletion() {
     assert_eq!(listed["aliases"], json!(["#tea-room:localhost"]));
 
     alice
-        .set_state(&room, "m.room.canonical_alias", "", json!({"alias": "#tea-room:localhost"}))
+        .set_state(
+            &room,
+            "m.room.canonical_alias",
+            "",
+            json!({"alias": "#tea-room:localhost"}),
+        )
         .await;
     alice
         .put(
@@ -34,7 +51,9 @@ async fn an_alias_lives_from_creation_to_deletion() {
         .await
         .assert_error(400, "M_BAD_ALIAS");
 
-    bob.delete(&alias_path("#tea-room:localhost"), json!({})).await.ok();
+    bob.delete(&alias_path("#tea-room:localhost"), json!({}))
+        .await
+        .ok();
     server
         .client()
         .get(&alias_path("#tea-room:localhost"))
@@ -48,23 +67,36 @@ async fn only_members_create_aliases_and_only_owners_or_moderators_delete_them()
     let alice = server.register_user("alice").await;
     let bob = server.register_user("bob").await;
     let carol = server.register_user("carol").await;
-    let room = alice.create_room(json!({"preset": "public_chat", "room_alias_name": "lobby"})).await;
+    let room = alice
+        .create_room(json!({"preset": "public_chat", "room_alias_name": "lobby"}))
+        .await;
 
     carol
         .put(&alias_path("#carols:localhost"), json!({"room_id": room}))
         .await
         .assert_error(403, "M_FORBIDDEN");
     bob.join(&room).await;
-    bob.delete(&alias_path("#lobby:localhost"), json!({})).await.assert_error(403, "M_FORBIDDEN");
+    bob.delete(&alias_path("#lobby:localhost"), json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
     alice
-        .put(&alias_path("#lobby:elsewhere.example"), json!({"room_id": room}))
+        .put(
+            &alias_path("#lobby:elsewhere.example"),
+            json!({"room_id": room}),
+        )
         .await
         .assert_error(400, "M_INVALID_PARAM");
     alice
-        .post("/_matrix/client/v3/createRoom", json!({"room_alias_name": "lobby"}))
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"room_alias_name": "lobby"}),
+        )
         .await
         .assert_error(400, "M_ROOM_IN_USE");
-    alice.delete(&alias_path("#lobby:localhost"), json!({})).await.ok();
+    alice
+        .delete(&alias_path("#lobby:localhost"), json!({}))
+        .await
+        .ok();
     alice
         .delete(&alias_path("#lobby:localhost"), json!({}))
         .await

@@ -184,7 +184,10 @@ async fn anyone_may_read_the_state_and_history_of_a_world_readable_room() {
     alice.send_message(&room, "visiting hours are 2 to 4").await;
     let private = alice.create_room(json!({"preset": "private_chat"})).await;
 
-    assert_eq!(visitor.state(&room, "m.room.name", "").await["name"], "Open notices");
+    assert_eq!(
+        visitor.state(&room, "m.room.name", "").await["name"],
+        "Open notices"
+    );
     let history = visitor.messages_with(&room, &[("dir", "b")]).await.ok();
     assert!(
         message_bodies(&chunk(&history)).contains(&"visiting hours are 2 to 4".to_owned()),

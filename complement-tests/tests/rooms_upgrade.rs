@@ -19,18 +19,34 @@ async fn an_upgrade_moves_the_room_to_a_new_version_and_tombstones_the_old_one()
         .await;
     bob.join(&old).await;
 
-    let reply = alice.post(&room_path(&old, "upgrade"), json!({"new_version": "11"})).await.ok();
-    let new = reply["replacement_room"].as_str().expect("a replacement room").to_owned();
+    let reply = alice
+        .post(&room_path(&old, "upgrade"), json!({"new_version": "11"}))
+        .await
+        .ok();
+    let new = reply["replacement_room"]
+        .as_str()
+        .expect("a replacement room")
+        .to_owned();
     assert_ne!(new, old);
 
     let create = alice.state_event(&new, "m.room.create", "").await;
     assert_eq!(create["content"]["room_version"], "11");
     assert_eq!(create["content"]["predecessor"]["room_id"], old.as_str());
     assert_eq!(alice.state(&new, "m.room.name", "").await["name"], "Ward 7");
-    assert_eq!(alice.state(&new, "m.room.topic", "").await["topic"], "Night shift");
-    assert_eq!(alice.state(&new, "m.room.join_rules", "").await["join_rule"], "public");
     assert_eq!(
-        server.client().get("/_matrix/client/v3/directory/room/%23ward7:localhost").await.ok()["room_id"],
+        alice.state(&new, "m.room.topic", "").await["topic"],
+        "Night shift"
+    );
+    assert_eq!(
+        alice.state(&new, "m.room.join_rules", "").await["join_rule"],
+        "public"
+    );
+    assert_eq!(
+        server
+            .client()
+            .get("/_matrix/client/v3/directory/room/%23ward7:localhost")
+            .await
+            .ok()["room_id"],
         new.as_str(),
         "the alias now points at the new room"
     );
@@ -38,7 +54,10 @@ async fn an_upgrade_moves_the_room_to_a_new_version_and_tombstones_the_old_one()
     let tombstone = alice.state(&old, "m.room.tombstone", "").await;
     assert_eq!(tombstone["replacement_room"], new.as_str());
     bob.put(
-        &room_path(&old, &format!("send/m.room.message/{}", complement_tests::txn_id())),
+        &room_path(
+            &old,
+            &format!("send/m.room.message/{}", complement_tests::txn_id()),
+        ),
         json!({"msgtype": "m.text", "body": "still here?"}),
     )
     .await
@@ -71,15 +90,28 @@ async fn only_someone_with_power_can_upgrade_and_only_to_a_known_version() {
 async fn upgrading_to_version_12_makes_the_upgrader_a_creator() {
     let server = Server::start().await;
     let alice = server.register_user("alice").await;
-    let room = alice.create_room(json!({"room_version": "11", "name": "Rota"})).await;
+    let room = alice
+        .create_room(json!({"room_version": "11", "name": "Rota"}))
+        .await;
 
-    let new = alice.post(&room_path(&room, "upgrade"), json!({"new_version": "12"})).await.ok()["replacement_room"]
+    let new = alice
+        .post(&room_path(&room, "upgrade"), json!({"new_version": "12"}))
+        .await
+        .ok()["replacement_room"]
         .as_str()
         .expect("a replacement room")
         .to_owned();
 
     let levels = alice.state(&new, "m.room.power_levels", "").await;
-    assert!(levels["users"].get(alice.user_id.as_str()).is_none(), "v12 creators are not listed: {levels}");
-    alice.set_state(&new, "m.room.name", "", json!({"name": "Rota v12"})).await;
-    assert_eq!(alice.state(&new, "m.room.name", "").await["name"], "Rota v12");
+    assert!(
+        levels["users"].get(alice.user_id.as_str()).is_none(),
+        "v12 creators are not listed: {levels}"
+    );
+    alice
+        .set_state(&new, "m.room.name", "", json!({"name": "Rota v12"}))
+        .await;
+    assert_eq!(
+        alice.state(&new, "m.room.name", "").await["name"],
+        "Rota v12"
+    );
 }

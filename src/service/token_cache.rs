@@ -28,7 +28,11 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn get(&self, hash: &[u8]) -> Option<CachedToken> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
     }
 
     /// The generation to pass to `insert` for a lookup about to read the database.
@@ -49,7 +53,12 @@ impl TokenCache {
     }
 
     pub fn set_last_seen(&self, hash: &[u8], ts: i64) {
-        if let Some(entry) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get_mut(hash) {
+        if let Some(entry) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(hash)
+        {
             entry.last_seen_ts = Some(ts);
         }
     }

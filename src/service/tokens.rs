@@ -130,7 +130,10 @@ impl Services {
                     message: "access token has expired; refresh it or log in again".into(),
                 });
             }
-            if cached.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS) {
+            if cached
+                .last_seen_ts
+                .is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS)
+            {
                 self.token_cache.set_last_seen(&hash, now);
                 self.record_last_seen(&cached.session, client_ip);
             }
@@ -165,8 +168,14 @@ impl Services {
                 .await?;
             self.token_cache.invalidate();
         }
-        let session = UserSession { user_id: row.user_id, device_id: row.device_id, is_admin: row.is_admin };
-        let stale = row.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS);
+        let session = UserSession {
+            user_id: row.user_id,
+            device_id: row.device_id,
+            is_admin: row.is_admin,
+        };
+        let stale = row
+            .last_seen_ts
+            .is_none_or(|seen| now - seen > LAST_SEEN_INTERVAL_MS);
         if stale {
             self.record_last_seen(&session, client_ip);
         }
@@ -174,7 +183,11 @@ impl Services {
         // A token's first use writes (it retires its predecessor); it is cached from its next use,
         // so that the entry is always one read under a known generation.
         if !first_use {
-            let entry = token_cache::CachedToken { session: session.clone(), expires_ts: row.expires_ts, last_seen_ts };
+            let entry = token_cache::CachedToken {
+                session: session.clone(),
+                expires_ts: row.expires_ts,
+                last_seen_ts,
+            };
             self.token_cache.insert(generation, hash, entry);
         }
         Ok(session)
@@ -182,11 +195,17 @@ impl Services {
 
     /// Records a device's last-seen time and address, without making the request wait.
     fn record_last_seen(&self, session: &UserSession, client_ip: IpAddr) {
-        let (db, user, device, ip) =
-            (self.db.clone(), session.user_id.clone(), session.device_id.clone(), client_ip.to_string());
+        let (db, user, device, ip) = (
+            self.db.clone(),
+            session.user_id.clone(),
+            session.device_id.clone(),
+            client_ip.to_string(),
+        );
         tokio::spawn(async move {
             let written = db
-                .write("touch_device", move |txn| storage::tokens::touch_device_txn(txn, &user, &device, &ip))
+                .write("touch_device", move |txn| {
+                    storage::tokens::touch_device_txn(txn, &user, &device, &ip)
+                })
                 .await;
             if let Err(e) = written {
                 tracing::warn!(error = %e, "could not record device last-seen");

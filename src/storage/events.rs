@@ -327,7 +327,9 @@ pub fn txn_id_of(
     device_id: &str,
 ) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT txn_id FROM events WHERE event_id = ?1 AND sender = ?2 AND txn_device = ?3")?
+        .prepare_cached(
+            "SELECT txn_id FROM events WHERE event_id = ?1 AND sender = ?2 AND txn_device = ?3",
+        )?
         .query_row(params![event_id, user_id, device_id], |r| r.get(0))
         .optional()?
         .flatten())

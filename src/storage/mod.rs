@@ -91,7 +91,8 @@ impl Db {
         migrate::apply(&mut conn)?;
         // The writer never checkpoints the WAL itself; a thread of its own does, off the commit path.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        let checkpointer = Checkpointer::start(open_connection(path, OpenFlags::default(), config)?)?;
+        let checkpointer =
+            Checkpointer::start(open_connection(path, OpenFlags::default(), config)?)?;
         let readers = pool::ReaderPool::open(path, config)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let handle = std::thread::Builder::new()
@@ -280,8 +281,11 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("plexus-db-checkpoint".into())
             .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
                     }
                 }

@@ -25,7 +25,11 @@ pub struct RelationsPage<'a> {
 }
 
 pub fn relating_events(conn: &Connection, page: &RelationsPage<'_>) -> Result<Vec<EventRow>> {
-    let (cmp, order, to_cmp) = if page.backwards { ("<", "DESC", ">") } else { (">", "ASC", "<") };
+    let (cmp, order, to_cmp) = if page.backwards {
+        ("<", "DESC", ">")
+    } else {
+        (">", "ASC", "<")
+    };
     let depth = if page.recurse { MAX_RECURSION } else { 1 };
     let sql = format!(
         "WITH RECURSIVE rel(event_id, rel_type, depth) AS (
@@ -43,7 +47,15 @@ pub fn relating_events(conn: &Connection, page: &RelationsPage<'_>) -> Result<Ve
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
-        rusqlite::params![page.parent, depth, page.from, page.to, page.rel_type, page.event_type, page.limit as i64],
+        rusqlite::params![
+            page.parent,
+            depth,
+            page.from,
+            page.to,
+            page.rel_type,
+            page.event_type,
+            page.limit as i64
+        ],
         |r| event_row_at(r, 0),
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -59,11 +71,18 @@ pub struct ThreadSummary {
 }
 
 fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+    (from..from + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Thread summaries of those of `roots` that have replies.
-pub fn thread_summaries(conn: &Connection, roots: &[String], user: &str) -> Result<Vec<ThreadSummary>> {
+pub fn thread_summaries(
+    conn: &Connection,
+    roots: &[String],
+    user: &str,
+) -> Result<Vec<ThreadSummary>> {
     if roots.is_empty() {
         return Ok(Vec::new());
     }
@@ -79,7 +98,12 @@ pub fn thread_summaries(conn: &Connection, roots: &[String], user: &str) -> Resu
     let mut stmt = conn.prepare(&sql)?;
     let args = std::iter::once(user).chain(roots.iter().map(String::as_str));
     let rows = stmt.query_map(params_from_iter(args), |r| {
-        Ok(ThreadSummary { root: r.get(0)?, count: r.get(1)?, latest: r.get(2)?, participated: r.get(3)? })
+        Ok(ThreadSummary {
+            root: r.get(0)?,
+            count: r.get(1)?,
+            latest: r.get(2)?,
+            participated: r.get(3)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -104,7 +128,6 @@ pub fn replacements(conn: &Connection, originals: &[String]) -> Result<Vec<(Stri
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-
 /// Thread roots of a room with their latest activity, most recently active first, below
 /// `before` (exclusive), optionally only threads `participant` took part in.
 pub fn thread_roots(
@@ -123,8 +146,9 @@ pub fn thread_roots(
              OR EXISTS (SELECT 1 FROM events root WHERE root.event_id = r.relates_to AND root.sender = ?3))
          ORDER BY latest DESC LIMIT ?4",
     )?;
-    let rows = stmt.query_map(rusqlite::params![room_id, before, participant, limit as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
+    let rows = stmt.query_map(
+        rusqlite::params![room_id, before, participant, limit as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -102,6 +102,9 @@ pub fn aliases_of_room(conn: &Connection, room_id: &str) -> Result<Vec<String>> 
 
 /// Points every alias of `from` at `to` (a room upgrade).
 pub fn move_aliases_txn(txn: &Connection, from: &str, to: &str) -> Result<()> {
-    txn.execute("UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1", params![from, to])?;
+    txn.execute(
+        "UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1",
+        params![from, to],
+    )?;
     Ok(())
 }

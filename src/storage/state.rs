@@ -241,7 +241,11 @@ pub fn current_state(conn: &Connection, room_id: &str) -> Result<Vec<EventNid>> 
 }
 
 /// The current state events of one type in a room (every state key).
-pub fn current_state_of_type(conn: &Connection, room_id: &str, kind: &str) -> Result<Vec<EventNid>> {
+pub fn current_state_of_type(
+    conn: &Connection,
+    room_id: &str,
+    kind: &str,
+) -> Result<Vec<EventNid>> {
     let mut stmt = conn.prepare_cached(
         "SELECT event_nid FROM current_state WHERE room_id = ?1 AND type = ?2 ORDER BY state_key",
     )?;

@@ -3,8 +3,8 @@
 //! the Matrix specification, so their paths are written here.
 
 mod register;
-mod reports;
 mod registration_tokens;
+mod reports;
 
 use axum::Router;
 

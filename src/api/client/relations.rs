@@ -4,7 +4,8 @@ use axum::Router;
 use ruma::api::Direction;
 use ruma::api::client::context::get_context;
 use ruma::api::client::relations::{
-    get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type,
+    get_relating_events, get_relating_events_with_rel_type,
+    get_relating_events_with_rel_type_and_event_type,
 };
 use ruma::api::client::space::{SpaceHierarchyRoomsChunk, get_hierarchy};
 use ruma::api::client::threads::get_threads;
@@ -34,8 +35,14 @@ struct Relating<'a> {
     event_id: &'a ruma::EventId,
 }
 
-async fn page(state: &AppState, r: Relating<'_>, query: RelationsQuery) -> ApiResult<RelationsPage> {
-    Ok(state.relations(r.identity, r.room_id, r.event_id, query).await?)
+async fn page(
+    state: &AppState,
+    r: Relating<'_>,
+    query: RelationsQuery,
+) -> ApiResult<RelationsPage> {
+    Ok(state
+        .relations(r.identity, r.room_id, r.event_id, query)
+        .await?)
 }
 
 fn limit(value: Option<ruma::UInt>) -> Option<usize> {
@@ -57,9 +64,15 @@ async fn relations(
         limit: limit(b.limit),
         recurse: b.recurse,
     };
-    let who = Relating { identity: &request.identity, room_id: &b.room_id, event_id: &b.event_id };
+    let who = Relating {
+        identity: &request.identity,
+        room_id: &b.room_id,
+        event_id: &b.event_id,
+    };
     let page = page(&state, who, query).await?;
-    let mut response = get_relating_events::v1::Response::new(page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+    let mut response = get_relating_events::v1::Response::new(
+        page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
+    );
     response.next_batch = page.next_batch;
     response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
     Ok(response)
@@ -80,10 +93,15 @@ async fn relations_with_type(
         limit: limit(b.limit),
         recurse: b.recurse,
     };
-    let who = Relating { identity: &request.identity, room_id: &b.room_id, event_id: &b.event_id };
+    let who = Relating {
+        identity: &request.identity,
+        room_id: &b.room_id,
+        event_id: &b.event_id,
+    };
     let page = page(&state, who, query).await?;
-    let mut response =
-        get_relating_events_with_rel_type::v1::Response::new(page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+    let mut response = get_relating_events_with_rel_type::v1::Response::new(
+        page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
+    );
     response.next_batch = page.next_batch;
     response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
     Ok(response)
@@ -104,7 +122,11 @@ async fn relations_with_type_and_event_type(
         limit: limit(b.limit),
         recurse: b.recurse,
     };
-    let who = Relating { identity: &request.identity, room_id: &b.room_id, event_id: &b.event_id };
+    let who = Relating {
+        identity: &request.identity,
+        room_id: &b.room_id,
+        event_id: &b.event_id,
+    };
     let page = page(&state, who, query).await?;
     let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(
         page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
@@ -115,31 +137,60 @@ async fn relations_with_type_and_event_type(
 }
 
 /// `GET /_matrix/client/v1/rooms/{roomId}/threads`
-async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -> ApiResult<get_threads::v1::Response> {
+async fn threads(
+    state: AppState,
+    request: Ruma<get_threads::v1::Request>,
+) -> ApiResult<get_threads::v1::Response> {
     let b = request.body;
     let participated = b.include == IncludeThreads::Participated;
-    let (chunk, next_batch) = state.threads(&request.identity, &b.room_id, participated, b.from, limit(b.limit)).await?;
-    let mut response = get_threads::v1::Response::new(chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+    let (chunk, next_batch) = state
+        .threads(
+            &request.identity,
+            &b.room_id,
+            participated,
+            b.from,
+            limit(b.limit),
+        )
+        .await?;
+    let mut response =
+        get_threads::v1::Response::new(chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
     response.next_batch = next_batch;
     Ok(response)
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
-async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> ApiResult<get_context::v3::Response> {
+async fn context(
+    state: AppState,
+    request: Ruma<get_context::v3::Request>,
+) -> ApiResult<get_context::v3::Response> {
     let b = request.body;
-    let context = state.context(&request.identity, &b.room_id, &b.event_id, u64::from(b.limit) as usize).await?;
+    let context = state
+        .context(
+            &request.identity,
+            &b.room_id,
+            &b.event_id,
+            u64::from(b.limit) as usize,
+        )
+        .await?;
     let mut response = get_context::v3::Response::new();
     response.start = Some(context.start);
     response.end = Some(context.end);
     response.event = Some(to_raw(&context.event)?);
-    response.events_before = context.before.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    response.events_before = context
+        .before
+        .iter()
+        .map(to_raw)
+        .collect::<ApiResult<_>>()?;
     response.events_after = context.after.iter().map(to_raw).collect::<ApiResult<_>>()?;
     response.state = context.state.iter().map(to_raw).collect::<ApiResult<_>>()?;
     Ok(response)
 }
 
 /// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`
-async fn hierarchy(state: AppState, request: Ruma<get_hierarchy::v1::Request>) -> ApiResult<get_hierarchy::v1::Response> {
+async fn hierarchy(
+    state: AppState,
+    request: Ruma<get_hierarchy::v1::Request>,
+) -> ApiResult<get_hierarchy::v1::Response> {
     let b = request.body;
     let query = HierarchyQuery {
         from: b.from,
@@ -147,12 +198,18 @@ async fn hierarchy(state: AppState, request: Ruma<get_hierarchy::v1::Request>) -
         max_depth: limit(b.max_depth),
         suggested_only: b.suggested_only,
     };
-    let (rooms, next_batch) = state.hierarchy(&request.identity, &b.room_id, query).await?;
+    let (rooms, next_batch) = state
+        .hierarchy(&request.identity, &b.room_id, query)
+        .await?;
     let mut response = get_hierarchy::v1::Response::new();
     response.next_batch = next_batch;
     for room in rooms {
         let mut chunk = SpaceHierarchyRoomsChunk::new(room.summary, Vec::new());
-        chunk.children_state = room.children_state.iter().map(to_raw).collect::<ApiResult<_>>()?;
+        chunk.children_state = room
+            .children_state
+            .iter()
+            .map(to_raw)
+            .collect::<ApiResult<_>>()?;
         response.rooms.push(chunk);
     }
     Ok(response)

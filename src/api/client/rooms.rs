@@ -245,8 +245,13 @@ async fn messages(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
-async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) -> ApiResult<upgrade_room::v3::Response> {
+async fn upgrade(
+    state: AppState,
+    request: Ruma<upgrade_room::v3::Request>,
+) -> ApiResult<upgrade_room::v3::Response> {
     let body = request.body;
-    let replacement = state.upgrade_room(&request.identity, &body.room_id, body.new_version).await?;
+    let replacement = state
+        .upgrade_room(&request.identity, &body.room_id, body.new_version)
+        .await?;
     Ok(upgrade_room::v3::Response::new(replacement))
 }

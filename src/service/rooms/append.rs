@@ -86,13 +86,19 @@ impl Services {
                 return self.pdu_by_id(&event_id).await;
             }
             if fresh {
-                let (room, user, device, txn) =
-                    (room_id.to_string(), sender.to_string(), device.to_owned(), txn_id.to_owned());
+                let (room, user, device, txn) = (
+                    room_id.to_string(),
+                    sender.to_string(),
+                    device.to_owned(),
+                    txn_id.to_owned(),
+                );
                 let existing = self
                     .db
-                    .read(move |c| match storage::events::txn_event(c, &room, &user, &device, &txn)? {
-                        Some(id) => storage::events::get_event(c, &id),
-                        None => Ok(None),
+                    .read(move |c| {
+                        match storage::events::txn_event(c, &room, &user, &device, &txn)? {
+                            Some(id) => storage::events::get_event(c, &id),
+                            None => Ok(None),
+                        }
                     })
                     .await?;
                 if let Some(row) = existing {
@@ -331,7 +337,10 @@ impl PendingWrite {
                 prev_events: &prev,
                 auth_events: &auth,
                 state_before,
-                txn: self.txn.as_ref().map(|(device, txn_id)| (device.as_str(), txn_id.as_str())),
+                txn: self
+                    .txn
+                    .as_ref()
+                    .map(|(device, txn_id)| (device.as_str(), txn_id.as_str())),
             },
         )?;
         let mut state_after = state_before;

@@ -4,10 +4,10 @@
 use ruma::{EventId, RoomId};
 use serde_json::Value as JsonValue;
 
+use super::super::{Error, Result, Services, UserSession};
 use super::StreamToken;
 use super::read::{client_event, client_events_for};
 use super::visibility::Viewer;
-use super::super::{Error, Result, Services, UserSession};
 use crate::storage::{self, events::Page, state};
 
 /// The most events on each side of the event.
@@ -23,7 +23,13 @@ pub struct Context {
 }
 
 impl Services {
-    pub async fn context(&self, session: &UserSession, room_id: &RoomId, event_id: &EventId, limit: usize) -> Result<Context> {
+    pub async fn context(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        event_id: &EventId,
+        limit: usize,
+    ) -> Result<Context> {
         let (room, user, device, id) = (
             room_id.to_string(),
             session.user_id.to_string(),
@@ -34,7 +40,9 @@ impl Services {
         self.db
             .read(move |c| {
                 let mut viewer = Viewer::new(c, &room, &user)?;
-                let Some(row) = storage::events::get_event(c, &id)? else { return Ok(None) };
+                let Some(row) = storage::events::get_event(c, &id)? else {
+                    return Ok(None);
+                };
                 if row.room_id != room || !viewer.can_see(c, &row)? {
                     return Ok(None);
                 }
@@ -58,7 +66,9 @@ impl Services {
                     }
                 }
                 let mut after = Vec::new();
-                for candidate in storage::events::page_events(c, &side(false, limit - before_count))? {
+                for candidate in
+                    storage::events::page_events(c, &side(false, limit - before_count))?
+                {
                     if viewer.can_see(c, &candidate)? {
                         after.push(candidate);
                     }
@@ -81,13 +91,19 @@ impl Services {
                 Ok(Some((event, before, after, start, end, state)))
             })
             .await?
-            .ok_or_else(|| Error::NotFound(format!("event {event_id} not found or not visible to you")))
+            .ok_or_else(|| {
+                Error::NotFound(format!("event {event_id} not found or not visible to you"))
+            })
             .and_then(|(event, before, after, start, end, state)| {
                 Ok(Context {
-                    event: event?.ok_or_else(|| Error::Internal("context lost its event".into()))?,
+                    event: event?
+                        .ok_or_else(|| Error::Internal("context lost its event".into()))?,
                     before: before?,
                     after: after?,
-                    start: StreamToken { events: start.max(0) }.encode(),
+                    start: StreamToken {
+                        events: start.max(0),
+                    }
+                    .encode(),
                     end: StreamToken { events: end }.encode(),
                     state: state?,
                 })

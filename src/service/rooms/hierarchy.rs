@@ -8,8 +8,8 @@ use ruma::room::{JoinRuleSummary, RoomSummary};
 use ruma::{OwnedRoomId, RoomId};
 use serde_json::{Value as JsonValue, json};
 
-use super::summary::read_summary;
 use super::super::{Error, Result, Services, UserSession};
+use super::summary::read_summary;
 use crate::storage::{self, state};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -54,7 +54,9 @@ impl Services {
                 let mut listed = Vec::new();
                 let mut index = 0;
                 while let Some((room_id, depth)) = queue.pop_front() {
-                    let Some(summary) = read_summary(c, &room_id)? else { continue };
+                    let Some(summary) = read_summary(c, &room_id)? else {
+                        continue;
+                    };
                     if !may_preview(c, &summary, &user)? {
                         if room_id == root {
                             return Ok(None);
@@ -76,7 +78,10 @@ impl Services {
                         if listed.len() == limit {
                             return Ok(Some((listed, true)));
                         }
-                        listed.push(HierarchyRoom { summary, children_state: children });
+                        listed.push(HierarchyRoom {
+                            summary,
+                            children_state: children,
+                        });
                     }
                     index += 1;
                 }
@@ -90,11 +95,18 @@ impl Services {
 }
 
 /// Whether the user may see a room's summary: they are in it, or anyone may read or join it.
-fn may_preview(conn: &rusqlite::Connection, summary: &RoomSummary, user: &str) -> storage::Result<bool> {
+fn may_preview(
+    conn: &rusqlite::Connection,
+    summary: &RoomSummary,
+    user: &str,
+) -> storage::Result<bool> {
     if summary.world_readable
         || matches!(
             summary.join_rule,
-            JoinRuleSummary::Public | JoinRuleSummary::Knock | JoinRuleSummary::KnockRestricted(_) | JoinRuleSummary::Restricted(_)
+            JoinRuleSummary::Public
+                | JoinRuleSummary::Knock
+                | JoinRuleSummary::KnockRestricted(_)
+                | JoinRuleSummary::Restricted(_)
         )
     {
         return Ok(true);
@@ -104,14 +116,26 @@ fn may_preview(conn: &rusqlite::Connection, summary: &RoomSummary, user: &str) -
 }
 
 /// A room's `m.space.child` events with a non-empty `via`, stripped as the hierarchy shows them.
-fn child_links(conn: &rusqlite::Connection, room_id: &RoomId, suggested_only: bool) -> storage::Result<Vec<JsonValue>> {
+fn child_links(
+    conn: &rusqlite::Connection,
+    room_id: &RoomId,
+    suggested_only: bool,
+) -> storage::Result<Vec<JsonValue>> {
     let mut links = Vec::new();
     for nid in state::current_state_of_type(conn, room_id.as_str(), "m.space.child")? {
-        let Some(row) = storage::events::get_event_by_nid(conn, nid)? else { continue };
+        let Some(row) = storage::events::get_event_by_nid(conn, nid)? else {
+            continue;
+        };
         let event: JsonValue = serde_json::from_str(&row.json)?;
         let content = event.get("content").cloned().unwrap_or_default();
-        let via_ok = content.get("via").and_then(JsonValue::as_array).is_some_and(|v| !v.is_empty());
-        let suggested = content.get("suggested").and_then(JsonValue::as_bool).unwrap_or(false);
+        let via_ok = content
+            .get("via")
+            .and_then(JsonValue::as_array)
+            .is_some_and(|v| !v.is_empty());
+        let suggested = content
+            .get("suggested")
+            .and_then(JsonValue::as_bool)
+            .unwrap_or(false);
         if !via_ok || (suggested_only && !suggested) {
             continue;
         }

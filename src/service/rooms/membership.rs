@@ -68,20 +68,37 @@ impl Services {
     }
 
     /// Joins a room this server knows, by id or alias.
-    pub async fn join(&self, session: &UserSession, room: &str, reason: Option<&str>) -> Result<OwnedRoomId> {
+    pub async fn join(
+        &self,
+        session: &UserSession,
+        room: &str,
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId> {
         self.enter(session, room, "join", reason).await
     }
 
     /// Asks to join a room whose join rule is `knock`.
-    pub async fn knock(&self, session: &UserSession, room: &str, reason: Option<&str>) -> Result<OwnedRoomId> {
+    pub async fn knock(
+        &self,
+        session: &UserSession,
+        room: &str,
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId> {
         self.enter(session, room, "knock", reason).await
     }
 
-    async fn enter(&self, session: &UserSession, room: &str, membership: &str, reason: Option<&str>) -> Result<OwnedRoomId> {
+    async fn enter(
+        &self,
+        session: &UserSession,
+        room: &str,
+        membership: &str,
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
         self.known_room_or_not_found(&room_id).await?;
         let user = &session.user_id;
-        self.set_membership(user, &room_id, user, membership, reason, false).await?;
+        self.set_membership(user, &room_id, user, membership, reason, false)
+            .await?;
         Ok(room_id)
     }
 

@@ -28,8 +28,8 @@ use ruma::{OwnedRoomId, RoomId};
 
 pub use context::Context;
 pub use create::CreateRoom;
-pub use hierarchy::{HierarchyQuery, HierarchyRoom};
 pub use directory::{PublicRoomsPage, PublicRoomsQuery};
+pub use hierarchy::{HierarchyQuery, HierarchyRoom};
 pub use read::{MembersQuery, MessagesPage, MessagesQuery};
 pub use relations::{RelationsPage, RelationsQuery};
 pub use reports::ReportFilter;

@@ -104,12 +104,18 @@ impl Services {
             .db
             .read(move |c| {
                 let nid = state::current_state_event(c, &room, "m.room.history_visibility", "")?;
-                nid.map(|n| storage::events::get_event_by_nid(c, n)).transpose().map(Option::flatten)
+                nid.map(|n| storage::events::get_event_by_nid(c, n))
+                    .transpose()
+                    .map(Option::flatten)
             })
             .await?;
         let visibility = row
             .and_then(|r| serde_json::from_str::<JsonValue>(&r.json).ok())
-            .and_then(|e| e.pointer("/content/history_visibility").and_then(JsonValue::as_str).map(str::to_owned));
+            .and_then(|e| {
+                e.pointer("/content/history_visibility")
+                    .and_then(JsonValue::as_str)
+                    .map(str::to_owned)
+            });
         Ok(visibility.as_deref() == Some("world_readable"))
     }
 

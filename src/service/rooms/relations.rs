@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use ruma::{EventId, RoomId};
 use serde_json::{Value as JsonValue, json};
 
+use super::super::{Error, Result, Services, UserSession};
 use super::StreamToken;
 use super::read::client_events_for;
 use super::visibility::Viewer;
-use super::super::{Error, Result, Services, UserSession};
 use crate::storage::{self, events::EventRow, relations};
 
 /// The most events one page of `/relations` or `/threads` returns.
@@ -54,7 +54,9 @@ impl Services {
             .db
             .read(move |c| {
                 let mut viewer = Viewer::new(c, &room, &user)?;
-                let Some(root) = storage::events::get_event(c, &parent)? else { return Ok(None) };
+                let Some(root) = storage::events::get_event(c, &parent)? else {
+                    return Ok(None);
+                };
                 if !viewer.can_see(c, &root)? {
                     return Ok(None);
                 }
@@ -71,7 +73,13 @@ impl Services {
                         rel_type: query.rel_type.as_deref(),
                         event_type: query.event_type.as_deref(),
                         from: start,
-                        to: to.map(|t| if query.backwards { t.events } else { t.events + 1 }),
+                        to: to.map(|t| {
+                            if query.backwards {
+                                t.events
+                            } else {
+                                t.events + 1
+                            }
+                        }),
                         backwards: query.backwards,
                         limit: limit + 1,
                         recurse: query.recurse,
@@ -86,11 +94,15 @@ impl Services {
                         visible.push(row);
                     }
                 }
-                let next = last.filter(|_| more).map(|nid| if query.backwards { nid - 1 } else { nid });
+                let next = last
+                    .filter(|_| more)
+                    .map(|nid| if query.backwards { nid - 1 } else { nid });
                 Ok(Some((client_events_for(c, &visible, &user, &device), next)))
             })
             .await?
-            .ok_or_else(|| Error::NotFound(format!("event {event_id} not found or not visible to you")))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!("event {event_id} not found or not visible to you"))
+            })?;
         let (chunk, next) = page;
         Ok(RelationsPage {
             chunk: chunk?,
@@ -108,8 +120,16 @@ impl Services {
         from: Option<String>,
         limit: Option<usize>,
     ) -> Result<(Vec<JsonValue>, Option<String>)> {
-        let (room, user, device) = (room_id.to_string(), session.user_id.to_string(), session.device_id.to_string());
-        let before = from.as_deref().map(StreamToken::parse).transpose()?.map_or(i64::MAX, |t| t.events);
+        let (room, user, device) = (
+            room_id.to_string(),
+            session.user_id.to_string(),
+            session.device_id.to_string(),
+        );
+        let before = from
+            .as_deref()
+            .map(StreamToken::parse)
+            .transpose()?
+            .map_or(i64::MAX, |t| t.events);
         let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
         let (chunk, next) = self
             .db
@@ -131,7 +151,10 @@ impl Services {
                         visible.push(row);
                     }
                 }
-                Ok(Some((client_events_for(c, &visible, &user, &device), last.filter(|_| more))))
+                Ok(Some((
+                    client_events_for(c, &visible, &user, &device),
+                    last.filter(|_| more),
+                )))
             })
             .await?
             .ok_or_else(|| Error::Forbidden(format!("you are not in room {room_id}")))?;
@@ -150,7 +173,9 @@ pub(super) fn bundle_relations(
     let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
     let mut bundles: HashMap<String, serde_json::Map<String, JsonValue>> = HashMap::new();
     for summary in relations::thread_summaries(conn, &ids, user)? {
-        let Some(latest) = storage::events::get_event_by_nid(conn, summary.latest)? else { continue };
+        let Some(latest) = storage::events::get_event_by_nid(conn, summary.latest)? else {
+            continue;
+        };
         let latest = super::read::client_event(&latest)?;
         bundles.entry(summary.root).or_default().insert(
             "m.thread".into(),
@@ -167,13 +192,16 @@ pub(super) fn bundle_relations(
             continue;
         }
         let edit = super::read::client_event(&edit)?;
-        let same_sender = senders.get(original.as_str()).copied() == edit.get("sender").and_then(JsonValue::as_str);
+        let same_sender = senders.get(original.as_str()).copied()
+            == edit.get("sender").and_then(JsonValue::as_str);
         if same_sender && edit.get("state_key").is_none() {
             bundle.insert("m.replace".into(), edit);
         }
     }
     for event in events.iter_mut() {
-        let Some(id) = event.get("event_id").and_then(JsonValue::as_str) else { continue };
+        let Some(id) = event.get("event_id").and_then(JsonValue::as_str) else {
+            continue;
+        };
         if let Some(bundle) = bundles.remove(id).filter(|b| !b.is_empty()) {
             event["unsigned"]["m.relations"] = JsonValue::Object(bundle);
         }

@@ -7,8 +7,8 @@ use ruma::events::{StateEventType, TimelineEventType};
 use ruma::{OwnedRoomId, RoomId, RoomVersionId};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::CreateRoom;
 use super::super::{Error, Result, Services, UserSession};
+use super::CreateRoom;
 use crate::room::{self, PduTemplate};
 use crate::storage;
 
@@ -27,11 +27,21 @@ const CARRIED_STATE: &[&str] = &[
 ];
 
 impl Services {
-    pub async fn upgrade_room(&self, session: &UserSession, room_id: &RoomId, new_version: RoomVersionId) -> Result<OwnedRoomId> {
+    pub async fn upgrade_room(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        new_version: RoomVersionId,
+    ) -> Result<OwnedRoomId> {
         let new_rules = room::rules_for(&new_version).ok_or_else(|| {
             Error::UnsupportedRoomVersion(format!("room version {new_version} is not supported"))
         })?;
-        if self.membership_of(room_id, &session.user_id).await?.as_deref() != Some("join") {
+        if self
+            .membership_of(room_id, &session.user_id)
+            .await?
+            .as_deref()
+            != Some("join")
+        {
             return Err(Error::Forbidden(format!("you are not in room {room_id}")));
         }
         let levels = self.power_levels(room_id).await?;
@@ -41,7 +51,9 @@ impl Services {
             .and_then(JsonValue::as_i64)
             .unwrap_or(50);
         if self.user_power(room_id, &levels, &session.user_id).await? < needed {
-            return Err(Error::Forbidden("you do not have the power to upgrade this room".into()));
+            return Err(Error::Forbidden(
+                "you do not have the power to upgrade this room".into(),
+            ));
         }
 
         let keys: Vec<(StateEventType, String)> = CARRIED_STATE
@@ -60,7 +72,10 @@ impl Services {
         if let Some(kind) = old_create.get("type") {
             creation_content.insert("type".into(), kind.clone());
         }
-        creation_content.insert("predecessor".into(), json!({ "room_id": room_id, "event_id": last_event }));
+        creation_content.insert(
+            "predecessor".into(),
+            json!({ "room_id": room_id, "event_id": last_event }),
+        );
         let initial_state = CARRIED_STATE
             .iter()
             .filter_map(|kind| {
@@ -76,7 +91,10 @@ impl Services {
                 // From v12 the creator's power comes from creating the room, not from `users`.
                 users.remove(session.user_id.as_str());
             } else {
-                let current = users.get(session.user_id.as_str()).and_then(JsonValue::as_i64).unwrap_or(0);
+                let current = users
+                    .get(session.user_id.as_str())
+                    .and_then(JsonValue::as_i64)
+                    .unwrap_or(0);
                 users.insert(session.user_id.to_string(), json!(current.max(100)));
             }
         }
@@ -108,19 +126,38 @@ impl Services {
             })
             .await?;
 
-        let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room });
+        let tombstone =
+            json!({ "body": "This room has been replaced", "replacement_room": new_room });
         let options = super::append::AppendOptions::default();
-        self.append_event(room_id, &session.user_id, PduTemplate::state(TimelineEventType::RoomTombstone, "", tombstone), options)
-            .await?;
+        self.append_event(
+            room_id,
+            &session.user_id,
+            PduTemplate::state(TimelineEventType::RoomTombstone, "", tombstone),
+            options,
+        )
+        .await?;
         let mut restricted = levels.as_object().cloned().unwrap_or_default();
-        let users_default = restricted.get("users_default").and_then(JsonValue::as_i64).unwrap_or(0);
+        let users_default = restricted
+            .get("users_default")
+            .and_then(JsonValue::as_i64)
+            .unwrap_or(0);
         let floor = 50.max(users_default + 1);
         for key in ["events_default", "invite"] {
             let current = restricted.get(key).and_then(JsonValue::as_i64).unwrap_or(0);
             restricted.insert(key.into(), json!(current.max(floor)));
         }
-        let template = PduTemplate::state(TimelineEventType::RoomPowerLevels, "", JsonValue::Object(restricted));
-        self.append_event(room_id, &session.user_id, template, super::append::AppendOptions::default()).await?;
+        let template = PduTemplate::state(
+            TimelineEventType::RoomPowerLevels,
+            "",
+            JsonValue::Object(restricted),
+        );
+        self.append_event(
+            room_id,
+            &session.user_id,
+            template,
+            super::append::AppendOptions::default(),
+        )
+        .await?;
         tracing::info!(room.id = %room_id, replacement = %new_room, published, "upgraded room");
         Ok(new_room)
     }
@@ -128,7 +165,12 @@ impl Services {
     /// The room's latest event id, for `predecessor.event_id`.
     async fn latest_event_id(&self, room_id: &RoomId) -> Result<String> {
         let room = room_id.to_string();
-        let rows = self.db.read(move |c| storage::events::forward_extremities(c, &room)).await?;
-        rows.last().map(|r| r.event_id.clone()).ok_or_else(|| Error::NotFound(format!("room {room_id} has no events")))
+        let rows = self
+            .db
+            .read(move |c| storage::events::forward_extremities(c, &room))
+            .await?;
+        rows.last()
+            .map(|r| r.event_id.clone())
+            .ok_or_else(|| Error::NotFound(format!("room {room_id} has no events")))
     }
 }
