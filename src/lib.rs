@@ -9,3 +9,4 @@ pub mod room;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod sync;

@@ -70,6 +70,7 @@ impl ApiError {
                 S::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
                 S::InvalidRoomState(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState),
                 S::Conflict(_) => (StatusCode::CONFLICT, ErrorKind::Unknown),
+                S::ServerManaged(_) => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson),
                 S::UserDeactivated => (StatusCode::FORBIDDEN, ErrorKind::UserDeactivated),
                 S::UnknownToken { soft_logout, .. } => {
                     let mut data = UnknownTokenErrorData::new();

@@ -40,6 +40,10 @@ pub enum Error {
     BadAlias(String),
     #[error("{0}")]
     InvalidRoomState(String),
+    /// Account data the server manages itself (`m.fully_read`, `m.push_rules`): HTTP 405 with
+    /// `M_BAD_JSON`, as the specification asks.
+    #[error("{0}")]
+    ServerManaged(String),
     /// The thing to create exists already (HTTP 409).
     #[error("{0}")]
     Conflict(String),

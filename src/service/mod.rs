@@ -3,15 +3,19 @@
 //!
 //! `Services` is one struct whose methods are split by concept across the files of this module.
 
+pub mod account_data;
 pub mod accounts;
 mod devices;
 mod error;
+mod filters;
+pub mod notifier;
 mod passwords;
 mod profile;
 pub mod rate_limit;
 mod registration_tokens;
 pub mod rooms;
 pub mod shared_secret;
+mod tags;
 mod token_cache;
 pub mod tokens;
 pub mod uiaa;
@@ -34,6 +38,7 @@ pub struct Services {
     pub rate_limiter: rate_limit::RateLimiter,
     pub signing_key: SigningKey,
     pub metrics: Metrics,
+    pub notifier: notifier::Notifier,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -48,6 +53,7 @@ impl Services {
             rate_limiter,
             signing_key,
             metrics,
+            notifier: notifier::Notifier::default(),
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),

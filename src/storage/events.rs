@@ -378,3 +378,23 @@ pub fn state_at_position(conn: &Connection, room_id: &str, position: i64) -> Res
         .optional()?
         .flatten())
 }
+
+/// State events of a room with stream positions in (`after`, `before`), oldest first, with their
+/// (type, state_key).
+pub fn state_events_between(
+    conn: &Connection,
+    room_id: &str,
+    after: i64,
+    before: i64,
+) -> Result<Vec<((String, String), EventRow)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.type, e.state_key, {COLUMNS} FROM events e
+         WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering < ?3
+           AND e.state_key IS NOT NULL AND e.outlier = 0 AND e.rejected_reason IS NULL
+         ORDER BY e.stream_ordering"
+    ))?;
+    let rows = stmt.query_map(params![room_id, after, before], |r| {
+        Ok(((r.get(0)?, r.get(1)?), event_row_at(r, 2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

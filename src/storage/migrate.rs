@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_add_room_joined_members",
         include_str!("../../migrations/0004_add_room_joined_members.sql"),
     ),
+    (
+        "0005_create_filters_and_account_data",
+        include_str!("../../migrations/0005_create_filters_and_account_data.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -11,8 +11,10 @@
 //! Table groups live in their own files, with functions named `verb_noun_txn` (writes, given the
 //! open transaction) and `verb_noun` (reads, given a read connection).
 
+pub mod account_data;
 pub mod directory;
 pub mod events;
+pub mod filters;
 mod migrate;
 mod pool;
 pub mod registration_tokens;

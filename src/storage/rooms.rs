@@ -52,6 +52,26 @@ pub fn members(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every room in which the user has a membership, with it.
+pub fn rooms_with_membership(conn: &Connection, user_id: &str) -> Result<Vec<RoomMembershipRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT room_id, membership, event_nid, forgotten FROM room_memberships WHERE user_id = ?1 ORDER BY room_id",
+    )?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok(RoomMembershipRow { room_id: r.get(0)?, membership: r.get(1)?, event_nid: r.get(2)?, forgotten: r.get(3)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A user's membership in one room, from the user's side.
+#[derive(Debug, Clone)]
+pub struct RoomMembershipRow {
+    pub room_id: String,
+    pub membership: String,
+    pub event_nid: EventNid,
+    pub forgotten: bool,
+}
+
 /// Rooms in which the user currently has `membership`.
 pub fn rooms_of_user(conn: &Connection, user_id: &str, membership: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(

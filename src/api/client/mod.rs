@@ -1,9 +1,11 @@
 //! The Client-Server API, one file per section of the specification.
 
 mod account;
+mod account_data;
 mod devices;
 mod directory;
 mod discovery;
+mod filter;
 mod membership;
 mod profile;
 mod public_rooms;
@@ -13,6 +15,8 @@ mod reports;
 mod rooms;
 mod send;
 mod session;
+mod sync;
+mod tags;
 mod timestamp;
 
 use axum::Router;
@@ -33,5 +37,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = reports::routes(router);
     let router = timestamp::routes(router);
     let router = relations::routes(router);
+    let router = sync::routes(router);
+    let router = filter::routes(router);
+    let router = account_data::routes(router);
+    let router = tags::routes(router);
     directory::routes(router)
 }

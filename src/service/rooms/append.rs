@@ -148,6 +148,7 @@ impl Services {
         match committed {
             Ok((nid, _)) => {
                 tracing::debug!(room.id = %room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
+                self.announce(&pdu, nid);
                 Ok(pdu)
             }
             Err(e) => {
@@ -155,6 +156,17 @@ impl Services {
                 *self.room_locks.lock(room_id).await = None;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Wakes whoever waits for this event: the room's listeners, and the target of a membership
+    /// change (an invitee is not in the room yet).
+    pub(super) fn announce(&self, pdu: &Pdu, position: i64) {
+        self.notifier.room_changed(&pdu.room_id, position);
+        if pdu.kind == ruma::events::TimelineEventType::RoomMember
+            && let Some(target) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
+        {
+            self.notifier.user_changed(&target, position);
         }
     }
 

@@ -148,6 +148,7 @@ impl Services {
             }
             events.push(pdu);
         }
+        let announced = events.clone();
         let mut writes = events
             .into_iter()
             .map(|pdu| PendingWrite::new(pdu, None, None))
@@ -160,12 +161,16 @@ impl Services {
         let alias_text = alias.as_ref().map(|a| a.to_string());
         let public = request.public;
         let _lock = self.room_locks.lock(&room_id).await;
-        self.db
+        let positions = self
+            .db
             .write("create_room", move |c| {
                 storage::events::insert_room_txn(c, &room, &version_text, &creator_text, now_ms())?;
                 let mut state_group = None;
+                let mut positions = Vec::with_capacity(writes.len());
                 for write in &mut writes {
-                    state_group = write.persist_txn(c, state_group)?.1;
+                    let (nid, after) = write.persist_txn(c, state_group)?;
+                    state_group = after;
+                    positions.push(nid);
                 }
                 if let Some(alias) = &alias_text
                     && !storage::rooms::insert_alias_txn(c, alias, &room, &creator_text)?
@@ -177,13 +182,16 @@ impl Services {
                 if public {
                     storage::events::set_room_published_txn(c, &room, true)?;
                 }
-                Ok(())
+                Ok(positions)
             })
             .await
             .map_err(|e| match e {
                 storage::StorageError::Aborted(message) => Error::RoomInUse(message),
                 other => other.into(),
             })?;
+        for (pdu, position) in announced.iter().zip(positions) {
+            self.announce(pdu, position);
+        }
         tracing::info!(room.id = %room_id, user.id = %creator, version = %version, "created room");
         Ok(room_id)
     }

@@ -33,7 +33,9 @@ pub use hierarchy::{HierarchyQuery, HierarchyRoom};
 pub use read::{MembersQuery, MessagesPage, MessagesQuery};
 pub use relations::{RelationsPage, RelationsQuery};
 pub use reports::ReportFilter;
+pub use read::client_events_for;
 pub use token::StreamToken;
+pub use visibility::Viewer;
 
 /// One lock per room, so that events of a room are created in order while rooms never wait for
 /// each other. The lock guards the room's cached head (see `head.rs`), present while the room is

@@ -353,7 +353,7 @@ pub fn client_event(row: &EventRow) -> Result<JsonValue> {
 
 /// Events in the client format as `user` on `device` sees them: the device that sent an event
 /// finds its `transaction_id` in `unsigned`.
-pub(super) fn client_events_for(
+pub fn client_events_for(
     conn: &rusqlite::Connection,
     rows: &[EventRow],
     user: &str,

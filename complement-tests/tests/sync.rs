@@ -1,0 +1,249 @@
+//! `/sync`: initial and incremental syncs, long-polling, invites and leaves in their sections,
+//! limited timelines whose `prev_batch` joins `/messages` without a gap, and a sync loop that
+//! neither misses nor repeats an event.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use complement_tests::{Server, User, Value, chunk, encode, json, message_bodies};
+
+async fn sync(user: &User, query: &str) -> Value {
+    user.get(&format!("/_matrix/client/v3/sync{query}")).await.ok()
+}
+
+fn joined<'a>(body: &'a Value, room: &str) -> &'a Value {
+    &body["rooms"]["join"][room]
+}
+
+fn timeline_bodies(body: &Value, room: &str) -> Vec<String> {
+    message_bodies(joined(body, room)["timeline"]["events"].as_array().map(Vec::as_slice).unwrap_or(&[]))
+}
+
+fn filter(limit: u32) -> String {
+    encode(&json!({"room": {"timeline": {"limit": limit}}}).to_string())
+}
+
+#[tokio::test]
+async fn an_initial_sync_shows_the_rooms_with_their_state_and_latest_events() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let room = alice.create_room(json!({"preset": "private_chat", "name": "Ward 3"})).await;
+    alice.send_message(&room, "handover at 7").await;
+
+    let body = sync(&alice, "").await;
+    assert!(body["next_batch"].is_string());
+    let room_sync = joined(&body, &room);
+    assert_eq!(timeline_bodies(&body, &room), ["handover at 7"]);
+    let events = room_sync["timeline"]["events"].as_array().unwrap();
+    assert!(events.iter().all(|e| e.get("room_id").is_none()), "sync events carry no room_id");
+    let state = room_sync["state"]["events"].as_array().cloned().unwrap_or_default();
+    let everything: Vec<&Value> = state.iter().chain(events).collect();
+    for kind in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.name"] {
+        assert!(everything.iter().any(|e| e["type"] == kind), "{kind} is in the state or timeline: {room_sync:#}");
+    }
+    assert_eq!(room_sync["summary"]["m.joined_member_count"], 1);
+}
+
+#[tokio::test]
+async fn an_incremental_sync_brings_only_what_is_new() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let busy = alice.create_room(json!({})).await;
+    let quiet = alice.create_room(json!({})).await;
+    let since = sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    alice.send_message(&busy, "one").await;
+    alice.send_message(&busy, "two").await;
+    let body = sync(&alice, &format!("?since={since}")).await;
+
+    assert_eq!(timeline_bodies(&body, &busy), ["one", "two"]);
+    assert!(body["rooms"]["join"].get(&quiet).is_none(), "a room with nothing new is left out: {body:#}");
+    let next = body["next_batch"].as_str().unwrap();
+    let again = sync(&alice, &format!("?since={next}&timeout=0")).await;
+    assert!(again["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()), "{again:#}");
+}
+
+#[tokio::test]
+async fn a_long_poll_wakes_as_soon_as_a_message_arrives() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let bob = server.register_user("bob").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
+    let since = sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    let poll = tokio::spawn({
+        let bob = bob.clone();
+        async move { sync(&bob, &format!("?since={since}&timeout=20000")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.send_message(&room, "are you there?").await;
+    let body = poll.await.unwrap();
+
+    assert_eq!(timeline_bodies(&body, &room), ["are you there?"]);
+    assert!(started.elapsed() < Duration::from_secs(5), "woken at once, not at the timeout");
+}
+
+#[tokio::test]
+async fn an_idle_long_poll_returns_at_its_timeout_with_nothing() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    alice.create_room(json!({})).await;
+    let since = sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    let body = sync(&alice, &format!("?since={since}&timeout=700")).await;
+
+    assert!(started.elapsed() >= Duration::from_millis(650), "it waited");
+    assert!(body["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()));
+    assert_eq!(body["next_batch"], since.as_str());
+}
+
+#[tokio::test]
+async fn the_invitee_sees_the_invitation_and_a_long_poll_wakes_for_it() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let bob = server.register_user("bob").await;
+    let since = sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+    let poll = tokio::spawn({
+        let bob = bob.clone();
+        async move { sync(&bob, &format!("?since={since}&timeout=20000")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let room = alice.create_room(json!({"preset": "private_chat", "name": "Rota", "invite": [bob.user_id]})).await;
+
+    let body = poll.await.unwrap();
+    let stripped = body["rooms"]["invite"][&room]["invite_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invite_state for {room} in {body:#}"))
+        .clone();
+    assert!(stripped.iter().any(|e| e["type"] == "m.room.member"
+        && e["state_key"] == bob.user_id.as_str()
+        && e["content"]["membership"] == "invite"
+        && e["sender"] == alice.user_id.as_str()));
+    assert!(stripped.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Rota"));
+
+    bob.join(&room).await;
+    let next = body["next_batch"].as_str().unwrap();
+    let after_join = sync(&bob, &format!("?since={next}")).await;
+    assert!(after_join["rooms"]["join"].get(&room).is_some(), "the joined room moves to join: {after_join:#}");
+    assert!(after_join["rooms"]["invite"].get(&room).is_none());
+}
+
+#[tokio::test]
+async fn a_room_left_since_the_token_is_in_the_leave_section() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let bob = server.register_user("bob").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
+    let since = sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    alice.send_message(&room, "before you go").await;
+    bob.leave(&room).await;
+    alice.send_message(&room, "after you left").await;
+    let body = sync(&bob, &format!("?since={since}")).await;
+
+    let left = &body["rooms"]["leave"][&room];
+    let events = left["timeline"]["events"].as_array().unwrap_or_else(|| panic!("{body:#}"));
+    assert_eq!(message_bodies(events), ["before you go"]);
+    assert_eq!(events.last().unwrap()["content"]["membership"], "leave");
+    assert!(body["rooms"]["join"].get(&room).is_none());
+}
+
+#[tokio::test]
+async fn a_limited_timeline_joins_messages_without_a_gap() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let room = alice.create_room(json!({})).await;
+    let since = sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+    for i in 0..25 {
+        alice.send_message(&room, &format!("m{i}")).await;
+    }
+
+    let body = sync(&alice, &format!("?since={since}&filter={}", filter(10))).await;
+    let room_sync = joined(&body, &room);
+    assert_eq!(room_sync["timeline"]["limited"], true);
+    let mut bodies = timeline_bodies(&body, &room);
+    assert_eq!(bodies.len(), 10);
+    let prev_batch = room_sync["timeline"]["prev_batch"].as_str().unwrap();
+    let older = alice
+        .messages_with(&room, &[("dir", "b"), ("from", prev_batch), ("to", &since.replacen("s2_", "s1_", 1)), ("limit", "100")])
+        .await
+        .ok();
+    let mut earlier = message_bodies(&chunk(&older));
+    earlier.reverse();
+    earlier.extend(bodies.drain(..));
+    let expected: Vec<String> = (0..25).map(|i| format!("m{i}")).collect();
+    assert_eq!(earlier, expected);
+}
+
+#[tokio::test]
+async fn a_sync_loop_sees_every_message_exactly_once() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let bob = server.register_user("bob").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
+    let mut since = sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    let senders: Vec<_> = (0..4)
+        .map(|lane| {
+            let alice = alice.clone();
+            let room = room.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    alice.send_message(&room, &format!("{lane}-{i}")).await;
+                }
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 400 && Instant::now() < deadline {
+        let body = sync(&bob, &format!("?since={since}&timeout=5000&filter={}", filter(100))).await;
+        let room_sync = joined(&body, &room);
+        assert_ne!(room_sync["timeline"]["limited"], true, "a loop keeping up never loses events");
+        seen.extend(timeline_bodies(&body, &room));
+        since = body["next_batch"].as_str().unwrap().to_owned();
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), 400, "every message once");
+    assert_eq!(unique.len(), 400, "no message twice");
+    let history = bob.all_messages(&room, "f", 100).await;
+    let in_history: Vec<String> = message_bodies(&history);
+    assert_eq!(seen, in_history, "sync and /messages agree on the order");
+}
+
+#[tokio::test]
+async fn bad_tokens_and_filters_get_clear_errors() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+
+    alice.get("/_matrix/client/v3/sync?since=garbage").await.assert_error(400, "M_INVALID_PARAM");
+    alice.get("/_matrix/client/v3/sync?filter=12345").await.assert_error(404, "M_NOT_FOUND");
+    server.client().get("/_matrix/client/v3/sync").await.assert_error(401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
+async fn an_initial_sync_of_a_long_room_sends_its_state_and_a_limited_timeline() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let room = alice.create_room(json!({"name": "Ward 3"})).await;
+    for i in 0..15 {
+        alice.send_message(&room, &format!("m{i}")).await;
+    }
+
+    let body = sync(&alice, &format!("?filter={}", filter(5))).await;
+    let room_sync = joined(&body, &room);
+    assert_eq!(timeline_bodies(&body, &room), ["m10", "m11", "m12", "m13", "m14"]);
+    assert_eq!(room_sync["timeline"]["limited"], true);
+    let state = room_sync["state"]["events"].as_array().unwrap_or_else(|| panic!("{room_sync:#}"));
+    for kind in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.name"] {
+        assert!(state.iter().any(|e| e["type"] == kind), "{kind} is in the state: {room_sync:#}");
+    }
+}

@@ -1,0 +1,88 @@
+//! `GET /_matrix/client/v3/sync`.
+
+use axum::Router;
+use ruma::api::client::filter::FilterDefinition;
+use ruma::api::client::sync::sync_events::v3 as sync;
+use ruma::{OwnedRoomId, OwnedUserId, UInt};
+
+use super::rooms::to_raw;
+use crate::api::AppState;
+use crate::api::error::ApiResult;
+use crate::api::extract::Ruma;
+use crate::api::route::RumaRoutes;
+use crate::service;
+use crate::sync::{JoinedRoom, SyncRequest};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.ruma(sync_events)
+}
+
+/// `GET /_matrix/client/v3/sync`
+async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult<sync::Response> {
+    let body = request.body;
+    let filter = match body.filter {
+        None => FilterDefinition::default(),
+        Some(sync::Filter::FilterDefinition(filter)) => filter,
+        Some(sync::Filter::FilterId(id)) => state.get_filter(&request.identity.user_id, &id).await?,
+        Some(_) => return Err(service::Error::InvalidParam("unsupported filter".into()).into()),
+    };
+    let result = state
+        .sync(
+            &request.identity,
+            SyncRequest { since: body.since, timeout: body.timeout, full_state: body.full_state, filter },
+        )
+        .await?;
+    let mut response = sync::Response::new(result.next_batch);
+    for room in result.rooms.join {
+        let (room_id, joined) = joined_room(room)?;
+        response.rooms.join.insert(room_id, joined);
+    }
+    for room in result.rooms.leave {
+        let room_id = room_id(&room.room_id)?;
+        let mut left = sync::LeftRoom::new();
+        left.timeline = timeline(&room)?;
+        left.state = sync::State::Before(state_events(&room)?);
+        response.rooms.leave.insert(room_id, left);
+    }
+    for (room, events) in result.rooms.invite {
+        let mut invited = sync::InvitedRoom::new();
+        invited.invite_state.events = events.iter().map(to_raw).collect::<ApiResult<_>>()?;
+        response.rooms.invite.insert(room_id(&room)?, invited);
+    }
+    for (room, events) in result.rooms.knock {
+        let mut knocked = sync::KnockedRoom::new();
+        knocked.knock_state.events = events.iter().map(to_raw).collect::<ApiResult<_>>()?;
+        response.rooms.knock.insert(room_id(&room)?, knocked);
+    }
+    Ok(response)
+}
+
+fn room_id(text: &str) -> ApiResult<OwnedRoomId> {
+    OwnedRoomId::try_from(text).map_err(|e| service::Error::Internal(format!("stored room id {text}: {e}")).into())
+}
+
+fn timeline(room: &JoinedRoom) -> ApiResult<sync::Timeline> {
+    let mut timeline = sync::Timeline::new();
+    timeline.limited = room.limited;
+    timeline.prev_batch = room.prev_batch.clone();
+    timeline.events = room.timeline.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    Ok(timeline)
+}
+
+fn state_events(room: &JoinedRoom) -> ApiResult<sync::StateEvents> {
+    let mut state = sync::StateEvents::new();
+    state.events = room.state.iter().map(to_raw).collect::<ApiResult<_>>()?;
+    Ok(state)
+}
+
+fn joined_room(room: JoinedRoom) -> ApiResult<(OwnedRoomId, sync::JoinedRoom)> {
+    let mut joined = sync::JoinedRoom::new();
+    joined.timeline = timeline(&room)?;
+    joined.state = sync::State::Before(state_events(&room)?);
+    if let Some(summary) = &room.summary {
+        joined.summary.heroes = summary.heroes.iter().filter_map(|u| OwnedUserId::try_from(u.as_str()).ok()).collect();
+        joined.summary.joined_member_count = UInt::new(summary.joined);
+        joined.summary.invited_member_count = UInt::new(summary.invited);
+    }
+    Ok((room_id(&room.room_id)?, joined))
+}

@@ -1,0 +1,82 @@
+//! Wakes long-polling requests when something they care about is committed. It carries positions
+//! only, never data: a woken `/sync` reads what changed itself. There is one channel per room and
+//! one per user (for what reaches a user outside their rooms: invites, account data), created
+//! when someone listens, so waking costs O(interested requests), not O(all requests).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use tokio::sync::watch;
+
+#[derive(Default)]
+pub struct Notifier {
+    rooms: Channels<OwnedRoomId>,
+    users: Channels<OwnedUserId>,
+}
+
+struct Channels<K>(Mutex<HashMap<K, watch::Sender<i64>>>);
+
+impl<K> Default for Channels<K> {
+    fn default() -> Self {
+        Channels(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: Eq + Hash + Clone> Channels<K> {
+    fn publish(&self, key: &K, position: i64) {
+        let channels = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = channels.get(key) {
+            sender.send_replace(position);
+        }
+    }
+
+    fn subscribe(&self, key: &K) -> watch::Receiver<i64> {
+        let mut channels = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Channels nobody listens to any more are dropped as new listeners arrive.
+        channels.retain(|_, sender| sender.receiver_count() > 0);
+        channels.entry(key.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+}
+
+impl Notifier {
+    /// An event of `room` was committed at stream position `position`.
+    pub fn room_changed(&self, room: &RoomId, position: i64) {
+        self.rooms.publish(&room.to_owned(), position);
+    }
+
+    /// Something only `user` sees changed (an invite, their account data).
+    pub fn user_changed(&self, user: &UserId, position: i64) {
+        self.users.publish(&user.to_owned(), position);
+    }
+
+    pub fn subscribe_room(&self, room: &RoomId) -> watch::Receiver<i64> {
+        self.rooms.subscribe(&room.to_owned())
+    }
+
+    pub fn subscribe_user(&self, user: &UserId) -> watch::Receiver<i64> {
+        self.users.subscribe(&user.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listeners_of_a_room_wake_and_others_do_not() {
+        let notifier = Notifier::default();
+        let room: OwnedRoomId = "!a:x".try_into().unwrap();
+        let other: OwnedRoomId = "!b:x".try_into().unwrap();
+        let mut listening = notifier.subscribe_room(&room);
+        let elsewhere = notifier.subscribe_room(&other);
+        notifier.room_changed(&room, 7);
+        listening.changed().await.unwrap();
+        assert_eq!(*listening.borrow(), 7);
+        assert!(!elsewhere.has_changed().unwrap());
+        // Publishing to a room nobody listens to is free and creates nothing.
+        notifier.room_changed(&RoomId::parse("!c:x").unwrap(), 1);
+        assert_eq!(notifier.rooms.0.lock().unwrap().len(), 2);
+    }
+}

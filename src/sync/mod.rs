@@ -1,0 +1,111 @@
+//! `/sync`: what a client sees live. Each stream provider answers "everything since position P"
+//! for a user (`rooms.rs` for room events; account data, receipts, typing, presence, to-device
+//! and device lists join as their issues land), and this module assembles them, long-polling
+//! through the notifier when there is nothing new.
+
+pub mod rooms;
+pub mod token;
+
+use std::time::Duration;
+
+use futures_util::future::{FutureExt, select_all};
+use ruma::api::client::filter::FilterDefinition;
+
+use crate::service::{Result, Services, UserSession};
+use crate::storage;
+pub use rooms::{JoinedRoom, RoomsSync, Summary};
+pub use token::SyncToken;
+
+/// The longest a request waits for something new, whatever the client asked.
+const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// Timeline events per room when the filter sets no limit.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+const MAX_TIMELINE_LIMIT: usize = 100;
+
+pub struct SyncRequest {
+    pub since: Option<String>,
+    pub timeout: Option<Duration>,
+    pub full_state: bool,
+    pub filter: FilterDefinition,
+}
+
+pub struct SyncResult {
+    pub next_batch: String,
+    pub rooms: RoomsSync,
+}
+
+impl Services {
+    pub async fn sync(&self, session: &UserSession, request: SyncRequest) -> Result<SyncResult> {
+        let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
+        let deadline = tokio::time::Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+        loop {
+            // Listen before reading, so that nothing committed after the read goes unnoticed.
+            let mut wakers = self.subscriptions(session).await?;
+            let result = self.sync_once(session, since, &request).await?;
+            let nothing_new = result.rooms.is_empty();
+            if since.is_none() || !nothing_new || tokio::time::Instant::now() >= deadline {
+                return Ok(result);
+            }
+            let changed = select_all(wakers.iter_mut().map(|w| w.changed().boxed()));
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(result);
+            }
+        }
+    }
+
+    async fn subscriptions(&self, session: &UserSession) -> Result<Vec<tokio::sync::watch::Receiver<i64>>> {
+        let user = session.user_id.to_string();
+        let rooms = self.db.read(move |c| storage::rooms::rooms_with_membership(c, &user)).await?;
+        let mut wakers = vec![self.notifier.subscribe_user(&session.user_id)];
+        for row in rooms {
+            if matches!(row.membership.as_str(), "join" | "invite" | "knock")
+                && let Ok(room) = ruma::RoomId::parse(&row.room_id)
+            {
+                wakers.push(self.notifier.subscribe_room(&room));
+            }
+        }
+        Ok(wakers)
+    }
+
+    async fn sync_once(&self, session: &UserSession, since: Option<SyncToken>, request: &SyncRequest) -> Result<SyncResult> {
+        let (user, device) = (session.user_id.to_string(), session.device_id.to_string());
+        let room_filter = &request.filter.room;
+        let timeline = &room_filter.timeline;
+        let limit = timeline
+            .limit
+            .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
+            .clamp(1, MAX_TIMELINE_LIMIT);
+        let strings = |ids: &[ruma::OwnedUserId]| ids.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let rooms: Option<Vec<String>> = room_filter.rooms.as_ref().map(|r| r.iter().map(|r| r.to_string()).collect());
+        let not_rooms: Vec<String> = room_filter.not_rooms.iter().map(|r| r.to_string()).collect();
+        let types = timeline.types.clone().unwrap_or_default();
+        let not_types = timeline.not_types.clone();
+        let senders = timeline.senders.as_deref().map(strings).unwrap_or_default();
+        let not_senders = strings(&timeline.not_senders);
+        let (full_state, include_leave) = (request.full_state, room_filter.include_leave);
+        let (rooms_sync, upto) = self
+            .db
+            .read(move |c| {
+                let upto = storage::events::max_stream_ordering(c)?;
+                let query = rooms::RoomsQuery {
+                    user: &user,
+                    device: &device,
+                    since: since.map(|s| s.events),
+                    upto,
+                    full_state,
+                    timeline_limit: limit,
+                    include_leave,
+                    rooms: rooms.as_deref(),
+                    not_rooms: &not_rooms,
+                    types: &types,
+                    not_types: &not_types,
+                    senders: &senders,
+                    not_senders: &not_senders,
+                };
+                Ok(rooms::sync_rooms(c, &query).map(|r| (r, upto)))
+            })
+            .await??;
+        let next = SyncToken { events: upto, account_data: since.map_or(0, |s| s.account_data) };
+        Ok(SyncResult { next_batch: next.encode(), rooms: rooms_sync })
+    }
+}

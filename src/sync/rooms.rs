@@ -1,0 +1,256 @@
+//! The rooms part of `/sync`, read in one database read: joined rooms (timeline since the token,
+//! `limited`, `prev_batch`, the state the client lacks, the summary), invites and knocks with
+//! stripped state, and rooms left since the token with the events up to the leave.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+use serde_json::{Value as JsonValue, json};
+
+use crate::service::Result;
+use crate::service::rooms::{StreamToken, Viewer, client_events_for};
+use crate::storage::{self, events::EventRow, events::Page, state};
+
+/// State types shown with an invite or knock, as the specification recommends.
+const STRIPPED_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+/// How many other members name a room in its summary.
+const HEROES: usize = 5;
+
+/// What the client asked for, from the sync filter.
+pub struct RoomsQuery<'a> {
+    pub user: &'a str,
+    pub device: &'a str,
+    pub since: Option<i64>,
+    pub upto: i64,
+    pub full_state: bool,
+    pub timeline_limit: usize,
+    pub include_leave: bool,
+    pub rooms: Option<&'a [String]>,
+    pub not_rooms: &'a [String],
+    pub types: &'a [String],
+    pub not_types: &'a [String],
+    pub senders: &'a [String],
+    pub not_senders: &'a [String],
+}
+
+#[derive(Default)]
+pub struct RoomsSync {
+    pub join: Vec<JoinedRoom>,
+    pub invite: Vec<(String, Vec<JsonValue>)>,
+    pub knock: Vec<(String, Vec<JsonValue>)>,
+    pub leave: Vec<JoinedRoom>,
+}
+
+impl RoomsSync {
+    pub fn is_empty(&self) -> bool {
+        self.join.is_empty() && self.invite.is_empty() && self.knock.is_empty() && self.leave.is_empty()
+    }
+}
+
+/// A room's timeline and state in a sync (left rooms use the same shape without a summary).
+pub struct JoinedRoom {
+    pub room_id: String,
+    pub timeline: Vec<JsonValue>,
+    pub limited: bool,
+    pub prev_batch: Option<String>,
+    pub state: Vec<JsonValue>,
+    pub summary: Option<Summary>,
+}
+
+pub struct Summary {
+    pub heroes: Vec<String>,
+    pub joined: u64,
+    pub invited: u64,
+}
+
+pub fn sync_rooms(c: &Connection, query: &RoomsQuery<'_>) -> Result<RoomsSync> {
+    let mut out = RoomsSync::default();
+    for membership in storage::rooms::rooms_with_membership(c, query.user)? {
+        let room = membership.room_id.as_str();
+        if membership.forgotten
+            || query.rooms.is_some_and(|rooms| !rooms.iter().any(|r| r == room))
+            || query.not_rooms.iter().any(|r| r == room)
+        {
+            continue;
+        }
+        let changed_membership = query.since.is_none_or(|since| membership.event_nid > since);
+        match membership.membership.as_str() {
+            "join" => {
+                if let Some(joined) = joined_room(c, query, room, membership.event_nid)? {
+                    out.join.push(joined);
+                }
+            }
+            "invite" if changed_membership => out.invite.push((room.to_owned(), stripped_state(c, room, membership.event_nid)?)),
+            "knock" if changed_membership => out.knock.push((room.to_owned(), stripped_state(c, room, membership.event_nid)?)),
+            "leave" | "ban" if query.since.is_some() && changed_membership || query.since.is_none() && query.include_leave => {
+                if let Some(left) = left_room(c, query, room, membership.event_nid)? {
+                    out.leave.push(left);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The latest visible events of a room in (`after`, `upto`], newest last, and whether more are
+/// left before them.
+fn timeline(c: &Connection, query: &RoomsQuery<'_>, room: &str, after: Option<i64>, upto: i64) -> Result<(Vec<EventRow>, bool)> {
+    let mut rows = storage::events::page_events(
+        c,
+        &Page {
+            room_id: room,
+            from: upto + 1,
+            to: after,
+            backwards: true,
+            limit: query.timeline_limit + 1,
+            types: query.types,
+            not_types: query.not_types,
+            senders: query.senders,
+            not_senders: query.not_senders,
+        },
+    )?;
+    let limited = rows.len() > query.timeline_limit;
+    rows.truncate(query.timeline_limit);
+    let mut viewer = Viewer::new(c, room, query.user)?;
+    let mut visible = Vec::with_capacity(rows.len());
+    for row in rows.into_iter().rev() {
+        if viewer.can_see(c, &row)? {
+            visible.push(row);
+        }
+    }
+    Ok((visible, limited))
+}
+
+fn joined_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, join_nid: i64) -> Result<Option<JoinedRoom>> {
+    // A room joined since the token is new to the client: send it whole, as in an initial sync.
+    let fresh = query.full_state || query.since.is_none_or(|since| join_nid > since);
+    let after = if fresh { None } else { query.since };
+    let (rows, limited) = timeline(c, query, room, after, query.upto)?;
+    if rows.is_empty() && !fresh {
+        return Ok(None);
+    }
+    let state_rows = if fresh {
+        // The full state at the start of the timeline.
+        let group = match rows.first() {
+            Some(first) => first.state_before,
+            None => storage::events::state_at_position(c, room, query.upto)?,
+        };
+        match group {
+            Some(group) => load_rows(c, state::load_state(c, group)?.into_values())?,
+            None => Vec::new(),
+        }
+    } else if limited {
+        // What changed between the token and the start of the timeline.
+        let first = rows.first().map_or(query.upto + 1, |r| r.nid);
+        state_changes_between(c, room, query.since.unwrap_or(0), first)?
+    } else {
+        Vec::new()
+    };
+    let members_changed = fresh || rows.iter().chain(&state_rows).any(is_member_event);
+    let summary = members_changed.then(|| summary(c, room, query.user)).transpose()?;
+    let prev_batch = rows.first().map(|r| StreamToken { events: r.nid - 1 }.encode());
+    Ok(Some(JoinedRoom {
+        room_id: room.to_owned(),
+        timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
+        limited,
+        prev_batch,
+        state: without_room_id(client_events_for(c, &state_rows, query.user, query.device)?),
+        summary,
+    }))
+}
+
+fn left_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, leave_nid: i64) -> Result<Option<JoinedRoom>> {
+    let (rows, limited) = timeline(c, query, room, query.since, leave_nid)?;
+    let prev_batch = rows.first().map(|r| StreamToken { events: r.nid - 1 }.encode());
+    Ok(Some(JoinedRoom {
+        room_id: room.to_owned(),
+        timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
+        limited,
+        prev_batch,
+        state: Vec::new(),
+        summary: None,
+    }))
+}
+
+fn load_rows(c: &Connection, nids: impl Iterator<Item = i64>) -> Result<Vec<EventRow>> {
+    let mut rows = Vec::new();
+    for nid in nids {
+        if let Some(row) = storage::events::get_event_by_nid(c, nid)? {
+            rows.push(row);
+        }
+    }
+    rows.sort_by_key(|r| r.nid);
+    Ok(rows)
+}
+
+/// The latest state event per key among the room's events in (`after`, `before`).
+fn state_changes_between(c: &Connection, room: &str, after: i64, before: i64) -> Result<Vec<EventRow>> {
+    let mut latest: HashMap<(String, String), EventRow> = HashMap::new();
+    for (key, row) in storage::events::state_events_between(c, room, after, before)? {
+        latest.insert(key, row);
+    }
+    let mut rows: Vec<EventRow> = latest.into_values().collect();
+    rows.sort_by_key(|r| r.nid);
+    Ok(rows)
+}
+
+fn is_member_event(row: &EventRow) -> bool {
+    serde_json::from_str::<JsonValue>(&row.json)
+        .ok()
+        .is_some_and(|e| e.get("type").and_then(JsonValue::as_str) == Some("m.room.member"))
+}
+
+fn summary(c: &Connection, room: &str, user: &str) -> Result<Summary> {
+    let joined = storage::rooms::members(c, room, Some("join"))?;
+    let invited = storage::rooms::members(c, room, Some("invite"))?;
+    let heroes = joined
+        .iter()
+        .chain(&invited)
+        .map(|m| m.user_id.clone())
+        .filter(|u| u != user)
+        .take(HEROES)
+        .collect();
+    Ok(Summary { heroes, joined: joined.len() as u64, invited: invited.len() as u64 })
+}
+
+/// The stripped state shown with an invite or knock, ending with the membership event itself.
+fn stripped_state(c: &Connection, room: &str, membership_nid: i64) -> Result<Vec<JsonValue>> {
+    let mut nids = Vec::new();
+    for kind in STRIPPED_TYPES {
+        if let Some(nid) = state::current_state_event(c, room, kind, "")? {
+            nids.push(nid);
+        }
+    }
+    nids.push(membership_nid);
+    let mut events = Vec::new();
+    for row in load_rows(c, nids.into_iter())? {
+        let event: JsonValue = serde_json::from_str(&row.json).map_err(storage::StorageError::from)?;
+        events.push(json!({
+            "type": event.get("type"),
+            "state_key": event.get("state_key"),
+            "content": event.get("content"),
+            "sender": event.get("sender"),
+        }));
+    }
+    Ok(events)
+}
+
+/// Sync serves events without their room id, which the surrounding map already gives.
+fn without_room_id(mut events: Vec<JsonValue>) -> Vec<JsonValue> {
+    for event in &mut events {
+        if let Some(object) = event.as_object_mut() {
+            object.remove("room_id");
+        }
+    }
+    events
+}
