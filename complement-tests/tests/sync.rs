@@ -247,3 +247,67 @@ async fn an_initial_sync_of_a_long_room_sends_its_state_and_a_limited_timeline()
         assert!(state.iter().any(|e| e["type"] == kind), "{kind} is in the state: {room_sync:#}");
     }
 }
+
+#[tokio::test]
+async fn account_data_reaches_sync_globally_and_per_room_and_wakes_a_long_poll() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let room = alice.create_room(json!({})).await;
+    let since = sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    let poll = tokio::spawn({
+        let alice = alice.clone();
+        let since = since.clone();
+        async move { sync(&alice, &format!("?since={since}&timeout=20000")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let user = encode(&alice.user_id);
+    alice
+        .put(&format!("/_matrix/client/v3/user/{user}/account_data/care.plexus.rota"), json!({"shift": "night"}))
+        .await
+        .ok();
+    let body = poll.await.unwrap();
+    let global = body["account_data"]["events"].as_array().unwrap_or_else(|| panic!("{body:#}"));
+    assert!(global.iter().any(|e| e["type"] == "care.plexus.rota" && e["content"]["shift"] == "night"));
+
+    let next = body["next_batch"].as_str().unwrap().to_owned();
+    alice
+        .put(
+            &format!("/_matrix/client/v3/user/{user}/rooms/{}/tags/u.handover", encode(&room)),
+            json!({"order": 0.5}),
+        )
+        .await
+        .ok();
+    let body = sync(&alice, &format!("?since={next}")).await;
+    let room_data = joined(&body, &room)["account_data"]["events"].as_array().unwrap_or_else(|| panic!("{body:#}")).clone();
+    assert!(room_data.iter().any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.handover"]["order"] == 0.5));
+    let quiet = sync(&alice, &format!("?since={}&timeout=0", body["next_batch"].as_str().unwrap())).await;
+    assert!(quiet["account_data"]["events"].as_array().is_none_or(|e| e.is_empty()), "nothing repeats: {quiet:#}");
+}
+
+#[tokio::test]
+async fn messages_and_invites_from_ignored_users_are_not_synced() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let bob = server.register_user("bob").await;
+    let mallory = server.register_user("mallory").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
+    mallory.join(&room).await;
+    let user = encode(&bob.user_id);
+    bob.put(
+        &format!("/_matrix/client/v3/user/{user}/account_data/m.ignored_user_list"),
+        json!({"ignored_users": {mallory.user_id.clone(): {}}}),
+    )
+    .await
+    .ok();
+    let since = sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    mallory.send_message(&room, "spam").await;
+    alice.send_message(&room, "real news").await;
+    let dm = mallory.create_room(json!({"invite": [bob.user_id]})).await;
+    let body = sync(&bob, &format!("?since={since}")).await;
+
+    assert_eq!(timeline_bodies(&body, &room), ["real news"]);
+    assert!(body["rooms"]["invite"].get(&dm).is_none(), "no invite from an ignored user: {body:#}");
+}

@@ -51,6 +51,15 @@ impl Notifier {
         self.users.publish(&user.to_owned(), position);
     }
 
+    /// Something ephemeral of `room` changed (typing, receipts, presence of a member): wakes the
+    /// room's listeners without touching the event position their channel carries.
+    pub fn room_ephemeral_changed(&self, room: &RoomId) {
+        let channels = self.rooms.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = channels.get(room) {
+            sender.send_modify(|_| ());
+        }
+    }
+
     pub fn subscribe_room(&self, room: &RoomId) -> watch::Receiver<i64> {
         self.rooms.subscribe(&room.to_owned())
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::future::{FutureExt, select_all};
 use ruma::api::client::filter::FilterDefinition;
 
+use crate::service::account_data::AccountDataChanges;
 use crate::service::{Result, Services, UserSession};
 use crate::storage;
 pub use rooms::{JoinedRoom, RoomsSync, Summary};
@@ -32,6 +33,13 @@ pub struct SyncRequest {
 pub struct SyncResult {
     pub next_batch: String,
     pub rooms: RoomsSync,
+    pub account_data: AccountDataChanges,
+}
+
+impl SyncResult {
+    fn is_empty(&self) -> bool {
+        self.rooms.is_empty() && self.account_data.is_empty()
+    }
 }
 
 impl Services {
@@ -42,7 +50,7 @@ impl Services {
             // Listen before reading, so that nothing committed after the read goes unnoticed.
             let mut wakers = self.subscriptions(session).await?;
             let result = self.sync_once(session, since, &request).await?;
-            let nothing_new = result.rooms.is_empty();
+            let nothing_new = result.is_empty();
             if since.is_none() || !nothing_new || tokio::time::Instant::now() >= deadline {
                 return Ok(result);
             }
@@ -81,8 +89,14 @@ impl Services {
         let types = timeline.types.clone().unwrap_or_default();
         let not_types = timeline.not_types.clone();
         let senders = timeline.senders.as_deref().map(strings).unwrap_or_default();
-        let not_senders = strings(&timeline.not_senders);
+        // Events from users the client ignores are never sent to it.
+        let ignored = self.ignored_users(&session.user_id).await?;
+        let mut not_senders = strings(&timeline.not_senders);
+        not_senders.extend(ignored.iter().map(|u| u.to_string()));
+        let ignored: Vec<String> = ignored.iter().map(|u| u.to_string()).collect();
         let (full_state, include_leave) = (request.full_state, room_filter.include_leave);
+        let account_data = self.account_data_since(&session.user_id, since.map_or(0, |s| s.account_data)).await?;
+        let touched: Vec<String> = account_data.rooms.keys().map(|r| r.to_string()).collect();
         let (rooms_sync, upto) = self
             .db
             .read(move |c| {
@@ -101,11 +115,13 @@ impl Services {
                     not_types: &not_types,
                     senders: &senders,
                     not_senders: &not_senders,
+                    ignored: &ignored,
+                    touched: &touched,
                 };
                 Ok(rooms::sync_rooms(c, &query).map(|r| (r, upto)))
             })
             .await??;
-        let next = SyncToken { events: upto, account_data: since.map_or(0, |s| s.account_data) };
-        Ok(SyncResult { next_batch: next.encode(), rooms: rooms_sync })
+        let next = SyncToken { events: upto, account_data: account_data.position };
+        Ok(SyncResult { next_batch: next.encode(), rooms: rooms_sync, account_data })
     }
 }

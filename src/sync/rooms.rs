@@ -40,6 +40,10 @@ pub struct RoomsQuery<'a> {
     pub not_types: &'a [String],
     pub senders: &'a [String],
     pub not_senders: &'a [String],
+    /// Users the client ignores: their invites are not shown either.
+    pub ignored: &'a [String],
+    /// Joined rooms to include even without new events (their account data changed).
+    pub touched: &'a [String],
 }
 
 #[derive(Default)]
@@ -89,7 +93,13 @@ pub fn sync_rooms(c: &Connection, query: &RoomsQuery<'_>) -> Result<RoomsSync> {
                     out.join.push(joined);
                 }
             }
-            "invite" if changed_membership => out.invite.push((room.to_owned(), stripped_state(c, room, membership.event_nid)?)),
+            "invite" if changed_membership => {
+                let stripped = stripped_state(c, room, membership.event_nid)?;
+                let inviter = stripped.last().and_then(|e| e.get("sender")).and_then(JsonValue::as_str);
+                if !inviter.is_some_and(|sender| query.ignored.iter().any(|u| u == sender)) {
+                    out.invite.push((room.to_owned(), stripped));
+                }
+            }
             "knock" if changed_membership => out.knock.push((room.to_owned(), stripped_state(c, room, membership.event_nid)?)),
             "leave" | "ban" if query.since.is_some() && changed_membership || query.since.is_none() && query.include_leave => {
                 if let Some(left) = left_room(c, query, room, membership.event_nid)? {
@@ -136,7 +146,7 @@ fn joined_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, join_nid: i64
     let fresh = query.full_state || query.since.is_none_or(|since| join_nid > since);
     let after = if fresh { None } else { query.since };
     let (rows, limited) = timeline(c, query, room, after, query.upto)?;
-    if rows.is_empty() && !fresh {
+    if rows.is_empty() && !fresh && !query.touched.iter().any(|r| r == room) {
         return Ok(None);
     }
     let state_rows = if fresh {

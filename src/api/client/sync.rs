@@ -33,10 +33,15 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
         )
         .await?;
     let mut response = sync::Response::new(result.next_batch);
+    let mut room_data = result.account_data.rooms;
     for room in result.rooms.join {
-        let (room_id, joined) = joined_room(room)?;
+        let (room_id, mut joined) = joined_room(room)?;
+        if let Some(data) = room_data.remove(&room_id) {
+            joined.account_data.events = account_data_events(&data)?;
+        }
         response.rooms.join.insert(room_id, joined);
     }
+    response.account_data.events = account_data_events(&result.account_data.global)?;
     for room in result.rooms.leave {
         let room_id = room_id(&room.room_id)?;
         let mut left = sync::LeftRoom::new();
@@ -55,6 +60,13 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
         response.rooms.knock.insert(room_id(&room)?, knocked);
     }
     Ok(response)
+}
+
+/// Account data as events: `{type, content}`.
+fn account_data_events<T>(data: &[(String, serde_json::Value)]) -> ApiResult<Vec<ruma::serde::Raw<T>>> {
+    data.iter()
+        .map(|(kind, content)| to_raw(&serde_json::json!({ "type": kind, "content": content })))
+        .collect()
 }
 
 fn room_id(text: &str) -> ApiResult<OwnedRoomId> {

@@ -1,0 +1,234 @@
+//! Typing notifications: who is typing in which room, kept in memory only (a restart forgets
+//! them, as it should: they expire within seconds anyway). Every change of a room's typing set
+//! takes the next position of the typing stream, an in-memory counter, and wakes the room's
+//! listeners; `/sync` asks `typing_since(room, P)` for the rooms it syncs.
+//!
+//! A typing user is forgotten at their timeout (capped at `MAX_TIMEOUT`): a timer task per
+//! notification removes them then, so a long-polling `/sync` sees the stop without anyone else
+//! acting. This module must not persist anything or take the room lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use tokio::time::Instant;
+
+use super::{Error, Result, Services};
+
+/// The longest a client may claim to be typing without saying so again; longer timeouts are cut
+/// to this, so a client that dies mid-sentence is not shown typing for minutes.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The typing state of every room that has had a typing notification since start-up.
+pub struct Typing(Mutex<TypingState>);
+
+struct TypingState {
+    /// The position of the latest change in any room.
+    position: u64,
+    rooms: HashMap<OwnedRoomId, RoomTyping>,
+}
+
+/// One room's typing users, each with the moment they stop, and the position of the room's
+/// latest change. A room whose last typist stopped keeps its entry (with no users), so a `/sync`
+/// from before the stop learns that nobody types any more.
+#[derive(Default)]
+struct RoomTyping {
+    users: HashMap<OwnedUserId, Instant>,
+    changed: u64,
+}
+
+impl Default for Typing {
+    /// The stream starts at the wall clock in milliseconds rather than at 0, so positions stay
+    /// monotonic across restarts (a change per millisecond would be needed to catch up) and a
+    /// token from before a restart never hides the changes after it.
+    fn default() -> Typing {
+        let position = u64::try_from(crate::storage::now_ms()).unwrap_or(0);
+        Typing(Mutex::new(TypingState {
+            position,
+            rooms: HashMap::new(),
+        }))
+    }
+}
+
+impl Typing {
+    fn state(&self) -> std::sync::MutexGuard<'_, TypingState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `user` as typing in `room` until `until`, or stopped with `None`. Returns whether the
+    /// room's typing set changed (a renewed timeout alone is not a change clients need to see).
+    fn set(&self, room: &RoomId, user: &UserId, until: Option<Instant>) -> bool {
+        let mut state = self.state();
+        let next = state.position + 1;
+        let entry = state.rooms.entry(room.to_owned()).or_default();
+        let changed = match until {
+            Some(until) => entry.users.insert(user.to_owned(), until).is_none(),
+            None => entry.users.remove(user).is_some(),
+        };
+        if changed {
+            entry.changed = next;
+            state.position = next;
+        }
+        changed
+    }
+
+    /// Forgets the typists of `room` whose timeout has passed; returns whether any were.
+    fn expire(&self, room: &RoomId, now: Instant) -> bool {
+        let mut state = self.state();
+        let next = state.position + 1;
+        let Some(entry) = state.rooms.get_mut(room) else {
+            return false;
+        };
+        let before = entry.users.len();
+        entry.users.retain(|_, until| *until > now);
+        let changed = entry.users.len() != before;
+        if changed {
+            entry.changed = next;
+            state.position = next;
+        }
+        changed
+    }
+
+    fn since(&self, room: &RoomId, since: u64, now: Instant) -> Option<(Vec<OwnedUserId>, u64)> {
+        let state = self.state();
+        let entry = state.rooms.get(room).filter(|e| e.changed > since)?;
+        // A typist whose timer has not fired yet is already left out.
+        let mut users: Vec<OwnedUserId> = entry
+            .users
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(user, _)| user.clone())
+            .collect();
+        users.sort();
+        Some((users, entry.changed))
+    }
+
+    fn position(&self) -> u64 {
+        self.state().position
+    }
+}
+
+impl Services {
+    /// `PUT /rooms/{roomId}/typing/{userId}`: `timeout` is `Some` while typing, `None` to stop.
+    /// Only a joined member may say they are typing, and only for themselves. Takes the services
+    /// by `Arc` because the expiry timer outlives the request.
+    pub async fn set_typing(
+        self: &Arc<Self>,
+        caller: &UserId,
+        room_id: &RoomId,
+        user_id: &UserId,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        if caller != user_id {
+            return Err(Error::Forbidden(
+                "you can only set your own typing state".into(),
+            ));
+        }
+        self.require_joined(room_id, user_id).await?;
+        let until = timeout.map(|t| Instant::now() + t.min(MAX_TIMEOUT));
+        if self.typing.set(room_id, user_id, until) {
+            self.notifier.room_ephemeral_changed(room_id);
+        }
+        if let Some(until) = until {
+            expire_at(Arc::downgrade(self), room_id.to_owned(), until);
+        }
+        Ok(())
+    }
+
+    /// Provider for `/sync`: the users typing in `room` now and the position of the room's
+    /// latest typing change, when that change is after `since`; `None` when nothing changed.
+    pub fn typing_since(&self, room: &RoomId, since: u64) -> Option<(Vec<OwnedUserId>, u64)> {
+        self.typing.since(room, since, Instant::now())
+    }
+
+    /// The position of the latest typing change in any room: the `since` of the next `/sync`.
+    pub fn typing_position(&self) -> u64 {
+        self.typing.position()
+    }
+
+    /// `M_FORBIDDEN` unless `user_id` is joined to `room_id` now (an unknown room included, so
+    /// the answer does not tell which rooms exist).
+    pub(super) async fn require_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+        match self.membership_of(room_id, user_id).await?.as_deref() {
+            Some("join") => Ok(()),
+            _ => Err(Error::Forbidden(format!("you are not joined to {room_id}"))),
+        }
+    }
+}
+
+/// Removes the room's expired typists at `until`. The task holds the services weakly, so a
+/// pending timer never keeps a stopping server alive.
+fn expire_at(services: Weak<Services>, room: OwnedRoomId, until: Instant) {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(until).await;
+        let Some(services) = services.upgrade() else {
+            return;
+        };
+        if services.typing.expire(&room, Instant::now()) {
+            services.notifier.room_ephemeral_changed(&room);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (OwnedRoomId, OwnedUserId, OwnedUserId) {
+        (
+            "!room:x".try_into().unwrap(),
+            "@alice:x".try_into().unwrap(),
+            "@bob:x".try_into().unwrap(),
+        )
+    }
+
+    #[test]
+    fn each_change_of_a_room_takes_a_position_and_renewals_do_not() {
+        let typing = Typing::default();
+        let (room, alice, bob) = ids();
+        let start = typing.position();
+        let now = Instant::now();
+        assert_eq!(typing.since(&room, start, now), None);
+
+        assert!(typing.set(&room, &alice, Some(now + MAX_TIMEOUT)));
+        assert!(typing.set(&room, &bob, Some(now + MAX_TIMEOUT)));
+        assert!(!typing.set(&room, &alice, Some(now + MAX_TIMEOUT)), "a renewal");
+        assert_eq!(typing.position(), start + 2);
+        assert_eq!(
+            typing.since(&room, start, now),
+            Some((vec![alice.clone(), bob.clone()], start + 2))
+        );
+        assert_eq!(typing.since(&room, start + 2, now), None);
+
+        assert!(typing.set(&room, &alice, None));
+        assert!(!typing.set(&room, &alice, None), "stopping twice changes nothing");
+        assert_eq!(
+            typing.since(&room, start + 2, now),
+            Some((vec![bob.clone()], start + 3))
+        );
+        assert!(typing.set(&room, &bob, None));
+        assert_eq!(typing.since(&room, start + 3, now), Some((vec![], start + 4)));
+    }
+
+    #[test]
+    fn typists_past_their_timeout_are_left_out_and_expiring_them_is_a_change() {
+        let typing = Typing::default();
+        let (room, alice, bob) = ids();
+        let start = typing.position();
+        let now = Instant::now();
+        typing.set(&room, &alice, Some(now + Duration::from_secs(1)));
+        typing.set(&room, &bob, Some(now + Duration::from_secs(10)));
+        let later = now + Duration::from_secs(2);
+        assert_eq!(
+            typing.since(&room, start, later),
+            Some((vec![bob.clone()], start + 2))
+        );
+        assert!(typing.expire(&room, later));
+        assert!(!typing.expire(&room, later), "nothing more to expire");
+        assert_eq!(
+            typing.since(&room, start + 2, later),
+            Some((vec![bob], start + 3))
+        );
+    }
+}
