@@ -11,13 +11,16 @@ mod filters;
 pub mod notifier;
 mod passwords;
 mod profile;
+pub mod presence;
 pub mod rate_limit;
+mod receipts;
 mod registration_tokens;
 pub mod rooms;
 pub mod shared_secret;
 mod tags;
 mod token_cache;
 pub mod tokens;
+mod typing;
 pub mod uiaa;
 
 use std::sync::Mutex;
@@ -42,6 +45,8 @@ pub struct Services {
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
+    typing: typing::Typing,
+    presence: presence::Presence,
 }
 
 impl Services {
@@ -57,6 +62,8 @@ impl Services {
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),
+            typing: typing::Typing::default(),
+            presence: presence::Presence::default(),
         }
     }
 

@@ -172,8 +172,116 @@ fn expire_at(services: Weak<Services>, room: OwnedRoomId, until: Instant) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::service::UserSession;
+    use crate::service::account_data::tests::services_with;
+    use crate::service::rooms::CreateRoom;
+
+    /// A fixture for the ephemeral streams: Alice's public room with Bob joined, and Carol, who
+    /// is registered but in no room.
+    pub(in crate::service) struct RoomOfTwo {
+        pub _dir: tempfile::TempDir,
+        pub services: Arc<Services>,
+        pub room: OwnedRoomId,
+        pub alice: UserSession,
+        pub bob: UserSession,
+        pub carol: UserSession,
+    }
+
+    pub(in crate::service) async fn room_of_two() -> RoomOfTwo {
+        let session = |name: &str| UserSession {
+            user_id: format!("@{name}:localhost").try_into().unwrap(),
+            device_id: "DEVICE".into(),
+            is_admin: false,
+        };
+        let (alice, bob, carol) = (session("alice"), session("bob"), session("carol"));
+        let (dir, services) = services_with(&[&alice.user_id, &bob.user_id, &carol.user_id]).await;
+        let services = Arc::new(services);
+        let create = CreateRoom {
+            preset: Some("public_chat".into()),
+            ..CreateRoom::default()
+        };
+        let room = services.create_room(&alice, create).await.unwrap();
+        services.join(&bob, room.as_str(), None).await.unwrap();
+        RoomOfTwo {
+            _dir: dir,
+            services,
+            room,
+            alice,
+            bob,
+            carol,
+        }
+    }
+
+    impl RoomOfTwo {
+        /// Alice says `body` in the room; returns the event id.
+        pub async fn message(&self, body: &str) -> ruma::OwnedEventId {
+            let content = json!({"msgtype": "m.text", "body": body});
+            let txn = crate::service::random_string(8);
+            self.services
+                .send_message(&self.alice, &self.room, "m.room.message", &txn, content)
+                .await
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn members_type_for_themselves_and_the_room_wakes() {
+        let fixture = room_of_two().await;
+        let (services, room) = (&fixture.services, &fixture.room);
+        let (alice, bob) = (&fixture.alice.user_id, &fixture.bob.user_id);
+        let start = services.typing_position();
+        let woken = services.notifier.subscribe_room(room);
+
+        let ten_seconds = Some(Duration::from_secs(10));
+        services
+            .set_typing(alice, room, alice, ten_seconds)
+            .await
+            .unwrap();
+        assert!(woken.has_changed().unwrap());
+        assert_eq!(
+            services.typing_since(room, start),
+            Some((vec![alice.clone()], start + 1))
+        );
+        assert_eq!(services.typing_position(), start + 1);
+
+        let someone_else = services.set_typing(alice, room, bob, ten_seconds).await;
+        assert!(
+            matches!(someone_else, Err(Error::Forbidden(_))),
+            "{someone_else:?}"
+        );
+        let carol = &fixture.carol.user_id;
+        let stranger = services.set_typing(carol, room, carol, ten_seconds).await;
+        assert!(matches!(stranger, Err(Error::Forbidden(_))), "{stranger:?}");
+        assert_eq!(
+            services.typing_position(),
+            start + 1,
+            "refusals change nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_typist_is_forgotten_at_their_timeout_and_listeners_wake_for_it() {
+        let fixture = room_of_two().await;
+        let (services, room) = (&fixture.services, &fixture.room);
+        let bob = &fixture.bob.user_id;
+        let typing = Some(Duration::from_millis(200));
+        services.set_typing(bob, room, bob, typing).await.unwrap();
+        let position = services.typing_position();
+        let mut woken = services.notifier.subscribe_room(room);
+
+        tokio::time::timeout(Duration::from_secs(5), woken.changed())
+            .await
+            .expect("woken when the timeout passes")
+            .unwrap();
+        assert_eq!(
+            services.typing_since(room, position),
+            Some((vec![], position + 1))
+        );
+    }
 
     fn ids() -> (OwnedRoomId, OwnedUserId, OwnedUserId) {
         (
@@ -193,7 +301,10 @@ mod tests {
 
         assert!(typing.set(&room, &alice, Some(now + MAX_TIMEOUT)));
         assert!(typing.set(&room, &bob, Some(now + MAX_TIMEOUT)));
-        assert!(!typing.set(&room, &alice, Some(now + MAX_TIMEOUT)), "a renewal");
+        assert!(
+            !typing.set(&room, &alice, Some(now + MAX_TIMEOUT)),
+            "a renewal"
+        );
         assert_eq!(typing.position(), start + 2);
         assert_eq!(
             typing.since(&room, start, now),
@@ -202,13 +313,19 @@ mod tests {
         assert_eq!(typing.since(&room, start + 2, now), None);
 
         assert!(typing.set(&room, &alice, None));
-        assert!(!typing.set(&room, &alice, None), "stopping twice changes nothing");
+        assert!(
+            !typing.set(&room, &alice, None),
+            "stopping twice changes nothing"
+        );
         assert_eq!(
             typing.since(&room, start + 2, now),
             Some((vec![bob.clone()], start + 3))
         );
         assert!(typing.set(&room, &bob, None));
-        assert_eq!(typing.since(&room, start + 3, now), Some((vec![], start + 4)));
+        assert_eq!(
+            typing.since(&room, start + 3, now),
+            Some((vec![], start + 4))
+        );
     }
 
     #[test]

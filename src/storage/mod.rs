@@ -17,6 +17,8 @@ pub mod events;
 pub mod filters;
 mod migrate;
 mod pool;
+pub mod presence;
+pub mod receipts;
 pub mod registration_tokens;
 pub mod relations;
 pub mod reports;

@@ -7,8 +7,10 @@ mod directory;
 mod discovery;
 mod filter;
 mod membership;
+mod presence;
 mod profile;
 mod public_rooms;
+mod receipts;
 mod register;
 mod relations;
 mod reports;
@@ -18,6 +20,7 @@ mod session;
 mod sync;
 mod tags;
 mod timestamp;
+mod typing;
 
 use axum::Router;
 
@@ -41,5 +44,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = filter::routes(router);
     let router = account_data::routes(router);
     let router = tags::routes(router);
+    let router = typing::routes(router);
+    let router = receipts::routes(router);
+    let router = presence::routes(router);
     directory::routes(router)
 }
