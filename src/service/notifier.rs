@@ -36,7 +36,10 @@ impl<K: Eq + Hash + Clone> Channels<K> {
         let mut channels = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // Channels nobody listens to any more are dropped as new listeners arrive.
         channels.retain(|_, sender| sender.receiver_count() > 0);
-        channels.entry(key.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
+        channels
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 }
 

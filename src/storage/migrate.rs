@@ -28,7 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_create_filters_and_account_data",
         include_str!("../../migrations/0005_create_filters_and_account_data.sql"),
     ),
-    ("0006_create_receipts_and_presence", include_str!("../../migrations/0006_create_receipts_and_presence.sql")),
+    (
+        "0006_create_receipts_and_presence",
+        include_str!("../../migrations/0006_create_receipts_and_presence.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -58,7 +58,12 @@ pub fn rooms_with_membership(conn: &Connection, user_id: &str) -> Result<Vec<Roo
         "SELECT room_id, membership, event_nid, forgotten FROM room_memberships WHERE user_id = ?1 ORDER BY room_id",
     )?;
     let rows = stmt.query_map([user_id], |r| {
-        Ok(RoomMembershipRow { room_id: r.get(0)?, membership: r.get(1)?, event_nid: r.get(2)?, forgotten: r.get(3)? })
+        Ok(RoomMembershipRow {
+            room_id: r.get(0)?,
+            membership: r.get(1)?,
+            event_nid: r.get(2)?,
+            forgotten: r.get(3)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -6,10 +6,13 @@
 pub mod rooms;
 pub mod token;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::{FutureExt, select_all};
+use ruma::OwnedRoomId;
 use ruma::api::client::filter::FilterDefinition;
+use serde_json::{Value as JsonValue, json};
 
 use crate::service::account_data::AccountDataChanges;
 use crate::service::{Result, Services, UserSession};
@@ -34,18 +37,25 @@ pub struct SyncResult {
     pub next_batch: String,
     pub rooms: RoomsSync,
     pub account_data: AccountDataChanges,
+    /// Ephemeral events (`m.typing`, `m.receipt`) per joined room.
+    pub ephemeral: HashMap<OwnedRoomId, Vec<JsonValue>>,
+    pub presence: Vec<JsonValue>,
 }
 
 impl SyncResult {
     fn is_empty(&self) -> bool {
-        self.rooms.is_empty() && self.account_data.is_empty()
+        self.rooms.is_empty()
+            && self.account_data.is_empty()
+            && self.ephemeral.is_empty()
+            && self.presence.is_empty()
     }
 }
 
 impl Services {
     pub async fn sync(&self, session: &UserSession, request: SyncRequest) -> Result<SyncResult> {
         let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
-        let deadline = tokio::time::Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+        let deadline =
+            tokio::time::Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         loop {
             // Listen before reading, so that nothing committed after the read goes unnoticed.
             let mut wakers = self.subscriptions(session).await?;
@@ -61,9 +71,15 @@ impl Services {
         }
     }
 
-    async fn subscriptions(&self, session: &UserSession) -> Result<Vec<tokio::sync::watch::Receiver<i64>>> {
+    async fn subscriptions(
+        &self,
+        session: &UserSession,
+    ) -> Result<Vec<tokio::sync::watch::Receiver<i64>>> {
         let user = session.user_id.to_string();
-        let rooms = self.db.read(move |c| storage::rooms::rooms_with_membership(c, &user)).await?;
+        let rooms = self
+            .db
+            .read(move |c| storage::rooms::rooms_with_membership(c, &user))
+            .await?;
         let mut wakers = vec![self.notifier.subscribe_user(&session.user_id)];
         for row in rooms {
             if matches!(row.membership.as_str(), "join" | "invite" | "knock")
@@ -75,7 +91,12 @@ impl Services {
         Ok(wakers)
     }
 
-    async fn sync_once(&self, session: &UserSession, since: Option<SyncToken>, request: &SyncRequest) -> Result<SyncResult> {
+    async fn sync_once(
+        &self,
+        session: &UserSession,
+        since: Option<SyncToken>,
+        request: &SyncRequest,
+    ) -> Result<SyncResult> {
         let (user, device) = (session.user_id.to_string(), session.device_id.to_string());
         let room_filter = &request.filter.room;
         let timeline = &room_filter.timeline;
@@ -83,9 +104,17 @@ impl Services {
             .limit
             .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
             .clamp(1, MAX_TIMELINE_LIMIT);
-        let strings = |ids: &[ruma::OwnedUserId]| ids.iter().map(|u| u.to_string()).collect::<Vec<_>>();
-        let rooms: Option<Vec<String>> = room_filter.rooms.as_ref().map(|r| r.iter().map(|r| r.to_string()).collect());
-        let not_rooms: Vec<String> = room_filter.not_rooms.iter().map(|r| r.to_string()).collect();
+        let strings =
+            |ids: &[ruma::OwnedUserId]| ids.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let rooms: Option<Vec<String>> = room_filter
+            .rooms
+            .as_ref()
+            .map(|r| r.iter().map(|r| r.to_string()).collect());
+        let not_rooms: Vec<String> = room_filter
+            .not_rooms
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         let types = timeline.types.clone().unwrap_or_default();
         let not_types = timeline.not_types.clone();
         let senders = timeline.senders.as_deref().map(strings).unwrap_or_default();
@@ -95,8 +124,21 @@ impl Services {
         not_senders.extend(ignored.iter().map(|u| u.to_string()));
         let ignored: Vec<String> = ignored.iter().map(|u| u.to_string()).collect();
         let (full_state, include_leave) = (request.full_state, room_filter.include_leave);
-        let account_data = self.account_data_since(&session.user_id, since.map_or(0, |s| s.account_data)).await?;
-        let touched: Vec<String> = account_data.rooms.keys().map(|r| r.to_string()).collect();
+        let since_token = since.unwrap_or_default();
+        let account_data = self
+            .account_data_since(&session.user_id, since_token.account_data)
+            .await?;
+        let (ephemeral, receipts_position, typing_position) =
+            self.ephemeral_since(session, since_token).await?;
+        let (presence, presence_position) = self
+            .presence_since(&session.user_id, since_token.presence)
+            .await?;
+        let touched: Vec<String> = account_data
+            .rooms
+            .keys()
+            .chain(ephemeral.keys())
+            .map(|r| r.to_string())
+            .collect();
         let (rooms_sync, upto) = self
             .db
             .read(move |c| {
@@ -121,7 +163,55 @@ impl Services {
                 Ok(rooms::sync_rooms(c, &query).map(|r| (r, upto)))
             })
             .await??;
-        let next = SyncToken { events: upto, account_data: account_data.position };
-        Ok(SyncResult { next_batch: next.encode(), rooms: rooms_sync, account_data })
+        let next = SyncToken {
+            events: upto,
+            account_data: account_data.position,
+            receipts: receipts_position,
+            typing: typing_position,
+            presence: presence_position,
+        };
+        Ok(SyncResult {
+            next_batch: next.encode(),
+            rooms: rooms_sync,
+            account_data,
+            ephemeral,
+            presence,
+        })
+    }
+
+    /// Typing and receipts of the user's joined rooms since the token, as ephemeral events.
+    async fn ephemeral_since(
+        &self,
+        session: &UserSession,
+        since: SyncToken,
+    ) -> Result<(HashMap<OwnedRoomId, Vec<JsonValue>>, i64, u64)> {
+        let rooms: Vec<OwnedRoomId> = self
+            .joined_rooms(&session.user_id)
+            .await?
+            .into_iter()
+            .filter_map(|r| OwnedRoomId::try_from(r).ok())
+            .collect();
+        // The position is taken first: a change racing with this read comes again next time,
+        // which is harmless for whole-state events like these.
+        let typing_position = self.typing_position();
+        let mut ephemeral: HashMap<OwnedRoomId, Vec<JsonValue>> = HashMap::new();
+        for room in &rooms {
+            if let Some((typists, _)) = self.typing_since(room, since.typing) {
+                ephemeral
+                    .entry(room.clone())
+                    .or_default()
+                    .push(json!({ "type": "m.typing", "content": { "user_ids": typists } }));
+            }
+        }
+        let (receipts, receipts_position) = self
+            .receipts_since(&session.user_id, &rooms, since.receipts)
+            .await?;
+        for (room, content) in receipts {
+            ephemeral
+                .entry(room)
+                .or_default()
+                .push(json!({ "type": "m.receipt", "content": content }));
+        }
+        Ok((ephemeral, receipts_position, typing_position))
     }
 }

@@ -56,7 +56,10 @@ pub struct RoomsSync {
 
 impl RoomsSync {
     pub fn is_empty(&self) -> bool {
-        self.join.is_empty() && self.invite.is_empty() && self.knock.is_empty() && self.leave.is_empty()
+        self.join.is_empty()
+            && self.invite.is_empty()
+            && self.knock.is_empty()
+            && self.leave.is_empty()
     }
 }
 
@@ -81,7 +84,9 @@ pub fn sync_rooms(c: &Connection, query: &RoomsQuery<'_>) -> Result<RoomsSync> {
     for membership in storage::rooms::rooms_with_membership(c, query.user)? {
         let room = membership.room_id.as_str();
         if membership.forgotten
-            || query.rooms.is_some_and(|rooms| !rooms.iter().any(|r| r == room))
+            || query
+                .rooms
+                .is_some_and(|rooms| !rooms.iter().any(|r| r == room))
             || query.not_rooms.iter().any(|r| r == room)
         {
             continue;
@@ -95,13 +100,22 @@ pub fn sync_rooms(c: &Connection, query: &RoomsQuery<'_>) -> Result<RoomsSync> {
             }
             "invite" if changed_membership => {
                 let stripped = stripped_state(c, room, membership.event_nid)?;
-                let inviter = stripped.last().and_then(|e| e.get("sender")).and_then(JsonValue::as_str);
+                let inviter = stripped
+                    .last()
+                    .and_then(|e| e.get("sender"))
+                    .and_then(JsonValue::as_str);
                 if !inviter.is_some_and(|sender| query.ignored.iter().any(|u| u == sender)) {
                     out.invite.push((room.to_owned(), stripped));
                 }
             }
-            "knock" if changed_membership => out.knock.push((room.to_owned(), stripped_state(c, room, membership.event_nid)?)),
-            "leave" | "ban" if query.since.is_some() && changed_membership || query.since.is_none() && query.include_leave => {
+            "knock" if changed_membership => out.knock.push((
+                room.to_owned(),
+                stripped_state(c, room, membership.event_nid)?,
+            )),
+            "leave" | "ban"
+                if query.since.is_some() && changed_membership
+                    || query.since.is_none() && query.include_leave =>
+            {
                 if let Some(left) = left_room(c, query, room, membership.event_nid)? {
                     out.leave.push(left);
                 }
@@ -114,7 +128,13 @@ pub fn sync_rooms(c: &Connection, query: &RoomsQuery<'_>) -> Result<RoomsSync> {
 
 /// The latest visible events of a room in (`after`, `upto`], newest last, and whether more are
 /// left before them.
-fn timeline(c: &Connection, query: &RoomsQuery<'_>, room: &str, after: Option<i64>, upto: i64) -> Result<(Vec<EventRow>, bool)> {
+fn timeline(
+    c: &Connection,
+    query: &RoomsQuery<'_>,
+    room: &str,
+    after: Option<i64>,
+    upto: i64,
+) -> Result<(Vec<EventRow>, bool)> {
     let mut rows = storage::events::page_events(
         c,
         &Page {
@@ -141,7 +161,12 @@ fn timeline(c: &Connection, query: &RoomsQuery<'_>, room: &str, after: Option<i6
     Ok((visible, limited))
 }
 
-fn joined_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, join_nid: i64) -> Result<Option<JoinedRoom>> {
+fn joined_room(
+    c: &Connection,
+    query: &RoomsQuery<'_>,
+    room: &str,
+    join_nid: i64,
+) -> Result<Option<JoinedRoom>> {
     // A room joined since the token is new to the client: send it whole, as in an initial sync.
     let fresh = query.full_state || query.since.is_none_or(|since| join_nid > since);
     let after = if fresh { None } else { query.since };
@@ -167,8 +192,12 @@ fn joined_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, join_nid: i64
         Vec::new()
     };
     let members_changed = fresh || rows.iter().chain(&state_rows).any(is_member_event);
-    let summary = members_changed.then(|| summary(c, room, query.user)).transpose()?;
-    let prev_batch = rows.first().map(|r| StreamToken { events: r.nid - 1 }.encode());
+    let summary = members_changed
+        .then(|| summary(c, room, query.user))
+        .transpose()?;
+    let prev_batch = rows
+        .first()
+        .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
@@ -179,9 +208,16 @@ fn joined_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, join_nid: i64
     }))
 }
 
-fn left_room(c: &Connection, query: &RoomsQuery<'_>, room: &str, leave_nid: i64) -> Result<Option<JoinedRoom>> {
+fn left_room(
+    c: &Connection,
+    query: &RoomsQuery<'_>,
+    room: &str,
+    leave_nid: i64,
+) -> Result<Option<JoinedRoom>> {
     let (rows, limited) = timeline(c, query, room, query.since, leave_nid)?;
-    let prev_batch = rows.first().map(|r| StreamToken { events: r.nid - 1 }.encode());
+    let prev_batch = rows
+        .first()
+        .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
@@ -204,7 +240,12 @@ fn load_rows(c: &Connection, nids: impl Iterator<Item = i64>) -> Result<Vec<Even
 }
 
 /// The latest state event per key among the room's events in (`after`, `before`).
-fn state_changes_between(c: &Connection, room: &str, after: i64, before: i64) -> Result<Vec<EventRow>> {
+fn state_changes_between(
+    c: &Connection,
+    room: &str,
+    after: i64,
+    before: i64,
+) -> Result<Vec<EventRow>> {
     let mut latest: HashMap<(String, String), EventRow> = HashMap::new();
     for (key, row) in storage::events::state_events_between(c, room, after, before)? {
         latest.insert(key, row);
@@ -230,7 +271,11 @@ fn summary(c: &Connection, room: &str, user: &str) -> Result<Summary> {
         .filter(|u| u != user)
         .take(HEROES)
         .collect();
-    Ok(Summary { heroes, joined: joined.len() as u64, invited: invited.len() as u64 })
+    Ok(Summary {
+        heroes,
+        joined: joined.len() as u64,
+        invited: invited.len() as u64,
+    })
 }
 
 /// The stripped state shown with an invite or knock, ending with the membership event itself.
@@ -244,7 +289,8 @@ fn stripped_state(c: &Connection, room: &str, membership_nid: i64) -> Result<Vec
     nids.push(membership_nid);
     let mut events = Vec::new();
     for row in load_rows(c, nids.into_iter())? {
-        let event: JsonValue = serde_json::from_str(&row.json).map_err(storage::StorageError::from)?;
+        let event: JsonValue =
+            serde_json::from_str(&row.json).map_err(storage::StorageError::from)?;
         events.push(json!({
             "type": event.get("type"),
             "state_key": event.get("state_key"),

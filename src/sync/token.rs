@@ -1,6 +1,7 @@
 //! The `/sync` token: a named, versioned encoding of the positions of every stream a client
-//! syncs, so a stream can be added later without breaking tokens clients hold. Version 2 is
-//! `s2_<events>_<account_data>`; `/messages` pagination tokens (`s1_<events>`) are accepted too.
+//! syncs, so a stream can be added later without breaking tokens clients hold. Version 3 is
+//! `s3_<events>_<account_data>_<receipts>_<typing>_<presence>`; older versions (and `/messages`
+//! tokens, `s1_<events>`) parse with the missing positions at zero.
 
 use crate::service::{Error, Result};
 
@@ -8,26 +9,43 @@ use crate::service::{Error, Result};
 pub struct SyncToken {
     pub events: i64,
     pub account_data: i64,
+    pub receipts: i64,
+    pub typing: u64,
+    pub presence: u64,
 }
 
 impl SyncToken {
     pub fn encode(&self) -> String {
-        format!("s2_{}_{}", self.events, self.account_data)
+        format!(
+            "s3_{}_{}_{}_{}_{}",
+            self.events, self.account_data, self.receipts, self.typing, self.presence
+        )
     }
 
     pub fn parse(text: &str) -> Result<SyncToken> {
         let invalid = || Error::InvalidParam(format!("invalid sync token {text:?}"));
         let mut parts = text.split('_');
-        let version = parts.next().ok_or_else(invalid)?;
-        let mut number = || -> Result<i64> {
-            parts.next().and_then(|p| p.parse::<i64>().ok()).filter(|n| *n >= 0).ok_or_else(invalid)
-        };
-        let token = match version {
-            "s1" => SyncToken { events: number()?, account_data: 0 },
-            "s2" => SyncToken { events: number()?, account_data: number()? },
+        let fields = match parts.next() {
+            Some("s1") => 1,
+            Some("s2") => 2,
+            Some("s3") => 5,
             _ => return Err(invalid()),
         };
-        Ok(token)
+        let numbers: Vec<i64> = parts
+            .map(|p| p.parse::<i64>().ok().filter(|n| *n >= 0))
+            .collect::<Option<_>>()
+            .ok_or_else(invalid)?;
+        if numbers.len() != fields {
+            return Err(invalid());
+        }
+        let at = |i: usize| numbers.get(i).copied().unwrap_or(0);
+        Ok(SyncToken {
+            events: at(0),
+            account_data: at(1),
+            receipts: at(2),
+            typing: at(3) as u64,
+            presence: at(4) as u64,
+        })
     }
 }
 
@@ -37,10 +55,38 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_older_versions_parse_and_garbage_is_refused() {
-        let token = SyncToken { events: 12, account_data: 3 };
+        let token = SyncToken {
+            events: 12,
+            account_data: 3,
+            receipts: 4,
+            typing: 5,
+            presence: 6,
+        };
         assert_eq!(SyncToken::parse(&token.encode()).unwrap(), token);
-        assert_eq!(SyncToken::parse("s1_40").unwrap(), SyncToken { events: 40, account_data: 0 });
-        for bad in ["", "s2_1", "s2_x_1", "s3_1_2", "s2_-1_0", "nonsense"] {
+        assert_eq!(
+            SyncToken::parse("s1_40").unwrap(),
+            SyncToken {
+                events: 40,
+                ..SyncToken::default()
+            }
+        );
+        assert_eq!(
+            SyncToken::parse("s2_40_7").unwrap(),
+            SyncToken {
+                events: 40,
+                account_data: 7,
+                ..SyncToken::default()
+            }
+        );
+        for bad in [
+            "",
+            "s2_1",
+            "s2_x_1",
+            "s3_1_2",
+            "s2_-1_0",
+            "nonsense",
+            "s3_1_2_3_4_5_6",
+        ] {
             assert!(SyncToken::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }

@@ -23,24 +23,40 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
     let filter = match body.filter {
         None => FilterDefinition::default(),
         Some(sync::Filter::FilterDefinition(filter)) => filter,
-        Some(sync::Filter::FilterId(id)) => state.get_filter(&request.identity.user_id, &id).await?,
+        Some(sync::Filter::FilterId(id)) => {
+            state.get_filter(&request.identity.user_id, &id).await?
+        }
         Some(_) => return Err(service::Error::InvalidParam("unsupported filter".into()).into()),
     };
     let result = state
         .sync(
             &request.identity,
-            SyncRequest { since: body.since, timeout: body.timeout, full_state: body.full_state, filter },
+            SyncRequest {
+                since: body.since,
+                timeout: body.timeout,
+                full_state: body.full_state,
+                filter,
+            },
         )
         .await?;
     let mut response = sync::Response::new(result.next_batch);
     let mut room_data = result.account_data.rooms;
+    let mut ephemeral = result.ephemeral;
     for room in result.rooms.join {
         let (room_id, mut joined) = joined_room(room)?;
         if let Some(data) = room_data.remove(&room_id) {
             joined.account_data.events = account_data_events(&data)?;
         }
+        if let Some(events) = ephemeral.remove(&room_id) {
+            joined.ephemeral.events = events.iter().map(to_raw).collect::<ApiResult<_>>()?;
+        }
         response.rooms.join.insert(room_id, joined);
     }
+    response.presence.events = result
+        .presence
+        .iter()
+        .map(to_raw)
+        .collect::<ApiResult<_>>()?;
     response.account_data.events = account_data_events(&result.account_data.global)?;
     for room in result.rooms.leave {
         let room_id = room_id(&room.room_id)?;
@@ -63,14 +79,17 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
 }
 
 /// Account data as events: `{type, content}`.
-fn account_data_events<T>(data: &[(String, serde_json::Value)]) -> ApiResult<Vec<ruma::serde::Raw<T>>> {
+fn account_data_events<T>(
+    data: &[(String, serde_json::Value)],
+) -> ApiResult<Vec<ruma::serde::Raw<T>>> {
     data.iter()
         .map(|(kind, content)| to_raw(&serde_json::json!({ "type": kind, "content": content })))
         .collect()
 }
 
 fn room_id(text: &str) -> ApiResult<OwnedRoomId> {
-    OwnedRoomId::try_from(text).map_err(|e| service::Error::Internal(format!("stored room id {text}: {e}")).into())
+    OwnedRoomId::try_from(text)
+        .map_err(|e| service::Error::Internal(format!("stored room id {text}: {e}")).into())
 }
 
 fn timeline(room: &JoinedRoom) -> ApiResult<sync::Timeline> {
@@ -92,7 +111,11 @@ fn joined_room(room: JoinedRoom) -> ApiResult<(OwnedRoomId, sync::JoinedRoom)> {
     joined.timeline = timeline(&room)?;
     joined.state = sync::State::Before(state_events(&room)?);
     if let Some(summary) = &room.summary {
-        joined.summary.heroes = summary.heroes.iter().filter_map(|u| OwnedUserId::try_from(u.as_str()).ok()).collect();
+        joined.summary.heroes = summary
+            .heroes
+            .iter()
+            .filter_map(|u| OwnedUserId::try_from(u.as_str()).ok())
+            .collect();
         joined.summary.joined_member_count = UInt::new(summary.joined);
         joined.summary.invited_member_count = UInt::new(summary.invited);
     }

@@ -306,10 +306,16 @@ mod tests {
         assert_eq!(record.deadline, Some(t0 + 5 * MINUTE));
 
         assert!(table.refresh_due(t0 + 4 * MINUTE).is_empty());
-        assert_eq!(table.refresh_due(t0 + 5 * MINUTE), std::slice::from_ref(&user));
+        assert_eq!(
+            table.refresh_due(t0 + 5 * MINUTE),
+            std::slice::from_ref(&user)
+        );
         assert_eq!(table.position, start + 2);
         assert_eq!(table.users[&user].deadline, Some(t0 + 30 * MINUTE));
-        assert_eq!(table.refresh_due(t0 + 30 * MINUTE), std::slice::from_ref(&user));
+        assert_eq!(
+            table.refresh_due(t0 + 30 * MINUTE),
+            std::slice::from_ref(&user)
+        );
         assert_eq!(table.users[&user].shown.state, State::Offline);
         assert_eq!(table.users[&user].deadline, None);
         assert_eq!(table.by_position.len(), 1, "one index entry per user");

@@ -30,10 +30,10 @@ pub use context::Context;
 pub use create::CreateRoom;
 pub use directory::{PublicRoomsPage, PublicRoomsQuery};
 pub use hierarchy::{HierarchyQuery, HierarchyRoom};
+pub use read::client_events_for;
 pub use read::{MembersQuery, MessagesPage, MessagesQuery};
 pub use relations::{RelationsPage, RelationsQuery};
 pub use reports::ReportFilter;
-pub use read::client_events_for;
 pub use token::StreamToken;
 pub use visibility::Viewer;
 

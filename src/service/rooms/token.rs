@@ -15,9 +15,14 @@ impl StreamToken {
         format!("s1_{}", self.events)
     }
 
+    /// Parses a pagination token, or a `/sync` token (`s2_…`, `s3_…`: the events position comes
+    /// first), since clients may paginate from where a sync left off.
     pub fn parse(text: &str) -> Result<StreamToken> {
-        text.strip_prefix("s1_")
-            .and_then(|rest| rest.split('_').next())
+        let mut parts = text.split('_');
+        let versioned = matches!(parts.next(), Some("s1" | "s2" | "s3"));
+        parts
+            .next()
+            .filter(|_| versioned)
             .and_then(|n| n.parse::<i64>().ok())
             .filter(|n| *n >= 0)
             .map(|events| StreamToken { events })
@@ -33,7 +38,11 @@ mod tests {
     fn tokens_round_trip_and_garbage_is_refused() {
         let token = StreamToken { events: 42 };
         assert_eq!(StreamToken::parse(&token.encode()).unwrap(), token);
-        for bad in ["", "s1_", "s1_-3", "x1_4", "s2_4", "s1_abc"] {
+        assert_eq!(
+            StreamToken::parse("s3_7_1_2_3_4").unwrap(),
+            StreamToken { events: 7 }
+        );
+        for bad in ["", "s1_", "s1_-3", "x1_4", "s9_4", "s1_abc"] {
             assert!(StreamToken::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }
