@@ -549,3 +549,64 @@ async fn presence_of_room_mates_reaches_sync() {
     assert_eq!(alices["content"]["presence"], "unavailable");
     assert_eq!(alices["content"]["status_msg"], "on a break");
 }
+
+fn lazy_filter(limit: u32, redundant: bool) -> String {
+    encode(
+        &json!({"room": {
+            "timeline": {"limit": limit},
+            "state": {"lazy_load_members": true, "include_redundant_members": redundant},
+        }})
+        .to_string(),
+    )
+}
+
+fn state_members(body: &Value, room: &str) -> Vec<String> {
+    let mut members: Vec<String> = joined(body, room)["state"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.member")
+                .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    members.sort();
+    members
+}
+
+#[tokio::test]
+async fn lazy_loaded_members_are_sent_exactly_when_needed() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let bob = server.register_user("bob").await;
+    let carol = server.register_user("carol").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
+    carol.join(&room).await;
+    for i in 0..5 {
+        alice.send_message(&room, &format!("a{i}")).await;
+    }
+
+    let body = sync(&bob, &format!("?filter={}", lazy_filter(3, false))).await;
+    assert_eq!(state_members(&body, &room), vec![alice.user_id.clone(), bob.user_id.clone()], "{body:#}");
+    assert_eq!(joined(&body, &room)["summary"]["m.joined_member_count"], 3);
+
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    carol.send_message(&room, "hello from carol").await;
+    alice.send_message(&room, "hi carol").await;
+    let body = sync(&bob, &format!("?since={since}&filter={}", lazy_filter(3, false))).await;
+    assert_eq!(
+        state_members(&body, &room),
+        vec![carol.user_id.clone()],
+        "only carol is new to bob's device; alice was sent already: {body:#}"
+    );
+
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    alice.send_message(&room, "again").await;
+    let redundant = sync(&bob, &format!("?since={since}&filter={}", lazy_filter(3, true))).await;
+    assert!(
+        state_members(&redundant, &room).contains(&alice.user_id),
+        "redundant members are resent when asked: {redundant:#}"
+    );
+}

@@ -23,7 +23,10 @@ pub mod tokens;
 mod typing;
 pub mod uiaa;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+
+use ruma::{OwnedDeviceId, OwnedUserId};
 
 pub use error::{Error, Result};
 pub use registration_tokens::NewRegistrationToken;
@@ -42,6 +45,8 @@ pub struct Services {
     pub signing_key: SigningKey,
     pub metrics: Metrics,
     pub notifier: notifier::Notifier,
+    /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
+    pub lazy_members: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -59,6 +64,7 @@ impl Services {
             signing_key,
             metrics,
             notifier: notifier::Notifier::default(),
+            lazy_members: Mutex::new(HashMap::new()),
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),

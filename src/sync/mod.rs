@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::future::{FutureExt, select_all};
 use ruma::OwnedRoomId;
-use ruma::api::client::filter::FilterDefinition;
+use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions};
 use serde_json::{Value as JsonValue, json};
 
 use crate::service::account_data::AccountDataChanges;
@@ -25,6 +25,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 /// Timeline events per room when the filter sets no limit.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 const MAX_TIMELINE_LIMIT: usize = 100;
+/// Devices whose lazy-loaded members are remembered before the memory is reset (a reset only
+/// makes the next syncs resend some member events).
+const MAX_LAZY_DEVICES: usize = 10_000;
 
 pub struct SyncRequest {
     pub since: Option<String>,
@@ -139,6 +142,20 @@ impl Services {
             .chain(ephemeral.keys())
             .map(|r| r.to_string())
             .collect();
+        let lazy_options = &room_filter.state.lazy_load_options;
+        let include_redundant = match lazy_options {
+            LazyLoadOptions::Enabled { include_redundant_members } => Some(*include_redundant_members),
+            _ => None,
+        };
+        let device_key = (session.user_id.clone(), session.device_id.clone());
+        let sent = {
+            let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
+            if since.is_none() {
+                // An initial sync starts the device afresh.
+                cache.remove(&device_key);
+            }
+            cache.get(&device_key).cloned().unwrap_or_default()
+        };
         let (rooms_sync, upto) = self
             .db
             .read(move |c| {
@@ -159,10 +176,21 @@ impl Services {
                     not_senders: &not_senders,
                     ignored: &ignored,
                     touched: &touched,
+                    lazy: include_redundant.map(|include_redundant| rooms::LazyMembers { include_redundant, sent: &sent }),
                 };
                 Ok(rooms::sync_rooms(c, &query).map(|r| (r, upto)))
             })
             .await??;
+        if include_redundant.is_some() {
+            let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_LAZY_DEVICES {
+                cache.clear();
+            }
+            let device = cache.entry(device_key).or_default();
+            for room in &rooms_sync.join {
+                device.entry(room.room_id.clone()).or_default().extend(room.lazy_sent.iter().cloned());
+            }
+        }
         let next = SyncToken {
             events: upto,
             account_data: account_data.position,

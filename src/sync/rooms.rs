@@ -2,7 +2,7 @@
 //! `limited`, `prev_batch`, the state the client lacks, the summary), invites and knocks with
 //! stripped state, and rooms left since the token with the events up to the leave.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 use serde_json::{Value as JsonValue, json};
@@ -44,6 +44,16 @@ pub struct RoomsQuery<'a> {
     pub ignored: &'a [String],
     /// Joined rooms to include even without new events (their account data changed).
     pub touched: &'a [String],
+    /// Lazy-loading of members, when the filter asks for it.
+    pub lazy: Option<LazyMembers<'a>>,
+}
+
+/// Lazy-loaded members: only the member events of the timeline's senders (and the user's own)
+/// are sent, each once per device unless redundant members were asked for.
+pub struct LazyMembers<'a> {
+    pub include_redundant: bool,
+    /// Members already sent to this device, per room.
+    pub sent: &'a HashMap<String, HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -66,6 +76,8 @@ impl RoomsSync {
 /// A room's timeline and state in a sync (left rooms use the same shape without a summary).
 pub struct JoinedRoom {
     pub room_id: String,
+    /// Member events sent in this response under lazy-loading, to remember for the device.
+    pub lazy_sent: Vec<String>,
     pub timeline: Vec<JsonValue>,
     pub limited: bool,
     pub prev_batch: Option<String>,
@@ -181,7 +193,7 @@ fn joined_room(
             None => storage::events::state_at_position(c, room, query.upto)?,
         };
         match group {
-            Some(group) => load_rows(c, state::load_state(c, group)?.into_values())?,
+            Some(group) => load_rows(c, state_nids(c, group, query.lazy.is_some())?.into_iter())?,
             None => Vec::new(),
         }
     } else if limited {
@@ -190,6 +202,10 @@ fn joined_room(
         state_changes_between(c, room, query.since.unwrap_or(0), first)?
     } else {
         Vec::new()
+    };
+    let (state_rows, lazy_sent) = match &query.lazy {
+        Some(lazy) => lazy_state(c, query, room, lazy, &rows, state_rows, fresh)?,
+        None => (state_rows, Vec::new()),
     };
     let members_changed = fresh || rows.iter().chain(&state_rows).any(is_member_event);
     let summary = members_changed
@@ -200,12 +216,77 @@ fn joined_room(
         .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
+        lazy_sent,
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
         limited,
         prev_batch,
         state: without_room_id(client_events_for(c, &state_rows, query.user, query.device)?),
         summary,
     }))
+}
+
+/// Narrows the state to the member events the timeline needs, adding those the device lacks.
+fn lazy_state(
+    c: &Connection,
+    query: &RoomsQuery<'_>,
+    room: &str,
+    lazy: &LazyMembers<'_>,
+    timeline: &[EventRow],
+    state_rows: Vec<EventRow>,
+    fresh: bool,
+) -> Result<(Vec<EventRow>, Vec<String>)> {
+    let already = lazy.sent.get(room);
+    let mut needed: HashSet<String> = timeline.iter().filter_map(sender_of).collect();
+    needed.insert(query.user.to_owned());
+    if !lazy.include_redundant && !fresh {
+        needed.retain(|member| !already.is_some_and(|sent| sent.contains(member)));
+    }
+    let mut kept: Vec<EventRow> = Vec::new();
+    let mut have: HashSet<String> = HashSet::new();
+    for row in state_rows {
+        match member_key(&row) {
+            Some(member) if needed.contains(&member) => {
+                have.insert(member);
+                kept.push(row);
+            }
+            Some(_) => {}
+            None => kept.push(row),
+        }
+    }
+    // Senders whose member event is not among the state changes: take it from the state at the
+    // start of the timeline.
+    let group = match timeline.first() {
+        Some(first) => first.state_before,
+        None => storage::events::state_at_position(c, room, query.upto)?,
+    };
+    if let Some(group) = group {
+        let missing: Vec<String> = needed.iter().filter(|m| !have.contains(*m)).cloned().collect();
+        for member in missing {
+            if let Some(key) = state::key_nid(c, "m.room.member", &member)?
+                && let Some(nid) = state::lookup(c, group, key)?
+                && let Some(row) = storage::events::get_event_by_nid(c, nid)?
+            {
+                have.insert(member);
+                kept.push(row);
+            }
+        }
+    }
+    kept.sort_by_key(|r| r.nid);
+    Ok((kept, have.into_iter().collect()))
+}
+
+fn sender_of(row: &EventRow) -> Option<String> {
+    let event: JsonValue = serde_json::from_str(&row.json).ok()?;
+    event.get("sender")?.as_str().map(str::to_owned)
+}
+
+/// The member a member event is about, or None for other events.
+fn member_key(row: &EventRow) -> Option<String> {
+    let event: JsonValue = serde_json::from_str(&row.json).ok()?;
+    if event.get("type")?.as_str()? != "m.room.member" {
+        return None;
+    }
+    event.get("state_key")?.as_str().map(str::to_owned)
 }
 
 fn left_room(
@@ -220,12 +301,29 @@ fn left_room(
         .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
+        lazy_sent: Vec::new(),
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
         limited,
         prev_batch,
         state: Vec::new(),
         summary: None,
     }))
+}
+
+/// The events of a state group; with lazy-loading, without member events (the needed ones are
+/// added afterwards), so a large room's members are never all read.
+fn state_nids(c: &Connection, group: i64, skip_members: bool) -> Result<Vec<i64>> {
+    let entries = state::load_state(c, group)?;
+    if !skip_members {
+        return Ok(entries.into_values().collect());
+    }
+    let keys: Vec<i64> = entries.keys().copied().collect();
+    let kinds = state::keys_of(c, &keys)?;
+    Ok(entries
+        .into_iter()
+        .filter(|(key, _)| kinds.get(key).is_none_or(|(kind, _)| kind != "m.room.member"))
+        .map(|(_, event)| event)
+        .collect())
 }
 
 fn load_rows(c: &Connection, nids: impl Iterator<Item = i64>) -> Result<Vec<EventRow>> {
