@@ -12,6 +12,7 @@ pub mod notifier;
 mod passwords;
 pub mod presence;
 mod profile;
+mod push_rules;
 pub mod rate_limit;
 mod receipts;
 mod registration_tokens;

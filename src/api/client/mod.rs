@@ -9,6 +9,7 @@ mod filter;
 mod membership;
 mod presence;
 mod profile;
+mod push_rules;
 mod public_rooms;
 mod receipts;
 mod register;
@@ -41,6 +42,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = timestamp::routes(router);
     let router = relations::routes(router);
     let router = sync::routes(router);
+    let router = push_rules::routes(router);
     let router = filter::routes(router);
     let router = account_data::routes(router);
     let router = tags::routes(router);
