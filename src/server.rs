@@ -45,6 +45,7 @@ pub async fn run(
         .collect::<Result<_, _>>()?;
     let db = open_database(&config)?;
     let services = Arc::new(build_services(config, db.clone())?);
+    let push_evaluator = tokio::spawn(services.clone().run_push_evaluator());
     let app = crate::api::router(services.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -73,6 +74,9 @@ pub async fn run(
         result??;
     }
     tracing::info!("stopped accepting requests; flushing writes");
+    // The evaluator resumes from its recorded position on the next start.
+    push_evaluator.abort();
+    let _ = push_evaluator.await;
     drop(app);
     drop(services);
     db.close();

@@ -12,6 +12,7 @@ pub mod notifier;
 mod passwords;
 pub mod presence;
 mod profile;
+mod push_evaluator;
 mod push_rules;
 pub mod rate_limit;
 mod receipts;
@@ -46,8 +47,11 @@ pub struct Services {
     pub signing_key: SigningKey,
     pub metrics: Metrics,
     pub notifier: notifier::Notifier,
+    /// Wakes the push evaluator when events are committed.
+    pub push_wake: tokio::sync::Notify,
     /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
-    pub lazy_members: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
+    pub lazy_members:
+        Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -65,6 +69,7 @@ impl Services {
             signing_key,
             metrics,
             notifier: notifier::Notifier::default(),
+            push_wake: tokio::sync::Notify::new(),
             lazy_members: Mutex::new(HashMap::new()),
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),

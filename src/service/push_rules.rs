@@ -4,7 +4,9 @@
 //! actions but not removed or replaced.
 
 use ruma::UserId;
-use ruma::push::{Action, AnyPushRule, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, Ruleset};
+use ruma::push::{
+    Action, AnyPushRule, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, Ruleset,
+};
 use serde_json::json;
 
 use super::{Error, Result, Services};
@@ -29,12 +31,18 @@ impl Services {
 
     async fn store_push_rules(&self, user_id: &UserId, rules: &Ruleset) -> Result<()> {
         let content = json!({ "global": rules });
-        self.store_account_data(user_id, None, PUSH_RULES, content).await?;
+        self.store_account_data(user_id, None, PUSH_RULES, content)
+            .await?;
         Ok(())
     }
 
     /// One rule, or `M_NOT_FOUND`.
-    pub async fn push_rule(&self, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<AnyPushRule> {
+    pub async fn push_rule(
+        &self,
+        user_id: &UserId,
+        kind: RuleKind,
+        rule_id: &str,
+    ) -> Result<AnyPushRule> {
         let rules = self.push_rules(user_id).await?;
         rules
             .get(kind.clone(), rule_id)
@@ -57,16 +65,29 @@ impl Services {
         self.store_push_rules(user_id, &rules).await
     }
 
-    pub async fn delete_push_rule(&self, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<()> {
+    pub async fn delete_push_rule(
+        &self,
+        user_id: &UserId,
+        kind: RuleKind,
+        rule_id: &str,
+    ) -> Result<()> {
         let mut rules = self.push_rules(user_id).await?;
         rules.remove(kind.clone(), rule_id).map_err(|e| match e {
-            RemovePushRuleError::NotFound => Error::NotFound(format!("no {kind} push rule {rule_id:?}")),
+            RemovePushRuleError::NotFound => {
+                Error::NotFound(format!("no {kind} push rule {rule_id:?}"))
+            }
             other => Error::InvalidParam(other.to_string()),
         })?;
         self.store_push_rules(user_id, &rules).await
     }
 
-    pub async fn set_push_rule_enabled(&self, user_id: &UserId, kind: RuleKind, rule_id: &str, enabled: bool) -> Result<()> {
+    pub async fn set_push_rule_enabled(
+        &self,
+        user_id: &UserId,
+        kind: RuleKind,
+        rule_id: &str,
+        enabled: bool,
+    ) -> Result<()> {
         let mut rules = self.push_rules(user_id).await?;
         rules
             .set_enabled(kind.clone(), rule_id, enabled)

@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_create_receipts_and_presence",
         include_str!("../../migrations/0006_create_receipts_and_presence.sql"),
     ),
+    (
+        "0007_create_push_actions",
+        include_str!("../../migrations/0007_create_push_actions.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

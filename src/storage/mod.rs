@@ -18,6 +18,7 @@ pub mod filters;
 mod migrate;
 mod pool;
 pub mod presence;
+pub mod push_actions;
 pub mod receipts;
 pub mod registration_tokens;
 pub mod relations;

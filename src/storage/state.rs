@@ -258,10 +258,16 @@ pub fn keys_of(conn: &Connection, keys: &[KeyNid]) -> Result<HashMap<KeyNid, (St
     let mut found = HashMap::with_capacity(keys.len());
     // Bounded batches keep each statement under SQLite's parameter limit.
     for batch in keys.chunks(500) {
-        let marks = (1..=batch.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-        let sql = format!("SELECT key_nid, type, state_key FROM state_keys WHERE key_nid IN ({marks})");
+        let marks = (1..=batch.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql =
+            format!("SELECT key_nid, type, state_key FROM state_keys WHERE key_nid IN ({marks})");
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(batch.iter()), |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(batch.iter()), |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+        })?;
         for row in rows {
             let (nid, key) = row?;
             found.insert(nid, key);

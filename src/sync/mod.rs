@@ -144,7 +144,9 @@ impl Services {
             .collect();
         let lazy_options = &room_filter.state.lazy_load_options;
         let include_redundant = match lazy_options {
-            LazyLoadOptions::Enabled { include_redundant_members } => Some(*include_redundant_members),
+            LazyLoadOptions::Enabled {
+                include_redundant_members,
+            } => Some(*include_redundant_members),
             _ => None,
         };
         let device_key = (session.user_id.clone(), session.device_id.clone());
@@ -176,7 +178,10 @@ impl Services {
                     not_senders: &not_senders,
                     ignored: &ignored,
                     touched: &touched,
-                    lazy: include_redundant.map(|include_redundant| rooms::LazyMembers { include_redundant, sent: &sent }),
+                    lazy: include_redundant.map(|include_redundant| rooms::LazyMembers {
+                        include_redundant,
+                        sent: &sent,
+                    }),
                 };
                 Ok(rooms::sync_rooms(c, &query).map(|r| (r, upto)))
             })
@@ -188,7 +193,10 @@ impl Services {
             }
             let device = cache.entry(device_key).or_default();
             for room in &rooms_sync.join {
-                device.entry(room.room_id.clone()).or_default().extend(room.lazy_sent.iter().cloned());
+                device
+                    .entry(room.room_id.clone())
+                    .or_default()
+                    .extend(room.lazy_sent.iter().cloned());
             }
         }
         let next = SyncToken {

@@ -76,6 +76,8 @@ impl RoomsSync {
 /// A room's timeline and state in a sync (left rooms use the same shape without a summary).
 pub struct JoinedRoom {
     pub room_id: String,
+    /// Notification and highlight counts since the user's read receipt.
+    pub unread: (u64, u64),
     /// Member events sent in this response under lazy-loading, to remember for the device.
     pub lazy_sent: Vec<String>,
     pub timeline: Vec<JsonValue>,
@@ -216,6 +218,7 @@ fn joined_room(
         .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
+        unread: storage::push_actions::unread_counts(c, query.user, room)?,
         lazy_sent,
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
         limited,
@@ -260,7 +263,11 @@ fn lazy_state(
         None => storage::events::state_at_position(c, room, query.upto)?,
     };
     if let Some(group) = group {
-        let missing: Vec<String> = needed.iter().filter(|m| !have.contains(*m)).cloned().collect();
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|m| !have.contains(*m))
+            .cloned()
+            .collect();
         for member in missing {
             if let Some(key) = state::key_nid(c, "m.room.member", &member)?
                 && let Some(nid) = state::lookup(c, group, key)?
@@ -301,6 +308,7 @@ fn left_room(
         .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
+        unread: (0, 0),
         lazy_sent: Vec::new(),
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
         limited,
@@ -321,7 +329,11 @@ fn state_nids(c: &Connection, group: i64, skip_members: bool) -> Result<Vec<i64>
     let kinds = state::keys_of(c, &keys)?;
     Ok(entries
         .into_iter()
-        .filter(|(key, _)| kinds.get(key).is_none_or(|(kind, _)| kind != "m.room.member"))
+        .filter(|(key, _)| {
+            kinds
+                .get(key)
+                .is_none_or(|(kind, _)| kind != "m.room.member")
+        })
         .map(|(_, event)| event)
         .collect())
 }

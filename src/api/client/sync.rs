@@ -108,6 +108,8 @@ fn state_events(room: &JoinedRoom) -> ApiResult<sync::StateEvents> {
 
 fn joined_room(room: JoinedRoom) -> ApiResult<(OwnedRoomId, sync::JoinedRoom)> {
     let mut joined = sync::JoinedRoom::new();
+    joined.unread_notifications.notification_count = UInt::new(room.unread.0);
+    joined.unread_notifications.highlight_count = UInt::new(room.unread.1);
     joined.timeline = timeline(&room)?;
     joined.state = sync::State::Before(state_events(&room)?);
     if let Some(summary) = &room.summary {

@@ -42,7 +42,7 @@ pub fn pdu_from_row(row: &EventRow) -> Result<Arc<Pdu>> {
 
 impl Services {
     /// Rules of a room's version, or `M_NOT_FOUND` for a room this server does not know.
-    pub(super) async fn room_rules(
+    pub(crate) async fn room_rules(
         &self,
         room_id: &RoomId,
     ) -> Result<(ruma::RoomVersionId, RoomVersionRules)> {
@@ -163,6 +163,7 @@ impl Services {
     /// change (an invitee is not in the room yet).
     pub(super) fn announce(&self, pdu: &Pdu, position: i64) {
         self.notifier.room_changed(&pdu.room_id, position);
+        self.push_wake.notify_one();
         if pdu.kind == ruma::events::TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
         {

@@ -132,7 +132,7 @@ impl Services {
     }
 
     /// The current `m.room.power_levels` content (empty when the room has none).
-    pub(super) async fn power_levels(&self, room_id: &RoomId) -> Result<JsonValue> {
+    pub(crate) async fn power_levels(&self, room_id: &RoomId) -> Result<JsonValue> {
         let state = self
             .current_state_events(
                 room_id,
@@ -153,15 +153,10 @@ impl Services {
         user: &ruma::UserId,
     ) -> Result<i64> {
         let (_, rules) = self.room_rules(room_id).await?;
-        if rules.authorization.explicitly_privilege_room_creators {
-            let state = self.current_state_events(room_id, Vec::new()).await?;
-            if let Some(create) =
-                state.get(&(ruma::events::StateEventType::RoomCreate, String::new()))
-                && (create.sender == user
-                    || creators_of(create.content.get()).contains(&user.to_string()))
-            {
-                return Ok(i64::MAX);
-            }
+        if rules.authorization.explicitly_privilege_room_creators
+            && self.room_creators(room_id).await?.iter().any(|c| c == user)
+        {
+            return Ok(i64::MAX);
         }
         Ok(levels
             .get("users")
@@ -169,6 +164,22 @@ impl Services {
             .or_else(|| levels.get("users_default"))
             .and_then(JsonValue::as_i64)
             .unwrap_or(0))
+    }
+
+    /// The room's creators: the create event's sender and its `additional_creators`.
+    pub(crate) async fn room_creators(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>> {
+        let state = self.current_state_events(room_id, Vec::new()).await?;
+        let Some(create) = state.get(&(ruma::events::StateEventType::RoomCreate, String::new()))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut creators = vec![create.sender.clone()];
+        creators.extend(
+            creators_of(create.content.get())
+                .into_iter()
+                .filter_map(|c| ruma::OwnedUserId::try_from(c).ok()),
+        );
+        Ok(creators)
     }
 
     /// `m.room.canonical_alias` may only name aliases that exist and point to this room.

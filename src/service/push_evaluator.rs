@@ -1,0 +1,253 @@
+//! The push evaluator: an outbox that reacts to committed events. In stream order it runs each
+//! joined member's push rules (ruma's evaluation) on every new event and records the actions of
+//! those that notify, together with its new position, in one transaction; a restart resumes from
+//! the recorded position, so no notification is lost. Unread counts and `/notifications` read
+//! what it recorded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::events::AnySyncTimelineEvent;
+use ruma::power_levels::NotificationPowerLevels;
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::room_version_rules::RoomPowerLevelsRules;
+use ruma::serde::Raw;
+use ruma::{Int, OwnedUserId, RoomId, UInt, UserId};
+use serde_json::Value as JsonValue;
+
+use super::rooms::client_event;
+use super::{Result, Services};
+use crate::storage::{self, push_actions::PushAction};
+
+/// Events evaluated per transaction.
+const BATCH: usize = 200;
+/// How often the evaluator looks for work when nobody woke it.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+impl Services {
+    /// Evaluates forever; started once with the server.
+    pub async fn run_push_evaluator(self: Arc<Self>) {
+        loop {
+            match self.evaluate_pending().await {
+                Ok(0) => {
+                    let _ = tokio::time::timeout(IDLE_POLL, self.push_wake.notified()).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "push evaluation failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Evaluates the next batch of committed events; returns how many it took.
+    pub(crate) async fn evaluate_pending(&self) -> Result<usize> {
+        let rows = self
+            .db
+            .read(|c| {
+                let position = storage::push_actions::progress(c)?;
+                storage::push_actions::events_after(c, position, BATCH)
+            })
+            .await?;
+        let Some(last) = rows.last().map(|r| r.nid) else {
+            return Ok(0);
+        };
+        let mut rules: HashMap<OwnedUserId, Ruleset> = HashMap::new();
+        let mut actions = Vec::new();
+        for row in &rows {
+            let event = client_event(row)?;
+            let (Some(sender), Ok(room_id)) = (
+                event.get("sender").and_then(JsonValue::as_str),
+                RoomId::parse(&row.room_id),
+            ) else {
+                continue;
+            };
+            let room = self.push_room(&room_id).await?;
+            let raw: Raw<AnySyncTimelineEvent> = match serde_json::value::to_raw_value(&event) {
+                Ok(raw) => Raw::from_json(raw),
+                Err(_) => continue,
+            };
+            for (member, display_name) in &room.members {
+                if member.as_str() == sender {
+                    continue;
+                }
+                if !rules.contains_key(member) {
+                    rules.insert(member.clone(), self.push_rules(member).await?);
+                }
+                let ruleset = &rules[member];
+                let mut ctx = PushConditionRoomCtx::new(
+                    room_id.clone(),
+                    room.member_count,
+                    member.clone(),
+                    display_name.clone(),
+                );
+                ctx.power_levels = room.power_levels.clone();
+                let matched = ruleset.get_actions(&raw, &ctx).await;
+                if matched.iter().any(Action::should_notify) {
+                    let highlight = matched.iter().any(Action::is_highlight);
+                    actions.push(PushAction {
+                        user_id: member.to_string(),
+                        room_id: row.room_id.clone(),
+                        event_nid: row.nid,
+                        highlight,
+                        actions: serde_json::to_string(matched).unwrap_or_else(|_| "[]".into()),
+                    });
+                }
+            }
+        }
+        let woken: Vec<OwnedUserId> = actions
+            .iter()
+            .filter_map(|a| UserId::parse(&a.user_id).ok())
+            .collect();
+        let count = rows.len();
+        self.db
+            .write("record_push_actions", move |c| {
+                storage::push_actions::record_batch_txn(c, &actions, last)
+            })
+            .await?;
+        for user in woken {
+            self.notifier.user_changed(&user, last);
+        }
+        Ok(count)
+    }
+
+    /// What evaluation needs of a room: its joined members with their display names, its size,
+    /// and the power levels that decide who may notify the whole room.
+    async fn push_room(&self, room_id: &RoomId) -> Result<PushRoom> {
+        let room = room_id.to_string();
+        let members = self
+            .db
+            .read(move |c| {
+                let rows = storage::rooms::members(c, &room, Some("join"))?;
+                let mut members = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let name = storage::events::get_event_by_nid(c, row.event_nid)?
+                        .and_then(|e| serde_json::from_str::<JsonValue>(&e.json).ok())
+                        .and_then(|e| {
+                            e.pointer("/content/displayname")
+                                .and_then(JsonValue::as_str)
+                                .map(str::to_owned)
+                        });
+                    members.push((row.user_id, name));
+                }
+                Ok(members)
+            })
+            .await?;
+        let members: Vec<(OwnedUserId, String)> = members
+            .into_iter()
+            .filter_map(|(user, name)| {
+                let id = UserId::parse(&user).ok()?;
+                let name = name.unwrap_or_else(|| id.localpart().to_owned());
+                Some((id, name))
+            })
+            .collect();
+        let levels = self.power_levels(room_id).await?;
+        let (_, rules) = self.room_rules(room_id).await?;
+        let creators = self.room_creators(room_id).await?;
+        let users: BTreeMap<OwnedUserId, Int> = levels
+            .get("users")
+            .and_then(JsonValue::as_object)
+            .map(|users| {
+                users
+                    .iter()
+                    .filter_map(|(u, l)| Some((UserId::parse(u).ok()?, Int::new(l.as_i64()?)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let users_default = levels
+            .get("users_default")
+            .and_then(JsonValue::as_i64)
+            .and_then(Int::new)
+            .unwrap_or_default();
+        let notifications: NotificationPowerLevels = levels
+            .get("notifications")
+            .cloned()
+            .and_then(|n| serde_json::from_value(n).ok())
+            .unwrap_or_default();
+        let power_levels = PushConditionPowerLevelsCtx::new(
+            users,
+            users_default,
+            notifications,
+            RoomPowerLevelsRules::new(&rules.authorization, creators),
+        );
+        Ok(PushRoom {
+            member_count: UInt::try_from(members.len()).unwrap_or_default(),
+            members,
+            power_levels: Some(power_levels),
+        })
+    }
+}
+
+struct PushRoom {
+    members: Vec<(OwnedUserId, String)>,
+    member_count: UInt,
+    power_levels: Option<PushConditionPowerLevelsCtx>,
+}
+
+/// One entry of `/notifications`.
+pub struct NotificationEntry {
+    pub room_id: String,
+    pub event: JsonValue,
+    pub actions: Vec<Action>,
+    pub read: bool,
+    pub ts: i64,
+}
+
+impl Services {
+    /// `GET /notifications`: the user's notifications, newest first, with a `next_token`.
+    pub async fn notifications(
+        &self,
+        user_id: &UserId,
+        from: Option<&str>,
+        limit: usize,
+        only_highlight: bool,
+    ) -> Result<(Vec<NotificationEntry>, Option<String>)> {
+        let before = match from {
+            Some(token) => token.parse::<i64>().map_err(|_| {
+                super::Error::InvalidParam(format!("invalid notifications token {token:?}"))
+            })?,
+            None => i64::MAX,
+        };
+        let limit = limit.clamp(1, 100);
+        let user = user_id.to_string();
+        let rows = self
+            .db
+            .read(move |c| {
+                let rows =
+                    storage::push_actions::notifications(c, &user, before, limit, only_highlight)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (row, _highlight, actions) in rows {
+                    let read =
+                        row.nid <= storage::push_actions::read_position(c, &user, &row.room_id)?;
+                    out.push((row, actions, read));
+                }
+                Ok(out)
+            })
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(row, _, _)| row.nid.to_string()))
+            .flatten();
+        let mut entries = Vec::with_capacity(rows.len());
+        for (row, actions, read) in rows {
+            let mut event = client_event(&row)?;
+            let ts = event
+                .get("origin_server_ts")
+                .and_then(JsonValue::as_i64)
+                .unwrap_or(0);
+            if let Some(object) = event.as_object_mut() {
+                object.remove("room_id");
+            }
+            entries.push(NotificationEntry {
+                room_id: row.room_id,
+                event,
+                actions: serde_json::from_str(&actions).unwrap_or_default(),
+                // Read: at or before the user's read receipt in the room.
+                read,
+                ts,
+            });
+        }
+        Ok((entries, next))
+    }
+}
