@@ -589,13 +589,21 @@ async fn lazy_loaded_members_are_sent_exactly_when_needed() {
     }
 
     let body = sync(&bob, &format!("?filter={}", lazy_filter(3, false))).await;
-    assert_eq!(state_members(&body, &room), vec![alice.user_id.clone(), bob.user_id.clone()], "{body:#}");
+    assert_eq!(
+        state_members(&body, &room),
+        vec![alice.user_id.clone(), bob.user_id.clone()],
+        "{body:#}"
+    );
     assert_eq!(joined(&body, &room)["summary"]["m.joined_member_count"], 3);
 
     let since = body["next_batch"].as_str().unwrap().to_owned();
     carol.send_message(&room, "hello from carol").await;
     alice.send_message(&room, "hi carol").await;
-    let body = sync(&bob, &format!("?since={since}&filter={}", lazy_filter(3, false))).await;
+    let body = sync(
+        &bob,
+        &format!("?since={since}&filter={}", lazy_filter(3, false)),
+    )
+    .await;
     assert_eq!(
         state_members(&body, &room),
         vec![carol.user_id.clone()],
@@ -604,7 +612,11 @@ async fn lazy_loaded_members_are_sent_exactly_when_needed() {
 
     let since = body["next_batch"].as_str().unwrap().to_owned();
     alice.send_message(&room, "again").await;
-    let redundant = sync(&bob, &format!("?since={since}&filter={}", lazy_filter(3, true))).await;
+    let redundant = sync(
+        &bob,
+        &format!("?since={since}&filter={}", lazy_filter(3, true)),
+    )
+    .await;
     assert!(
         state_members(&redundant, &room).contains(&alice.user_id),
         "redundant members are resent when asked: {redundant:#}"
