@@ -58,25 +58,6 @@ impl Services {
             Error::Internal(format!("stored filter {id} of {user_id} is invalid: {e}"))
         })
     }
-
-    /// The filter a `/sync` asks for with its `filter` query parameter: none (the default filter),
-    /// an inline definition (it starts with `{`; invalid → `M_BAD_JSON`), or the id of a filter
-    /// the user uploaded (unknown → `M_NOT_FOUND`).
-    pub async fn resolve_sync_filter(
-        &self,
-        user_id: &UserId,
-        filter: Option<&str>,
-    ) -> Result<FilterDefinition> {
-        match filter {
-            None => Ok(FilterDefinition::default()),
-            Some(text) if text.trim_start().starts_with('{') => parse_inline_filter(text),
-            Some(filter_id) => self.get_filter(user_id, filter_id).await,
-        }
-    }
-}
-
-fn parse_inline_filter(text: &str) -> Result<FilterDefinition> {
-    serde_json::from_str(text).map_err(|e| Error::BadJson(format!("invalid inline filter: {e}")))
 }
 
 #[cfg(test)]
@@ -86,53 +67,17 @@ mod tests {
     use super::*;
     use crate::service::account_data::tests::services_with;
 
-    #[test]
-    fn inline_filters_parse_and_bad_ones_are_bad_json() {
-        let filter = parse_inline_filter(r#"{"room": {"timeline": {"limit": 5}}}"#).unwrap();
-        assert_eq!(filter.room.timeline.limit, Some(5u32.into()));
-        for bad in [
-            r#"{"room": {"timeline": {"limit": "ten"}}}"#,
-            "{not json",
-            r#"{"room": 3}"#,
-        ] {
-            let err = parse_inline_filter(bad).unwrap_err();
-            assert!(matches!(err, Error::BadJson(_)), "{bad}: {err:?}");
-        }
-    }
-
     #[tokio::test]
-    async fn the_sync_filter_parameter_is_an_id_or_inline_json() {
+    async fn an_uploaded_filter_is_found_by_its_id_and_an_unknown_id_is_not() {
         let alice: &UserId = "@alice:localhost".try_into().unwrap();
         let (_dir, services) = services_with(&[alice]).await;
         let uploaded: ruma::api::client::filter::FilterDefinition =
             serde_json::from_value(json!({"room": {"timeline": {"limit": 7}}})).unwrap();
-        let id = services
-            .upload_filter(alice, alice, &uploaded)
-            .await
-            .unwrap();
+        let id = services.upload_filter(alice, alice, &uploaded).await.unwrap();
 
-        let by_id = services
-            .resolve_sync_filter(alice, Some(&id))
-            .await
-            .unwrap();
+        let by_id = services.get_filter(alice, &id).await.unwrap();
         assert_eq!(by_id.room.timeline.limit, Some(7u32.into()));
-        let inline = services
-            .resolve_sync_filter(alice, Some(r#"{"room":{"timeline":{"limit":2}}}"#))
-            .await
-            .unwrap();
-        assert_eq!(inline.room.timeline.limit, Some(2u32.into()));
-        let default = services.resolve_sync_filter(alice, None).await.unwrap();
-        assert!(default.is_empty());
-
-        let unknown = services
-            .resolve_sync_filter(alice, Some("99"))
-            .await
-            .unwrap_err();
+        let unknown = services.get_filter(alice, "99").await.unwrap_err();
         assert!(matches!(unknown, Error::NotFound(_)), "{unknown:?}");
-        let invalid = services
-            .resolve_sync_filter(alice, Some("{\"room\":"))
-            .await
-            .unwrap_err();
-        assert!(matches!(invalid, Error::BadJson(_)), "{invalid:?}");
     }
 }
