@@ -73,7 +73,10 @@ mod tests {
         let (_dir, services) = services_with(&[alice]).await;
         let uploaded: ruma::api::client::filter::FilterDefinition =
             serde_json::from_value(json!({"room": {"timeline": {"limit": 7}}})).unwrap();
-        let id = services.upload_filter(alice, alice, &uploaded).await.unwrap();
+        let id = services
+            .upload_filter(alice, alice, &uploaded)
+            .await
+            .unwrap();
 
         let by_id = services.get_filter(alice, &id).await.unwrap();
         assert_eq!(by_id.room.timeline.limit, Some(7u32.into()));

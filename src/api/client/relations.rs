@@ -16,7 +16,6 @@ use crate::api::AppState;
 use crate::api::error::ApiResult;
 use crate::api::extract::Ruma;
 use crate::api::route::RumaRoutes;
-use crate::service::UserSession;
 use crate::service::rooms::{HierarchyQuery, RelationsPage, RelationsQuery};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -29,112 +28,53 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(hierarchy)
 }
 
-struct Relating<'a> {
-    identity: &'a UserSession,
-    room_id: &'a ruma::RoomId,
-    event_id: &'a ruma::EventId,
-}
-
-async fn page(
-    state: &AppState,
-    r: Relating<'_>,
-    query: RelationsQuery,
-) -> ApiResult<RelationsPage> {
-    Ok(state
-        .relations(r.identity, r.room_id, r.event_id, query)
-        .await?)
-}
-
 fn limit(value: Option<ruma::UInt>) -> Option<usize> {
     value.map(|v| u64::from(v) as usize)
 }
 
-/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}`
-async fn relations(
-    state: AppState,
-    request: Ruma<get_relating_events::v1::Request>,
-) -> ApiResult<get_relating_events::v1::Response> {
-    let b = request.body;
-    let query = RelationsQuery {
-        rel_type: None,
-        event_type: None,
-        from: b.from,
-        to: b.to,
-        backwards: b.dir == Direction::Backward,
-        limit: limit(b.limit),
-        recurse: b.recurse,
+/// The three `/relations` endpoints differ only in the filters their paths carry.
+macro_rules! relations_endpoint {
+    ($(#[$doc:meta])* $name:ident, $endpoint:ident, |$b:ident| $rel_type:expr, $event_type:expr) => {
+        $(#[$doc])*
+        async fn $name(
+            state: AppState,
+            request: Ruma<$endpoint::v1::Request>,
+        ) -> ApiResult<$endpoint::v1::Response> {
+            let $b = request.body;
+            let query = RelationsQuery {
+                rel_type: $rel_type,
+                event_type: $event_type,
+                from: $b.from,
+                to: $b.to,
+                backwards: $b.dir == Direction::Backward,
+                limit: limit($b.limit),
+                recurse: $b.recurse,
+            };
+            let page: RelationsPage = state.relations(&request.identity, &$b.room_id, &$b.event_id, query).await?;
+            let mut response =
+                $endpoint::v1::Response::new(page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?);
+            response.next_batch = page.next_batch;
+            response.recursion_depth = page.recursion_depth.and_then(ruma::UInt::new);
+            Ok(response)
+        }
     };
-    let who = Relating {
-        identity: &request.identity,
-        room_id: &b.room_id,
-        event_id: &b.event_id,
-    };
-    let page = page(&state, who, query).await?;
-    let mut response = get_relating_events::v1::Response::new(
-        page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
-    );
-    response.next_batch = page.next_batch;
-    response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
-    Ok(response)
 }
 
-/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}`
-async fn relations_with_type(
-    state: AppState,
-    request: Ruma<get_relating_events_with_rel_type::v1::Request>,
-) -> ApiResult<get_relating_events_with_rel_type::v1::Response> {
-    let b = request.body;
-    let query = RelationsQuery {
-        rel_type: Some(b.rel_type.to_string()),
-        event_type: None,
-        from: b.from,
-        to: b.to,
-        backwards: b.dir == Direction::Backward,
-        limit: limit(b.limit),
-        recurse: b.recurse,
-    };
-    let who = Relating {
-        identity: &request.identity,
-        room_id: &b.room_id,
-        event_id: &b.event_id,
-    };
-    let page = page(&state, who, query).await?;
-    let mut response = get_relating_events_with_rel_type::v1::Response::new(
-        page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
-    );
-    response.next_batch = page.next_batch;
-    response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
-    Ok(response)
-}
-
-/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`
-async fn relations_with_type_and_event_type(
-    state: AppState,
-    request: Ruma<get_relating_events_with_rel_type_and_event_type::v1::Request>,
-) -> ApiResult<get_relating_events_with_rel_type_and_event_type::v1::Response> {
-    let b = request.body;
-    let query = RelationsQuery {
-        rel_type: Some(b.rel_type.to_string()),
-        event_type: Some(b.event_type.to_string()),
-        from: b.from,
-        to: b.to,
-        backwards: b.dir == Direction::Backward,
-        limit: limit(b.limit),
-        recurse: b.recurse,
-    };
-    let who = Relating {
-        identity: &request.identity,
-        room_id: &b.room_id,
-        event_id: &b.event_id,
-    };
-    let page = page(&state, who, query).await?;
-    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(
-        page.chunk.iter().map(to_raw).collect::<ApiResult<_>>()?,
-    );
-    response.next_batch = page.next_batch;
-    response.recursion_depth = page.recursion_depth.and_then(|d| ruma::UInt::new(d));
-    Ok(response)
-}
+relations_endpoint!(
+    /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}`
+    relations, get_relating_events, |b| None, None
+);
+relations_endpoint!(
+    /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}`
+    relations_with_type, get_relating_events_with_rel_type, |b| Some(b.rel_type.to_string()), None
+);
+relations_endpoint!(
+    /// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`
+    relations_with_type_and_event_type,
+    get_relating_events_with_rel_type_and_event_type,
+    |b| Some(b.rel_type.to_string()),
+    Some(b.event_type.to_string())
+);
 
 /// `GET /_matrix/client/v1/rooms/{roomId}/threads`
 async fn threads(
