@@ -200,6 +200,11 @@ fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Re
         Synchronous::Normal => "NORMAL",
     };
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Keep query plans stable: without this, SQLite expires a cached statement whenever its
+    // bindings are cleared (rusqlite clears them on returning it to the cache), and every use of a
+    // cached statement pays for a fresh prepare. `docs/benchmarks.md` measured it at about 30% of
+    // the server's CPU under sync load.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         conn.execute_batch("PRAGMA journal_mode = WAL;")?;
     }

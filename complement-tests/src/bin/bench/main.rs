@@ -9,6 +9,9 @@
 //!   and the latest page without `from`; p50 and p99 latency.
 //! - `members`: 10,000 users join one room; the growth of the database files across the joins,
 //!   measured with the server stopped and the WAL checkpointed, broken down per table.
+//! - `sync-fanout`, `sync-initial`, `sync-idle`: how fast a paced stream of messages reaches 100
+//!   long-polling `/sync` clients, the initial sync of a user in 500 rooms, and the server CPU
+//!   that 100 idle long-polls cost (`sync_scenarios.rs`).
 //!
 //! Run it with `cargo build --release -p plexus && cargo run --release -p complement-tests --bin
 //! bench [-- scenario... --flag value]`; `--help` lists the flags. It is a benchmark, not a test:
@@ -26,7 +29,14 @@ use complement_tests::{Server, User, encode, json, room_path};
 use serde_json::Value;
 
 /// The scenarios, in the order they run when none is named.
-const SCENARIOS: [&str; 3] = ["send", "messages", "members"];
+const SCENARIOS: [&str; 6] = [
+    "send",
+    "messages",
+    "members",
+    "sync-fanout",
+    "sync-initial",
+    "sync-idle",
+];
 /// The numeric flags: name, default, meaning.
 const FLAGS: &[(&str, usize, &str)] = &[
     ("senders", 10, "concurrent senders in `send`"),
@@ -48,6 +58,20 @@ const FLAGS: &[(&str, usize, &str)] = &[
         8,
         "concurrent registrations and joins in `members`",
     ),
+    (
+        "clients",
+        100,
+        "long-polling clients in `sync-fanout` and `sync-idle`",
+    ),
+    ("rate", 100, "messages/s sent in `sync-fanout`"),
+    (
+        "seconds",
+        20,
+        "measured seconds of sending in `sync-fanout`",
+    ),
+    ("rooms", 500, "rooms of the syncing user in `sync-initial`"),
+    ("runs", 20, "measured initial syncs in `sync-initial`"),
+    ("idle-seconds", 10, "the measured window of `sync-idle`"),
 ];
 
 /// Targets from the issue, on a 2-core machine.
@@ -81,10 +105,12 @@ macro_rules! progress {
 mod machine;
 mod measure;
 mod scenarios;
+mod sync_scenarios;
 
 use machine::*;
 use measure::*;
 use scenarios::*;
+use sync_scenarios::*;
 
 fn main() {
     let options = Options::parse(std::env::args().skip(1)).unwrap_or_else(|message| {
@@ -177,7 +203,8 @@ impl Options {
 }
 
 fn usage() -> String {
-    let mut text = "usage: bench [send] [messages] [members] [--flag value]...\n\
+    let mut text = "usage: bench [send] [messages] [members] [sync-fanout] [sync-initial] \
+                    [sync-idle] [--flag value]...\n\
                     (no scenario: all of them)\n"
         .to_owned();
     for (name, default, meaning) in FLAGS {
@@ -202,6 +229,9 @@ async fn run(options: Options, bin: PathBuf) {
                 }
             }
             "messages" => messages_scenario(&options, &mut table).await,
+            "sync-fanout" => sync_fanout_scenario(&options, &mut table).await,
+            "sync-initial" => sync_initial_scenario(&options, &mut table).await,
+            "sync-idle" => sync_idle_scenario(&options, &mut table).await,
             _ => members_scenario(&options, &mut table).await,
         }
         progress!("{scenario} took {:.0?}", scenario_started.elapsed());
