@@ -146,15 +146,6 @@ impl Services {
     pub fn typing_position(&self) -> u64 {
         self.typing.position()
     }
-
-    /// `M_FORBIDDEN` unless `user_id` is joined to `room_id` now (an unknown room included, so
-    /// the answer does not tell which rooms exist).
-    pub(super) async fn require_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
-        match self.membership_of(room_id, user_id).await?.as_deref() {
-            Some("join") => Ok(()),
-            _ => Err(Error::Forbidden(format!("you are not joined to {room_id}"))),
-        }
-    }
 }
 
 /// Removes the room's expired typists at `until`. The task holds the services weakly, so a

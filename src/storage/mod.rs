@@ -204,7 +204,10 @@ fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Re
     // bindings are cleared (rusqlite clears them on returning it to the cache), and every use of a
     // cached statement pays for a fresh prepare. `docs/benchmarks.md` measured it at about 30% of
     // the server's CPU under sync load.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         conn.execute_batch("PRAGMA journal_mode = WAL;")?;
     }

@@ -203,6 +203,14 @@ impl Services {
         Ok(())
     }
 
+    /// `M_FORBIDDEN` unless the user is joined to the room now.
+    pub(crate) async fn require_joined(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
+        if self.membership_of(room_id, user_id).await?.as_deref() != Some("join") {
+            return Err(Error::Forbidden(format!("you are not in room {room_id}")));
+        }
+        Ok(())
+    }
+
     /// The user's current membership in a room, if any.
     pub async fn membership_of(
         &self,
@@ -361,14 +369,7 @@ impl Services {
         session: &UserSession,
         room_id: &RoomId,
     ) -> Result<Vec<String>> {
-        if self
-            .membership_of(room_id, &session.user_id)
-            .await?
-            .as_deref()
-            != Some("join")
-        {
-            return Err(Error::Forbidden(format!("you are not in room {room_id}")));
-        }
+        self.require_joined(room_id, &session.user_id).await?;
         let room = room_id.to_string();
         Ok(self
             .db

@@ -207,14 +207,7 @@ impl Services {
         session: &UserSession,
         room_id: &RoomId,
     ) -> Result<Map<String, JsonValue>> {
-        if self
-            .membership_of(room_id, &session.user_id)
-            .await?
-            .as_deref()
-            != Some("join")
-        {
-            return Err(Error::Forbidden(format!("you are not in room {room_id}")));
-        }
+        self.require_joined(room_id, &session.user_id).await?;
         let members = self
             .members(
                 session,

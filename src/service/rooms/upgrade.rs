@@ -36,14 +36,7 @@ impl Services {
         let new_rules = room::rules_for(&new_version).ok_or_else(|| {
             Error::UnsupportedRoomVersion(format!("room version {new_version} is not supported"))
         })?;
-        if self
-            .membership_of(room_id, &session.user_id)
-            .await?
-            .as_deref()
-            != Some("join")
-        {
-            return Err(Error::Forbidden(format!("you are not in room {room_id}")));
-        }
+        self.require_joined(room_id, &session.user_id).await?;
         let levels = self.power_levels(room_id).await?;
         let needed = levels
             .pointer("/events/m.room.tombstone")
