@@ -7,6 +7,7 @@
 //! and the command-line overrides of `plexus serve`. An unknown key or a bad value stops start-up
 //! with a message naming it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,8 @@ pub const ENV_PREFIX: &str = "PLEXUS__";
 pub struct Config {
     /// The server name: the part after the colon in user ids and room aliases.
     pub server_name: OwnedServerName,
-    /// Addresses to listen on for client (and later federation) traffic, as "ADDR:PORT".
+    /// Addresses to listen on for client traffic, as "ADDR:PORT" (federation has its own
+    /// listeners in `[federation]`).
     pub listen: Vec<SocketAddr>,
     /// Where the database, the signing key and media are kept.
     pub data_dir: PathBuf,
@@ -37,6 +39,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub metrics: MetricsConfig,
     pub well_known: WellKnownConfig,
+    pub federation: FederationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,6 +139,30 @@ pub struct WellKnownConfig {
     pub server: Option<String>,
 }
 
+/// The Server-Server API: TLS listeners, certificates, which servers may talk to this one, and
+/// fixed addresses that bypass server discovery.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// TLS listeners for federation traffic, as "ADDR:PORT". Empty: federation is off.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain served on the federation listeners. Unset (together with
+    /// `tls_private_key`): a self-signed pair for the server name is generated under `data_dir`.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// Check other servers' TLS certificates. Only turn off for tests and private networks.
+    pub verify_certificates: bool,
+    /// Extra CA certificates (PEM) trusted for other servers, besides the public web roots.
+    pub trusted_ca: Option<PathBuf>,
+    /// Server names allowed to federate; `*` matches any run of characters.
+    pub allow: Vec<String>,
+    /// Server names refused even when allowed; `*` matches any run of characters.
+    pub deny: Vec<String>,
+    /// Fixed "ADDR:PORT" per server name, used instead of server discovery.
+    pub resolve: BTreeMap<OwnedServerName, SocketAddr>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -152,6 +179,22 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             metrics: MetricsConfig::default(),
             well_known: WellKnownConfig::default(),
+            federation: FederationConfig::default(),
+        }
+    }
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            listen: Vec::new(),
+            tls_certificate: None,
+            tls_private_key: None,
+            verify_certificates: true,
+            trusted_ca: None,
+            allow: vec!["*".into()],
+            deny: Vec::new(),
+            resolve: BTreeMap::new(),
         }
     }
 }
@@ -330,6 +373,7 @@ impl Config {
                 "registration.shared_secret: must not be empty".into(),
             ));
         }
+        self.federation.validate()?;
         Ok(())
     }
 
@@ -349,6 +393,24 @@ impl Config {
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("plexus.db")
+    }
+}
+
+impl FederationConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
+            return Err(ConfigError(
+                "federation: set both tls_certificate and tls_private_key, or neither".into(),
+            ));
+        }
+        for (name, patterns) in [("allow", &self.allow), ("deny", &self.deny)] {
+            if let Some(bad) = patterns.iter().find(|p| p.trim().is_empty()) {
+                return Err(ConfigError(format!(
+                    "federation.{name}: {bad:?} is not a server name pattern"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -447,6 +509,9 @@ mod tests {
         full.public_baseurl = Some("https://example.org".into());
         full.registration.shared_secret = Some("s".into());
         full.well_known.server = Some("example.org:443".into());
+        full.federation.tls_certificate = Some("cert.pem".into());
+        full.federation.tls_private_key = Some("key.pem".into());
+        full.federation.trusted_ca = Some("ca.pem".into());
         let table: toml::Table = as_toml(&full).parse().unwrap();
         let mut missing = Vec::new();
         for (key, value) in &table {
@@ -518,5 +583,37 @@ mod tests {
         assert_eq!(config.rate_limits.login.burst, 7);
         let err = load_text("", vec![("PLEXUS__NO_SUCH_KEY", "1")]).unwrap_err();
         assert!(err.to_string().contains("no_such_key"), "{err}");
+    }
+
+    #[test]
+    fn the_federation_section_loads_from_file_and_environment() {
+        let config = load_text(
+            "[federation]\nlisten = [\"127.0.0.1:8448\"]\ndeny = [\"*.evil.example\"]\n\
+             [federation.resolve]\n\"hs2.test\" = \"127.0.0.1:9448\"\n",
+            vec![("PLEXUS__FEDERATION__VERIFY_CERTIFICATES", "false")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.federation.listen,
+            vec![SocketAddr::from(([127, 0, 0, 1], 8448))]
+        );
+        assert!(!config.federation.verify_certificates);
+        assert_eq!(config.federation.allow, vec!["*"]);
+        assert_eq!(config.federation.deny, vec!["*.evil.example"]);
+        let hs2: OwnedServerName = "hs2.test".try_into().unwrap();
+        assert_eq!(
+            config.federation.resolve.get(&hs2),
+            Some(&SocketAddr::from(([127, 0, 0, 1], 9448)))
+        );
+        assert!(Config::default().federation.listen.is_empty());
+
+        let err = load_text(
+            "[federation.resolve]\n\"hs2.test\" = \"nowhere\"\n",
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("federation.resolve"), "{err}");
+        let err = load_text("[federation]\ntls_certificate = \"c.pem\"\n", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("tls_private_key"), "{err}");
     }
 }

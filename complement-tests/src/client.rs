@@ -34,6 +34,9 @@ impl Endpoint {
 }
 
 pub(crate) fn http_client() -> reqwest::Client {
+    // The workspace builds reqwest's rustls without a built-in provider (the server picks ring);
+    // the tests use the same one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)

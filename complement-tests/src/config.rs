@@ -43,12 +43,27 @@ impl Toml {
                 out.push('{');
                 for (i, (key, value)) in entries.iter().enumerate() {
                     out.push_str(if i > 0 { ", " } else { " " });
-                    write!(out, "{key} = ").unwrap();
+                    render_key(key, out);
+                    out.push_str(" = ");
                     value.render(out);
                 }
                 out.push_str(" }");
             }
         }
+    }
+}
+
+/// A key of an inline table: bare when TOML allows it, quoted otherwise (a server name such as
+/// `hs1.test` would otherwise read as the dotted key `hs1` → `test`).
+fn render_key(key: &str, out: &mut String) {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        out.push_str(key);
+    } else {
+        render_string(key, out);
     }
 }
 
@@ -188,6 +203,13 @@ mod tests {
              server_name = \"hs1.localhost\"\n\n[rate_limits]\n\
              login = { per_second = 0.5, burst = 2 }\n"
         );
+    }
+
+    #[test]
+    fn inline_table_keys_are_quoted_when_not_bare() {
+        let mut out = String::new();
+        Toml::table([("hs1.test", "127.0.0.1:1".into()), ("plain_key", 1.into())]).render(&mut out);
+        assert_eq!(out, "{ \"hs1.test\" = \"127.0.0.1:1\", plain_key = 1 }");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One running `plexus serve` child: spawning it, learning its URL from the
-//! `plexus listening on http://...` line on stdout, draining both output pipes for as long as it
+//! `plexus listening on http://...` line on stdout (and its federation URL from the
+//! `plexus federation listening on https://...` line printed before it, if any), draining both output pipes for as long as it
 //! lives (a full pipe would block the server), and keeping the last lines for failure messages.
 
 use std::collections::VecDeque;
@@ -18,6 +19,8 @@ use crate::binary::{plexus_bin, plexus_command};
 
 /// The line prefix the server prints once per listener when it accepts connections.
 const LISTENING_PREFIX: &str = "plexus listening on ";
+/// The line prefix printed once per federation (TLS) listener, before the client listeners'.
+const FEDERATION_LISTENING_PREFIX: &str = "plexus federation listening on ";
 /// How long a server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many recent lines of each stream are kept for failure messages.
@@ -77,6 +80,8 @@ impl fmt::Debug for StartError {
 pub(crate) struct Process {
     pub(crate) child: Child,
     pub(crate) base_url: String,
+    /// `https://ADDR` of the first federation listener, when the server has one.
+    pub(crate) federation_url: Option<String>,
     pub(crate) stdout: Tail,
     pub(crate) stderr: Tail,
 }
@@ -97,16 +102,27 @@ impl Process {
             })?;
 
         let (url_tx, url_rx) = oneshot::channel();
+        let federation_url = Arc::new(Mutex::new(None));
         let stdout_pipe = child.stdout.take().expect("stdout is piped");
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
-        let stdout_task = drain(stdout_pipe, stdout.clone(), "stdout", Some(url_tx));
+        let urls = Urls {
+            client: Some(url_tx),
+            federation: federation_url.clone(),
+        };
+        let stdout_task = drain(stdout_pipe, stdout.clone(), "stdout", Some(urls));
         let stderr_task = drain(stderr_pipe, stderr.clone(), "stderr", None);
 
         let failure = match tokio::time::timeout(START_TIMEOUT, url_rx).await {
             Ok(Ok(base_url)) => {
+                // The federation line comes first, so it has been read by now.
+                let federation_url = federation_url
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 return Ok(Process {
                     child,
                     base_url,
+                    federation_url,
                     stdout,
                     stderr,
                 });
@@ -137,13 +153,19 @@ impl Process {
     }
 }
 
+/// Where `drain` reports the listening URLs it reads.
+struct Urls {
+    client: Option<oneshot::Sender<String>>,
+    federation: Arc<Mutex<Option<String>>>,
+}
+
 /// Reads `pipe` line by line until it closes, keeping a tail, echoing lines when
-/// `PLEXUS_TEST_ECHO` is set, and sending the first listening URL through `url_tx`.
+/// `PLEXUS_TEST_ECHO` is set, and reporting the first listening URLs through `urls`.
 fn drain(
     pipe: impl AsyncRead + Unpin + Send + 'static,
     tail: Tail,
     name: &'static str,
-    mut url_tx: Option<oneshot::Sender<String>>,
+    mut urls: Option<Urls>,
 ) -> JoinHandle<()> {
     let echo = std::env::var_os("PLEXUS_TEST_ECHO").is_some();
     tokio::spawn(async move {
@@ -152,10 +174,17 @@ fn drain(
             if echo {
                 eprintln!("[plexus {name}] {line}");
             }
-            if let Some(url) = line.trim().strip_prefix(LISTENING_PREFIX)
-                && let Some(tx) = url_tx.take()
-            {
-                let _ = tx.send(url.trim_end_matches('/').to_owned());
+            if let Some(urls) = urls.as_mut() {
+                let line = line.trim();
+                if let Some(url) = line.strip_prefix(LISTENING_PREFIX)
+                    && let Some(tx) = urls.client.take()
+                {
+                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+                }
+                if let Some(url) = line.strip_prefix(FEDERATION_LISTENING_PREFIX) {
+                    let mut slot = urls.federation.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert_with(|| url.trim_end_matches('/').to_owned());
+                }
             }
             tail.push(line);
         }

@@ -11,6 +11,7 @@ use tempfile::TempDir;
 
 use crate::client::{Client, Endpoint, http_client};
 use crate::config::{Config, Toml};
+use crate::federation::FederationTarget;
 use crate::process::{Process, StartError, Tail};
 use crate::user::User;
 
@@ -25,6 +26,8 @@ pub struct ServerBuilder {
     config: Config,
     raw_config: Option<String>,
     args: Vec<OsString>,
+    /// Set for servers of a `Federation`: told the federation address at every start.
+    federation_target: Option<FederationTarget>,
 }
 
 impl ServerBuilder {
@@ -63,6 +66,12 @@ impl ServerBuilder {
     /// An extra argument after `plexus serve --config <file>`.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Reports the federation listener's address to `target` at every start (see `Federation`).
+    pub(crate) fn forward_federation(mut self, target: FederationTarget) -> Self {
+        self.federation_target = Some(target);
         self
     }
 
@@ -109,7 +118,12 @@ impl ServerBuilder {
             Some(Toml::Str(secret)) if self.raw_config.is_none() => Some(secret.clone()),
             _ => None,
         };
+        if let Some(target) = &self.federation_target {
+            target.set(process.federation_url.as_deref());
+        }
         Ok(Server {
+            federation_endpoint: process.federation_url.clone().map(Endpoint::new),
+            federation_target: self.federation_target,
             endpoint: Endpoint::new(process.base_url.clone()),
             stdout: process.stdout.clone(),
             stderr: process.stderr.clone(),
@@ -130,6 +144,9 @@ pub struct Server {
     // Declared first so the process is killed before its data directory is removed.
     process: Option<Process>,
     endpoint: Endpoint,
+    /// The federation listener's `https://ADDR`, when the config has one.
+    federation_endpoint: Option<Endpoint>,
+    federation_target: Option<FederationTarget>,
     stdout: Tail,
     stderr: Tail,
     http: reqwest::Client,
@@ -151,12 +168,25 @@ impl Server {
             config: Config::harness_default(DEFAULT_SERVER_NAME, DEFAULT_SHARED_SECRET),
             raw_config: None,
             args: Vec::new(),
+            federation_target: None,
         }
     }
 
     /// The current base URL, e.g. `http://127.0.0.1:41234` (the port changes on restart).
     pub fn base_url(&self) -> String {
         self.endpoint.get()
+    }
+
+    /// The federation listener's current URL, e.g. `https://127.0.0.1:41235`; panics when the
+    /// server has none (`[federation] listen` is empty by default).
+    pub fn federation_url(&self) -> String {
+        self.federation_endpoint().get()
+    }
+
+    pub(crate) fn federation_endpoint(&self) -> Endpoint {
+        self.federation_endpoint
+            .clone()
+            .expect("this server has no federation listener; set federation.listen")
     }
 
     pub fn server_name(&self) -> &str {
@@ -251,6 +281,12 @@ impl Server {
             .await
             .unwrap_or_else(|e| panic!("plexus did not restart: {e}"));
         self.endpoint.set(process.base_url.clone());
+        if let (Some(endpoint), Some(url)) = (&self.federation_endpoint, &process.federation_url) {
+            endpoint.set(url.clone());
+        }
+        if let Some(target) = &self.federation_target {
+            target.set(process.federation_url.as_deref());
+        }
         self.stdout = process.stdout.clone();
         self.stderr = process.stderr.clone();
         self.process = Some(process);

@@ -33,6 +33,9 @@ pub enum ApiError {
     Unrecognized { status: StatusCode },
     #[error("{0}")]
     Forbidden(String),
+    /// A federation request whose `X-Matrix` signature is missing or does not check out.
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
             ApiError::Unrecognized { status } => (*status, ErrorKind::Unrecognized),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized),
             ApiError::Service(error) => match error {
                 S::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
                 S::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
@@ -86,6 +90,7 @@ impl ApiError {
                     )
                 }
                 S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unknown),
+                S::RemoteServer(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
                 S::Storage(_) | S::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
                 }

@@ -190,7 +190,7 @@ where
 }
 
 /// Maps a failure to parse the request onto the Matrix error a client expects.
-fn request_error(error: FromHttpRequestError) -> ApiError {
+pub(super) fn request_error(error: FromHttpRequestError) -> ApiError {
     match error {
         FromHttpRequestError::MethodMismatch { .. } => ApiError::Unrecognized {
             status: http::StatusCode::METHOD_NOT_ALLOWED,

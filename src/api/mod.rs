@@ -1,10 +1,11 @@
-//! HTTP only: the router, the request extractor, error mapping, and one file per spec section
-//! under `client/` and `admin/`. Handlers parse, call a service, answer: no SQL, no locks.
+//! HTTP only: the routers (client and federation), the request extractors, error mapping, and one
+//! file per spec section under `client/`, `federation/` and `admin/`. Handlers parse, call a service, answer: no SQL, no locks.
 
 pub mod admin;
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod federation;
 mod observe;
 pub mod route;
 
@@ -37,6 +38,18 @@ pub fn router(services: AppState) -> Router {
             observe::observe,
         ))
         .layer(cors())
+        .with_state(services)
+}
+
+/// The Server-Server API, for the federation listeners: no client endpoints, no CORS.
+pub fn federation_router(services: AppState) -> Router {
+    federation::routes(Router::new())
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            observe::observe,
+        ))
         .with_state(services)
 }
 

@@ -23,6 +23,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         route = %route,
         method = %method,
         user.id = tracing::field::Empty,
+        server.name = tracing::field::Empty,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );

@@ -126,21 +126,10 @@ impl Services {
             .await?)
     }
 
-    /// The users `user_id` ignores (`m.ignored_user_list`). Entries that are not user ids are
-    /// skipped: the list is whatever the client stored.
+    /// The users `user_id` ignores (`m.ignored_user_list`).
     pub async fn ignored_users(&self, user_id: &UserId) -> Result<BTreeSet<OwnedUserId>> {
-        let content = self
-            .account_data(user_id, None, "m.ignored_user_list")
-            .await?;
-        let ignored = content
-            .as_ref()
-            .and_then(|c| c.get("ignored_users"))
-            .and_then(JsonValue::as_object);
-        Ok(ignored
-            .into_iter()
-            .flat_map(|users| users.keys())
-            .filter_map(|user| OwnedUserId::try_from(user.as_str()).ok())
-            .collect())
+        let user = user_id.to_owned();
+        self.db.read(move |c| Ok(ignored_users_in(c, &user))).await?
     }
 
     /// The account data of `user_id` changed after position `since` (0: all of it), each piece
@@ -151,42 +140,64 @@ impl Services {
         since: i64,
     ) -> Result<AccountDataChanges> {
         let user = user_id.to_owned();
-        let (rows, position) = self
-            .db
-            .read(move |c| {
-                // The bound is read first: every position up to it is committed, so the answer is
-                // complete up to it. A piece changed again meanwhile moves past the bound and is
-                // delivered from the next `since`, with its newer content.
-                let position = storage::account_data::max_stream_id(c)?;
-                let rows =
-                    storage::account_data::get_account_data_between(c, &user, since, position)?;
-                Ok((rows, position))
-            })
-            .await?;
-        let mut changes = AccountDataChanges {
-            position: position.max(since),
-            ..AccountDataChanges::default()
-        };
-        for row in rows {
-            match row.room_id {
-                None => changes.global.push((row.data_type, row.content)),
-                Some(room) => match OwnedRoomId::try_from(room) {
-                    Ok(room) => changes
-                        .rooms
-                        .entry(room)
-                        .or_default()
-                        .push((row.data_type, row.content)),
-                    Err(e) => tracing::warn!(error = %e, "account data with an invalid room id"),
-                },
-            }
-        }
-        Ok(changes)
+        self.db
+            .read(move |c| Ok(account_data_changes(c, &user, since)))
+            .await?
     }
 
     /// The position of the latest committed account-data change (0 before the first).
     pub async fn account_data_position(&self) -> Result<i64> {
         Ok(self.db.read(storage::account_data::max_stream_id).await?)
     }
+}
+
+/// `ignored_users` over an open connection. Entries that are not user ids are skipped: the list is
+/// whatever the client stored.
+pub(crate) fn ignored_users_in(
+    c: &rusqlite::Connection,
+    user_id: &UserId,
+) -> Result<BTreeSet<OwnedUserId>> {
+    let content = storage::account_data::get_account_data(c, user_id, None, "m.ignored_user_list")?;
+    let ignored = content
+        .as_ref()
+        .and_then(|c| c.get("ignored_users"))
+        .and_then(JsonValue::as_object);
+    Ok(ignored
+        .into_iter()
+        .flat_map(|users| users.keys())
+        .filter_map(|user| OwnedUserId::try_from(user.as_str()).ok())
+        .collect())
+}
+
+/// `account_data_since` over an open connection.
+pub(crate) fn account_data_changes(
+    c: &rusqlite::Connection,
+    user_id: &UserId,
+    since: i64,
+) -> Result<AccountDataChanges> {
+    // The bound is read first: every position up to it is committed, so the answer is complete
+    // up to it. A piece changed again meanwhile moves past the bound and is delivered from the
+    // next `since`, with its newer content.
+    let position = storage::account_data::max_stream_id(c)?;
+    let rows = storage::account_data::get_account_data_between(c, user_id, since, position)?;
+    let mut changes = AccountDataChanges {
+        position: position.max(since),
+        ..AccountDataChanges::default()
+    };
+    for row in rows {
+        match row.room_id {
+            None => changes.global.push((row.data_type, row.content)),
+            Some(room) => match OwnedRoomId::try_from(room) {
+                Ok(room) => changes
+                    .rooms
+                    .entry(room)
+                    .or_default()
+                    .push((row.data_type, row.content)),
+                Err(e) => tracing::warn!(error = %e, "account data with an invalid room id"),
+            },
+        }
+    }
+    Ok(changes)
 }
 
 /// Account data and filters are private to their user: even a server admin may not touch them

@@ -56,6 +56,9 @@ pub enum Error {
     /// User-interactive authentication goes on: the client must complete more stages.
     #[error("additional authentication is required")]
     AuthRequired(Box<UiaaInfo>),
+    /// Another server could not be asked or gave no usable answer (HTTP 502).
+    #[error("{0}")]
+    RemoteServer(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]

@@ -9,14 +9,17 @@ mod devices;
 mod error;
 mod filters;
 pub mod notifier;
+mod outbox;
 mod passwords;
 pub mod presence;
 mod profile;
 mod push_evaluator;
 mod push_rules;
+mod pushers;
 pub mod rate_limit;
-mod receipts;
+pub(crate) mod receipts;
 mod registration_tokens;
+mod remote_profile;
 pub mod rooms;
 pub mod shared_secret;
 mod tags;
@@ -35,6 +38,7 @@ pub use registration_tokens::NewRegistrationToken;
 pub use tokens::{IssuedTokens, UserSession};
 
 use crate::config::Config;
+use crate::federation::Federation;
 use crate::federation::signing_key::SigningKey;
 use crate::metrics::Metrics;
 use crate::storage::Db;
@@ -45,10 +49,16 @@ pub struct Services {
     pub db: Db,
     pub rate_limiter: rate_limit::RateLimiter,
     pub signing_key: SigningKey,
+    /// Outgoing federation requests, request authentication and server keys.
+    pub federation: Federation,
     pub metrics: Metrics,
     pub notifier: notifier::Notifier,
     /// Wakes the push evaluator when events are committed.
     pub push_wake: tokio::sync::Notify,
+    /// Wakes the push outbox when the evaluator has recorded notifications.
+    pub pusher_wake: tokio::sync::Notify,
+    /// The one HTTP client for push gateways.
+    pub push_client: reqwest::Client,
     /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
     pub lazy_members:
         Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
@@ -60,16 +70,25 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(config: Config, db: Db, signing_key: SigningKey, metrics: Metrics) -> Services {
+    pub fn new(
+        config: Config,
+        db: Db,
+        signing_key: SigningKey,
+        federation: Federation,
+        metrics: Metrics,
+    ) -> Services {
         let rate_limiter = rate_limit::RateLimiter::new(&config.rate_limits);
         Services {
             config,
             db,
             rate_limiter,
             signing_key,
+            federation,
             metrics,
             notifier: notifier::Notifier::default(),
             push_wake: tokio::sync::Notify::new(),
+            pusher_wake: tokio::sync::Notify::new(),
+            push_client: outbox::push_gateway::gateway_client(),
             lazy_members: Mutex::new(HashMap::new()),
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::sync::watch;
@@ -14,6 +15,9 @@ use tokio::sync::watch;
 pub struct Notifier {
     rooms: Channels<OwnedRoomId>,
     users: Channels<OwnedUserId>,
+    /// Counts ephemeral changes in any room, so a request that subscribes after reading can tell
+    /// whether one slipped in between (ephemeral changes move no event position).
+    ephemeral: AtomicU64,
 }
 
 struct Channels<K>(Mutex<HashMap<K, watch::Sender<i64>>>);
@@ -57,10 +61,16 @@ impl Notifier {
     /// Something ephemeral of `room` changed (typing, receipts, presence of a member): wakes the
     /// room's listeners without touching the event position their channel carries.
     pub fn room_ephemeral_changed(&self, room: &RoomId) {
+        self.ephemeral.fetch_add(1, Ordering::SeqCst);
         let channels = self.rooms.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = channels.get(room) {
             sender.send_modify(|_| ());
         }
+    }
+
+    /// How many ephemeral changes have been published so far.
+    pub fn ephemeral_generation(&self) -> u64 {
+        self.ephemeral.load(Ordering::SeqCst)
     }
 
     pub fn subscribe_room(&self, room: &RoomId) -> watch::Receiver<i64> {

@@ -1,4 +1,5 @@
-//! Profiles: `displayname`, `avatar_url`, `m.tz` and custom fields of local users.
+//! Profiles: `displayname`, `avatar_url`, `m.tz` and custom fields of local users. Profiles of
+//! other servers' users are asked over federation (`remote_profile`).
 
 use ruma::UserId;
 use serde_json::{Map, Value as JsonValue};
@@ -14,6 +15,9 @@ const MAX_FIELD_NAME_BYTES: usize = 255;
 impl Services {
     /// Every profile field of a local user; `M_NOT_FOUND` when there is no such user.
     pub async fn get_profile(&self, user_id: &UserId) -> Result<Map<String, JsonValue>> {
+        if user_id.server_name() != self.server_name() {
+            return self.remote_profile(user_id, None).await;
+        }
         self.require_local_user(user_id).await?;
         let user = user_id.to_owned();
         let fields = self
@@ -24,6 +28,12 @@ impl Services {
     }
 
     pub async fn get_profile_field(&self, user_id: &UserId, field: &str) -> Result<JsonValue> {
+        if user_id.server_name() != self.server_name() {
+            let mut profile = self.remote_profile(user_id, Some(field)).await?;
+            return profile
+                .remove(field)
+                .ok_or_else(|| Error::NotFound(format!("{user_id} has no profile field {field}")));
+        }
         self.require_local_user(user_id).await?;
         let (user, name) = (user_id.to_owned(), field.to_owned());
         self.db
@@ -82,9 +92,8 @@ impl Services {
         Ok(())
     }
 
-    async fn require_local_user(&self, user_id: &UserId) -> Result<()> {
+    pub(super) async fn require_local_user(&self, user_id: &UserId) -> Result<()> {
         if user_id.server_name() != self.server_name() {
-            // Profiles of other servers' users come with federation.
             return Err(Error::NotFound(format!(
                 "{user_id} is not a user of this server"
             )));

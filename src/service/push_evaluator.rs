@@ -64,6 +64,7 @@ impl Services {
             ) else {
                 continue;
             };
+            let thread_id = thread_of(&event);
             let room = self.push_room(&room_id).await?;
             let raw: Raw<AnySyncTimelineEvent> = match serde_json::value::to_raw_value(&event) {
                 Ok(raw) => Raw::from_json(raw),
@@ -93,6 +94,7 @@ impl Services {
                         event_nid: row.nid,
                         highlight,
                         actions: serde_json::to_string(matched).unwrap_or_else(|_| "[]".into()),
+                        thread_id: thread_id.clone(),
                     });
                 }
             }
@@ -107,6 +109,7 @@ impl Services {
                 storage::push_actions::record_batch_txn(c, &actions, last)
             })
             .await?;
+        self.pusher_wake.notify_one();
         for user in woken {
             self.notifier.user_changed(&user, last);
         }
@@ -177,6 +180,20 @@ impl Services {
             members,
             power_levels: Some(power_levels),
         })
+    }
+}
+
+/// The thread an event belongs to for unread counts: its thread root when it is a thread reply
+/// (`m.thread` relation), else `main`.
+fn thread_of(event: &JsonValue) -> String {
+    let relation = event.pointer("/content/m.relates_to");
+    match relation.and_then(|r| r.get("rel_type")).and_then(JsonValue::as_str) {
+        Some("m.thread") => relation
+            .and_then(|r| r.get("event_id"))
+            .and_then(JsonValue::as_str)
+            .unwrap_or("main")
+            .to_owned(),
+        _ => "main".to_owned(),
     }
 }
 

@@ -115,29 +115,10 @@ impl Services {
         since: i64,
     ) -> Result<(HashMap<OwnedRoomId, JsonValue>, i64)> {
         let wanted: HashSet<String> = rooms.iter().map(ToString::to_string).collect();
-        let (rows, position) = self
-            .db
-            .read(move |c| {
-                // The bound is read first: every position up to it is committed, so the answer is
-                // complete up to it.
-                let upto = storage::receipts::max_stream_id(c)?;
-                let rows = if since == 0 {
-                    // A first sync reads each room through its index rather than the whole table.
-                    let mut rows = Vec::new();
-                    for room in &wanted {
-                        rows.extend(storage::receipts::room_receipts_between(c, room, 0, upto)?);
-                    }
-                    rows.sort_by_key(|r| r.stream_id);
-                    rows
-                } else {
-                    let mut rows = storage::receipts::receipts_between(c, since, upto)?;
-                    rows.retain(|r| wanted.contains(&r.room_id));
-                    rows
-                };
-                Ok((rows, upto))
-            })
-            .await?;
-        Ok((receipt_contents(user_id, rows), position.max(since)))
+        let viewer = user_id.to_owned();
+        self.db
+            .read(move |c| Ok(receipts_changes(c, &viewer, &wanted, since)))
+            .await?
     }
 
     /// The position of the latest committed receipt (0 before the first).
@@ -215,6 +196,32 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// `receipts_since` over an open connection, for the rooms in `wanted`.
+pub(crate) fn receipts_changes(
+    c: &rusqlite::Connection,
+    viewer: &UserId,
+    wanted: &HashSet<String>,
+    since: i64,
+) -> Result<(HashMap<OwnedRoomId, JsonValue>, i64)> {
+    // The bound is read first: every position up to it is committed, so the answer is complete
+    // up to it.
+    let upto = storage::receipts::max_stream_id(c)?;
+    let rows = if since == 0 {
+        // A first sync reads each room through its index rather than the whole table.
+        let mut rows = Vec::new();
+        for room in wanted {
+            rows.extend(storage::receipts::room_receipts_between(c, room, 0, upto)?);
+        }
+        rows.sort_by_key(|r| r.stream_id);
+        rows
+    } else {
+        let mut rows = storage::receipts::receipts_between(c, since, upto)?;
+        rows.retain(|r| wanted.contains(&r.room_id));
+        rows
+    };
+    Ok((receipt_contents(viewer, rows), upto.max(since)))
 }
 
 /// Groups receipt rows into `m.receipt` content per room:

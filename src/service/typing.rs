@@ -107,6 +107,30 @@ impl Typing {
     fn position(&self) -> u64 {
         self.state().position
     }
+
+    /// Every room whose typing set changed after `since`, with its current typists. Free when
+    /// nothing changed; otherwise one pass over the rooms that ever had a typist.
+    fn changed_since(&self, since: u64, now: Instant) -> HashMap<OwnedRoomId, Vec<OwnedUserId>> {
+        let state = self.state();
+        if state.position <= since {
+            return HashMap::new();
+        }
+        state
+            .rooms
+            .iter()
+            .filter(|(_, entry)| entry.changed > since)
+            .map(|(room, entry)| {
+                let mut users: Vec<OwnedUserId> = entry
+                    .users
+                    .iter()
+                    .filter(|(_, until)| **until > now)
+                    .map(|(user, _)| user.clone())
+                    .collect();
+                users.sort();
+                (room.clone(), users)
+            })
+            .collect()
+    }
 }
 
 impl Services {
@@ -140,6 +164,12 @@ impl Services {
     /// latest typing change, when that change is after `since`; `None` when nothing changed.
     pub fn typing_since(&self, room: &RoomId, since: u64) -> Option<(Vec<OwnedUserId>, u64)> {
         self.typing.since(room, since, Instant::now())
+    }
+
+    /// The typists of every room whose typing changed after `since` (for `/sync`, which keeps
+    /// those of the user's joined rooms).
+    pub fn typing_changed_since(&self, since: u64) -> HashMap<OwnedRoomId, Vec<OwnedUserId>> {
+        self.typing.changed_since(since, Instant::now())
     }
 
     /// The position of the latest typing change in any room: the `since` of the next `/sync`.

@@ -36,6 +36,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_create_push_actions",
         include_str!("../../migrations/0007_create_push_actions.sql"),
     ),
+    (
+        "0008_create_pushers",
+        include_str!("../../migrations/0008_create_pushers.sql"),
+    ),
+    (
+        "0009_create_server_keys",
+        include_str!("../../migrations/0009_create_server_keys.sql"),
+    ),
+    (
+        "0010_add_push_action_threads",
+        include_str!("../../migrations/0010_add_push_action_threads.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -1,5 +1,6 @@
 //! The pool of read-only SQLite connections. Reads never wait for the writer (WAL mode), only for
-//! a free connection.
+//! a free connection. Each `Db::read` job runs in one read transaction, so it sees one consistent
+//! snapshot of the database however many statements it runs.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -54,7 +55,20 @@ impl ReaderPool {
             .map_err(|_| StorageError::ReaderFailed("reader pool poisoned".into()))?
             .pop()
             .ok_or_else(|| StorageError::ReaderFailed("no idle reader despite a permit".into()))?;
-        let outcome = f(&conn);
+        // One read transaction per job: every statement of the job sees the same snapshot, and
+        // the database's read lock is taken once instead of once per statement.
+        let outcome = match conn.execute_batch("BEGIN DEFERRED") {
+            Ok(()) => {
+                let outcome = f(&conn);
+                let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::warn!(error = %e, "ending a read transaction failed");
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                outcome
+            }
+            Err(e) => Err(e.into()),
+        };
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }

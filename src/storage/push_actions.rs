@@ -13,6 +13,8 @@ pub struct PushAction {
     pub event_nid: i64,
     pub highlight: bool,
     pub actions: String,
+    /// `main`, or the root event id of the thread the event belongs to.
+    pub thread_id: String,
 }
 
 pub fn progress(conn: &Connection) -> Result<i64> {
@@ -37,8 +39,9 @@ pub fn events_after(conn: &Connection, position: i64, limit: usize) -> Result<Ve
 /// Stores the actions of a batch and moves the evaluator past it, in one transaction.
 pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64) -> Result<()> {
     let mut insert = txn.prepare_cached(
-        "INSERT OR REPLACE INTO event_push_actions (user_id, room_id, event_nid, highlight, actions)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR REPLACE INTO event_push_actions
+           (user_id, room_id, event_nid, highlight, actions, thread_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for action in actions {
         insert.execute(params![
@@ -46,7 +49,8 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
             action.room_id,
             action.event_nid,
             action.highlight,
-            action.actions
+            action.actions,
+            action.thread_id
         ])?;
     }
     txn.execute(
@@ -69,18 +73,70 @@ pub fn read_position(conn: &Connection, user_id: &str, room_id: &str) -> Result<
     Ok(read.unwrap_or(0))
 }
 
-/// Notification and highlight counts of a user in a room since their latest read receipt.
-pub fn unread_counts(conn: &Connection, user_id: &str, room_id: &str) -> Result<(u64, u64)> {
-    let read = read_position(conn, user_id, room_id)?;
-    let (notify, highlight): (i64, Option<i64>) = conn
-        .prepare_cached(
-            "SELECT COUNT(*), SUM(highlight) FROM event_push_actions
-             WHERE user_id = ?1 AND room_id = ?2 AND event_nid > ?3",
-        )?
-        .query_row(params![user_id, room_id, read], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    Ok((notify.max(0) as u64, highlight.unwrap_or(0).max(0) as u64))
+/// Unread notification and highlight counts of a user in one room.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnreadCounts {
+    /// The main timeline (events outside any thread).
+    pub main: (u64, u64),
+    /// Per thread root, in root order.
+    pub threads: Vec<(String, u64, u64)>,
+}
+
+impl UnreadCounts {
+    /// All threads folded into one count, for clients that did not ask for per-thread counts.
+    pub fn total(&self) -> (u64, u64) {
+        self.threads
+            .iter()
+            .fold(self.main, |(n, h), (_, tn, th)| (n + tn, h + th))
+    }
+}
+
+/// Notification and highlight counts of a user in a room: an event is unread when it comes after
+/// the user's latest unthreaded receipt and after their receipt in the event's own thread
+/// (`main` for the main timeline).
+pub fn unread_counts(conn: &Connection, user_id: &str, room_id: &str) -> Result<UnreadCounts> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.thread_id, COUNT(*), SUM(p.highlight) FROM event_push_actions p
+         WHERE p.user_id = ?1 AND p.room_id = ?2
+           AND p.event_nid > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r
+                WHERE r.room_id = ?2 AND r.user_id = ?1
+                  AND r.receipt_type IN ('m.read', 'm.read.private')
+                  AND r.thread_id IN ('', p.thread_id)), 0)
+         GROUP BY p.thread_id ORDER BY p.thread_id",
+    )?;
+    let rows = stmt.query_map(params![user_id, room_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?.max(0) as u64,
+            r.get::<_, Option<i64>>(2)?.unwrap_or(0).max(0) as u64,
+        ))
+    })?;
+    let mut counts = UnreadCounts::default();
+    for row in rows {
+        let (thread, notify, highlight) = row?;
+        if thread == "main" {
+            counts.main = (notify, highlight);
+        } else {
+            counts.threads.push((thread, notify, highlight));
+        }
+    }
+    Ok(counts)
+}
+
+/// The rooms where push actions were recorded for a user at event positions in (`after`,
+/// `upto`]: their counts changed, perhaps after the events themselves were synced.
+pub fn rooms_notified_between(
+    conn: &Connection,
+    user_id: &str,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT room_id FROM event_push_actions
+         WHERE user_id = ?1 AND event_nid > ?2 AND event_nid <= ?3",
+    )?;
+    let rows = stmt.query_map(params![user_id, after, upto], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// A user's notifications, newest first, below `before`: (room, event row, highlight, actions).

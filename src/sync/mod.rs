@@ -6,7 +6,7 @@
 pub mod rooms;
 pub mod token;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::{FutureExt, select_all};
@@ -14,7 +14,8 @@ use ruma::OwnedRoomId;
 use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions};
 use serde_json::{Value as JsonValue, json};
 
-use crate::service::account_data::AccountDataChanges;
+use crate::service::account_data::{self, AccountDataChanges};
+use crate::service::receipts;
 use crate::service::{Result, Services, UserSession};
 use crate::storage;
 pub use rooms::{JoinedRoom, RoomsSync, Summary};
@@ -38,6 +39,8 @@ pub struct SyncRequest {
 
 pub struct SyncResult {
     pub next_batch: String,
+    /// The event stream position the answer is complete up to.
+    pub upto: i64,
     pub rooms: RoomsSync,
     pub account_data: AccountDataChanges,
     /// Ephemeral events (`m.typing`, `m.receipt`) per joined room.
@@ -59,48 +62,63 @@ impl Services {
         let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
         let deadline =
             tokio::time::Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+        // Listen before reading, so that nothing committed after the read goes unnoticed: the
+        // user's own channel now, each room's once the read has named the rooms (see `watch`).
+        let mut wakers = Wakers {
+            user: self.notifier.subscribe_user(&session.user_id),
+            rooms: HashMap::new(),
+        };
         loop {
-            // Listen before reading, so that nothing committed after the read goes unnoticed.
-            let mut wakers = self.subscriptions(session).await?;
-            let result = self.sync_once(session, since, &request).await?;
-            let nothing_new = result.is_empty();
-            if since.is_none() || !nothing_new || tokio::time::Instant::now() >= deadline {
+            let ephemeral_generation = self.notifier.ephemeral_generation();
+            let typing_position = self.typing_position();
+            let (result, rooms) = self.sync_once(session, since, &request).await?;
+            if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(result);
             }
-            let changed = select_all(wakers.iter_mut().map(|w| w.changed().boxed()));
+            let missed = self.watch(&mut wakers, &rooms, result.upto)
+                || self.notifier.ephemeral_generation() != ephemeral_generation
+                || self.typing_position() != typing_position;
+            if missed {
+                // Something was committed between the read and the new subscriptions.
+                continue;
+            }
+            let changed = select_all(
+                std::iter::once(&mut wakers.user)
+                    .chain(wakers.rooms.values_mut())
+                    .map(|w| w.changed().boxed()),
+            );
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return Ok(result);
             }
         }
     }
 
-    async fn subscriptions(
-        &self,
-        session: &UserSession,
-    ) -> Result<Vec<tokio::sync::watch::Receiver<i64>>> {
-        let user = session.user_id.to_string();
-        let rooms = self
-            .db
-            .read(move |c| storage::rooms::rooms_with_membership(c, &user))
-            .await?;
-        let mut wakers = vec![self.notifier.subscribe_user(&session.user_id)];
-        for row in rooms {
-            if matches!(row.membership.as_str(), "join" | "invite" | "knock")
-                && let Ok(room) = ruma::RoomId::parse(&row.room_id)
-            {
-                wakers.push(self.notifier.subscribe_room(&room));
+    /// Subscribes to the rooms the read named that are not watched yet (and drops those the user
+    /// left). Returns true when one of them has already moved past `upto`, the position the read
+    /// saw: that change happened before the subscription and would not wake it.
+    fn watch(&self, wakers: &mut Wakers, rooms: &[OwnedRoomId], upto: i64) -> bool {
+        wakers.rooms.retain(|room, _| rooms.contains(room));
+        let mut missed = false;
+        for room in rooms {
+            if !wakers.rooms.contains_key(room) {
+                let receiver = self.notifier.subscribe_room(room);
+                missed |= *receiver.borrow() > upto;
+                wakers.rooms.insert(room.clone(), receiver);
             }
         }
-        Ok(wakers)
+        missed
     }
 
+    /// One pass over every stream: all that is in memory first (typing, presence), then one
+    /// database read for the rest. Also returns the rooms whose changes concern the user.
     async fn sync_once(
         &self,
         session: &UserSession,
         since: Option<SyncToken>,
         request: &SyncRequest,
-    ) -> Result<SyncResult> {
-        let (user, device) = (session.user_id.to_string(), session.device_id.to_string());
+    ) -> Result<(SyncResult, Vec<OwnedRoomId>)> {
+        let user_id = session.user_id.clone();
+        let device = session.device_id.to_string();
         let room_filter = &request.filter.room;
         let timeline = &room_filter.timeline;
         let limit = timeline
@@ -121,27 +139,17 @@ impl Services {
         let types = timeline.types.clone().unwrap_or_default();
         let not_types = timeline.not_types.clone();
         let senders = timeline.senders.as_deref().map(strings).unwrap_or_default();
-        // Events from users the client ignores are never sent to it.
-        let ignored = self.ignored_users(&session.user_id).await?;
         let mut not_senders = strings(&timeline.not_senders);
-        not_senders.extend(ignored.iter().map(|u| u.to_string()));
-        let ignored: Vec<String> = ignored.iter().map(|u| u.to_string()).collect();
         let (full_state, include_leave) = (request.full_state, room_filter.include_leave);
         let since_token = since.unwrap_or_default();
-        let account_data = self
-            .account_data_since(&session.user_id, since_token.account_data)
-            .await?;
-        let (ephemeral, receipts_position, typing_position) =
-            self.ephemeral_since(session, since_token).await?;
-        let (presence, presence_position) = self
-            .presence_since(&session.user_id, since_token.presence)
-            .await?;
-        let touched: Vec<String> = account_data
-            .rooms
-            .keys()
-            .chain(ephemeral.keys())
-            .map(|r| r.to_string())
-            .collect();
+
+        // In memory: typing (its position taken first: a change racing with the read comes again
+        // next time, harmless for whole-state events) and who changed presence.
+        let typing_position = self.typing_position();
+        let mut typing = self.typing_changed_since(since_token.typing);
+        let (presence_changed, presence_position) =
+            self.presence_changes(since_token.presence).await?;
+
         let lazy_options = &room_filter.state.lazy_load_options;
         let include_redundant = match lazy_options {
             LazyLoadOptions::Enabled {
@@ -158,10 +166,56 @@ impl Services {
             }
             cache.get(&device_key).cloned().unwrap_or_default()
         };
-        let (rooms_sync, upto) = self
+        let want_presence = !presence_changed.is_empty();
+        let snapshot = self
             .db
             .read(move |c| {
+                // Storage errors and domain errors both end the read; the outer `Ok` carries both.
+                Ok((|| -> Result<Snapshot> {
+                let user = user_id.to_string();
                 let upto = storage::events::max_stream_ordering(c)?;
+                let push_upto = storage::push_actions::progress(c)?;
+                let memberships = storage::rooms::rooms_with_membership(c, &user)?;
+                let joined: HashSet<String> = memberships
+                    .iter()
+                    .filter(|m| m.membership == "join")
+                    .map(|m| m.room_id.clone())
+                    .collect();
+                // Events from users the client ignores are never sent to it.
+                let ignored: Vec<String> = account_data::ignored_users_in(c, &user_id)?
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect();
+                not_senders.extend(ignored.iter().cloned());
+                let account_data =
+                    account_data::account_data_changes(c, &user_id, since_token.account_data)?;
+                let (receipts, receipts_position) =
+                    receipts::receipts_changes(c, &user_id, &joined, since_token.receipts)?;
+                let sharing: HashSet<String> = if want_presence {
+                    storage::presence::users_sharing_a_room(c, &user)?
+                        .into_iter()
+                        .collect()
+                } else {
+                    HashSet::new()
+                };
+                // Rooms to include without new events: their account data, receipts or unread
+                // counts changed (the push evaluator records counts after the events commit).
+                typing.retain(|room, _| joined.contains(room.as_str()));
+                let mut touched: Vec<String> = account_data
+                    .rooms
+                    .keys()
+                    .chain(receipts.keys())
+                    .chain(typing.keys())
+                    .map(|r| r.to_string())
+                    .collect();
+                if since.is_some() && push_upto > since_token.push {
+                    touched.extend(storage::push_actions::rooms_notified_between(
+                        c,
+                        &user,
+                        since_token.push,
+                        push_upto,
+                    )?);
+                }
                 let query = rooms::RoomsQuery {
                     user: &user,
                     device: &device,
@@ -183,9 +237,44 @@ impl Services {
                         sent: &sent,
                     }),
                 };
-                Ok(rooms::sync_rooms(c, &query).map(|r| (r, upto)))
+                let rooms_sync = rooms::sync_rooms(c, &query, &memberships)?;
+                Ok(Snapshot {
+                    typing,
+                    upto,
+                    push_upto,
+                    memberships,
+                    account_data,
+                    receipts,
+                    receipts_position,
+                    sharing,
+                    rooms: rooms_sync,
+                })
+                })())
             })
             .await??;
+
+        let watched: Vec<OwnedRoomId> = snapshot
+            .memberships
+            .iter()
+            .filter(|m| matches!(m.membership.as_str(), "join" | "invite" | "knock"))
+            .filter_map(|m| OwnedRoomId::try_from(m.room_id.as_str()).ok())
+            .collect();
+        let mut ephemeral: HashMap<OwnedRoomId, Vec<JsonValue>> = HashMap::new();
+        for (room, typists) in snapshot.typing {
+            ephemeral
+                .entry(room)
+                .or_default()
+                .push(json!({ "type": "m.typing", "content": { "user_ids": typists } }));
+        }
+        for (room, content) in snapshot.receipts {
+            ephemeral
+                .entry(room)
+                .or_default()
+                .push(json!({ "type": "m.receipt", "content": content }));
+        }
+        let presence =
+            self.presence_events(&session.user_id, &presence_changed, &snapshot.sharing);
+        let rooms_sync = snapshot.rooms;
         if include_redundant.is_some() {
             let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= MAX_LAZY_DEVICES {
@@ -200,54 +289,43 @@ impl Services {
             }
         }
         let next = SyncToken {
-            events: upto,
-            account_data: account_data.position,
-            receipts: receipts_position,
+            events: snapshot.upto,
+            account_data: snapshot.account_data.position,
+            receipts: snapshot.receipts_position,
             typing: typing_position,
             presence: presence_position,
+            push: snapshot.push_upto.max(since_token.push),
         };
-        Ok(SyncResult {
-            next_batch: next.encode(),
-            rooms: rooms_sync,
-            account_data,
-            ephemeral,
-            presence,
-        })
+        Ok((
+            SyncResult {
+                next_batch: next.encode(),
+                upto: snapshot.upto,
+                rooms: rooms_sync,
+                account_data: snapshot.account_data,
+                ephemeral,
+                presence,
+            },
+            watched,
+        ))
     }
+}
 
-    /// Typing and receipts of the user's joined rooms since the token, as ephemeral events.
-    async fn ephemeral_since(
-        &self,
-        session: &UserSession,
-        since: SyncToken,
-    ) -> Result<(HashMap<OwnedRoomId, Vec<JsonValue>>, i64, u64)> {
-        let rooms: Vec<OwnedRoomId> = self
-            .joined_rooms(&session.user_id)
-            .await?
-            .into_iter()
-            .filter_map(|r| OwnedRoomId::try_from(r).ok())
-            .collect();
-        // The position is taken first: a change racing with this read comes again next time,
-        // which is harmless for whole-state events like these.
-        let typing_position = self.typing_position();
-        let mut ephemeral: HashMap<OwnedRoomId, Vec<JsonValue>> = HashMap::new();
-        for room in &rooms {
-            if let Some((typists, _)) = self.typing_since(room, since.typing) {
-                ephemeral
-                    .entry(room.clone())
-                    .or_default()
-                    .push(json!({ "type": "m.typing", "content": { "user_ids": typists } }));
-            }
-        }
-        let (receipts, receipts_position) = self
-            .receipts_since(&session.user_id, &rooms, since.receipts)
-            .await?;
-        for (room, content) in receipts {
-            ephemeral
-                .entry(room)
-                .or_default()
-                .push(json!({ "type": "m.receipt", "content": content }));
-        }
-        Ok((ephemeral, receipts_position, typing_position))
-    }
+/// What a long-poll listens to: the user's channel and one per room they are in.
+struct Wakers {
+    user: tokio::sync::watch::Receiver<i64>,
+    rooms: HashMap<OwnedRoomId, tokio::sync::watch::Receiver<i64>>,
+}
+
+/// Everything `sync_once` reads from the database, in one read.
+struct Snapshot {
+    /// Typists of the joined rooms whose typing changed.
+    typing: HashMap<OwnedRoomId, Vec<ruma::OwnedUserId>>,
+    upto: i64,
+    push_upto: i64,
+    memberships: Vec<storage::rooms::RoomMembershipRow>,
+    account_data: AccountDataChanges,
+    receipts: HashMap<OwnedRoomId, JsonValue>,
+    receipts_position: i64,
+    sharing: HashSet<String>,
+    rooms: RoomsSync,
 }

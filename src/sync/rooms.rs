@@ -76,8 +76,8 @@ impl RoomsSync {
 /// A room's timeline and state in a sync (left rooms use the same shape without a summary).
 pub struct JoinedRoom {
     pub room_id: String,
-    /// Notification and highlight counts since the user's read receipt.
-    pub unread: (u64, u64),
+    /// Notification and highlight counts since the user's read receipts.
+    pub unread: storage::push_actions::UnreadCounts,
     /// Member events sent in this response under lazy-loading, to remember for the device.
     pub lazy_sent: Vec<String>,
     pub timeline: Vec<JsonValue>,
@@ -93,9 +93,14 @@ pub struct Summary {
     pub invited: u64,
 }
 
-pub fn sync_rooms(c: &Connection, query: &RoomsQuery<'_>) -> Result<RoomsSync> {
+/// The rooms part of a sync, given the user's memberships (read in the same transaction).
+pub fn sync_rooms(
+    c: &Connection,
+    query: &RoomsQuery<'_>,
+    memberships: &[storage::rooms::RoomMembershipRow],
+) -> Result<RoomsSync> {
     let mut out = RoomsSync::default();
-    for membership in storage::rooms::rooms_with_membership(c, query.user)? {
+    for membership in memberships {
         let room = membership.room_id.as_str();
         if membership.forgotten
             || query
@@ -308,7 +313,7 @@ fn left_room(
         .map(|r| StreamToken { events: r.nid - 1 }.encode());
     Ok(Some(JoinedRoom {
         room_id: room.to_owned(),
-        unread: (0, 0),
+        unread: Default::default(),
         lazy_sent: Vec::new(),
         timeline: without_room_id(client_events_for(c, &rows, query.user, query.device)?),
         limited,

@@ -1,7 +1,9 @@
 //! The `/sync` token: a named, versioned encoding of the positions of every stream a client
-//! syncs, so a stream can be added later without breaking tokens clients hold. Version 3 is
-//! `s3_<events>_<account_data>_<receipts>_<typing>_<presence>`; older versions (and `/messages`
-//! tokens, `s1_<events>`) parse with the missing positions at zero.
+//! syncs, so a stream can be added later without breaking tokens clients hold. Version 4 is
+//! `s4_<events>_<account_data>_<receipts>_<typing>_<presence>_<push>` (`push`: how far the push
+//! evaluator had got, so rooms whose unread counts changed since are sent again); older versions
+//! (and `/messages` tokens, `s1_<events>`) parse with the missing positions at zero, and the push
+//! position at the event position.
 
 use crate::service::{Error, Result};
 
@@ -12,13 +14,14 @@ pub struct SyncToken {
     pub receipts: i64,
     pub typing: u64,
     pub presence: u64,
+    pub push: i64,
 }
 
 impl SyncToken {
     pub fn encode(&self) -> String {
         format!(
-            "s3_{}_{}_{}_{}_{}",
-            self.events, self.account_data, self.receipts, self.typing, self.presence
+            "s4_{}_{}_{}_{}_{}_{}",
+            self.events, self.account_data, self.receipts, self.typing, self.presence, self.push
         )
     }
 
@@ -29,6 +32,7 @@ impl SyncToken {
             Some("s1") => 1,
             Some("s2") => 2,
             Some("s3") => 5,
+            Some("s4") => 6,
             _ => return Err(invalid()),
         };
         let numbers: Vec<i64> = parts
@@ -45,6 +49,9 @@ impl SyncToken {
             receipts: at(2),
             typing: at(3) as u64,
             presence: at(4) as u64,
+            // Tokens from before the push position existed: counts were current as of their
+            // event position.
+            push: if fields >= 6 { at(5) } else { at(0) },
         })
     }
 }
@@ -61,12 +68,14 @@ mod tests {
             receipts: 4,
             typing: 5,
             presence: 6,
+            push: 7,
         };
         assert_eq!(SyncToken::parse(&token.encode()).unwrap(), token);
         assert_eq!(
             SyncToken::parse("s1_40").unwrap(),
             SyncToken {
                 events: 40,
+                push: 40,
                 ..SyncToken::default()
             }
         );
@@ -75,6 +84,7 @@ mod tests {
             SyncToken {
                 events: 40,
                 account_data: 7,
+                push: 40,
                 ..SyncToken::default()
             }
         );

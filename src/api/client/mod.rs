@@ -11,6 +11,7 @@ mod presence;
 mod profile;
 mod public_rooms;
 mod push_rules;
+mod pushers;
 mod receipts;
 mod register;
 mod relations;
@@ -43,6 +44,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = relations::routes(router);
     let router = sync::routes(router);
     let router = push_rules::routes(router);
+    let router = pushers::routes(router);
     let router = filter::routes(router);
     let router = account_data::routes(router);
     let router = tags::routes(router);

@@ -3,7 +3,8 @@
 use axum::Router;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::api::client::sync::sync_events::v3 as sync;
-use ruma::{OwnedRoomId, OwnedUserId, UInt};
+use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UInt};
 
 use super::rooms::to_raw;
 use crate::api::AppState;
@@ -28,6 +29,10 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
         }
         Some(_) => return Err(service::Error::InvalidParam("unsupported filter".into()).into()),
     };
+    state
+        .presence_from_sync(&request.identity.user_id, &body.set_presence)
+        .await?;
+    let per_thread = filter.room.timeline.unread_thread_notifications;
     let result = state
         .sync(
             &request.identity,
@@ -43,7 +48,7 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
     let mut room_data = result.account_data.rooms;
     let mut ephemeral = result.ephemeral;
     for room in result.rooms.join {
-        let (room_id, mut joined) = joined_room(room)?;
+        let (room_id, mut joined) = joined_room(room, per_thread)?;
         if let Some(data) = room_data.remove(&room_id) {
             joined.account_data.events = account_data_events(&data)?;
         }
@@ -106,10 +111,26 @@ fn state_events(room: &JoinedRoom) -> ApiResult<sync::StateEvents> {
     Ok(state)
 }
 
-fn joined_room(room: JoinedRoom) -> ApiResult<(OwnedRoomId, sync::JoinedRoom)> {
+/// A joined room; with `per_thread` (the filter's `unread_thread_notifications`), the unread
+/// counts of the main timeline and of each thread apart, else all of them in one count.
+fn joined_room(room: JoinedRoom, per_thread: bool) -> ApiResult<(OwnedRoomId, sync::JoinedRoom)> {
     let mut joined = sync::JoinedRoom::new();
-    joined.unread_notifications.notification_count = UInt::new(room.unread.0);
-    joined.unread_notifications.highlight_count = UInt::new(room.unread.1);
+    let (notify, highlight) = if per_thread {
+        for (root, notify, highlight) in &room.unread.threads {
+            let Ok(root) = OwnedEventId::try_from(root.as_str()) else {
+                continue;
+            };
+            let mut counts = UnreadNotificationsCount::new();
+            counts.notification_count = UInt::new(*notify);
+            counts.highlight_count = UInt::new(*highlight);
+            joined.unread_thread_notifications.insert(root, counts);
+        }
+        room.unread.main
+    } else {
+        room.unread.total()
+    };
+    joined.unread_notifications.notification_count = UInt::new(notify);
+    joined.unread_notifications.highlight_count = UInt::new(highlight);
     joined.timeline = timeline(&room)?;
     joined.state = sync::State::Before(state_events(&room)?);
     if let Some(summary) = &room.summary {

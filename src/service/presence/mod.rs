@@ -89,6 +89,33 @@ impl Services {
         Ok(())
     }
 
+    /// `/sync`'s `set_presence`: marks the syncing user online (or idle) unless their presence
+    /// already says so; most syncs change nothing and write nothing.
+    pub async fn presence_from_sync(
+        self: &Arc<Self>,
+        user_id: &UserId,
+        wanted: &PresenceState,
+    ) -> Result<()> {
+        let Some(wanted) = State::parse(wanted.as_str()) else {
+            return Err(Error::InvalidParam(format!(
+                "unknown set_presence {:?}",
+                wanted.as_str()
+            )));
+        };
+        if wanted == State::Offline {
+            return Ok(());
+        }
+        self.load_presence().await?;
+        let update = self.presence.table().sync_update(user_id, wanted, now_ms());
+        match update {
+            Some((state, status_msg)) => {
+                let state = PresenceState::from(state.as_str());
+                self.set_presence(user_id, user_id, &state, status_msg).await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// `GET /presence/{userId}/status`: one's own, or that of a user sharing a joined room
     /// (`M_FORBIDDEN` for anyone else, whether or not they exist). A user who never set a
     /// presence is offline.
@@ -128,17 +155,7 @@ impl Services {
         user_id: &UserId,
         since: u64,
     ) -> Result<(Vec<JsonValue>, u64)> {
-        self.load_presence().await?;
-        let (candidates, position) = {
-            let mut table = self.presence.table();
-            table.refresh_due(now_ms());
-            let changed: Vec<OwnedUserId> = table
-                .by_position
-                .range(since.saturating_add(1)..)
-                .map(|(_, user)| user.clone())
-                .collect();
-            (changed, table.position)
-        };
+        let (candidates, position) = self.presence_changes(since).await?;
         if candidates.is_empty() {
             return Ok((Vec::new(), position));
         }
@@ -149,14 +166,38 @@ impl Services {
             .await?
             .into_iter()
             .collect();
+        Ok((self.presence_events(user_id, &candidates, &sharing), position))
+    }
+
+    /// The users whose presence changed after position `since`, and the current position: the
+    /// in-memory half of `presence_since`.
+    pub(crate) async fn presence_changes(&self, since: u64) -> Result<(Vec<OwnedUserId>, u64)> {
+        self.load_presence().await?;
+        let mut table = self.presence.table();
+        table.refresh_due(now_ms());
+        let changed = table
+            .by_position
+            .range(since.saturating_add(1)..)
+            .map(|(_, user)| user.clone())
+            .collect();
+        Ok((changed, table.position))
+    }
+
+    /// The presence events `user_id` may see among `candidates`: their own, and those of the
+    /// users in `sharing` (who share a room with them).
+    pub(crate) fn presence_events(
+        &self,
+        user_id: &UserId,
+        candidates: &[OwnedUserId],
+        sharing: &HashSet<String>,
+    ) -> Vec<JsonValue> {
         let now = now_ms();
         let table = self.presence.table();
-        let events = candidates
+        candidates
             .iter()
             .filter(|u| *u == user_id || sharing.contains(u.as_str()))
             .filter_map(|u| table.users.get(u).map(|r| presence_event(u, &r.view(now))))
-            .collect();
-        Ok((events, position))
+            .collect()
     }
 
     /// The position of the latest presence change: the `since` of the next `/sync`.

@@ -143,6 +143,30 @@ fn millis(duration: Duration) -> i64 {
 }
 
 impl Table {
+    /// What a syncing client with `set_presence = wanted` changes for `user` at `now`: the state
+    /// to record, or None when its presence already says it (a sync is not a write). Syncing
+    /// brings an offline user to the wanted state, an online one to unavailable when asked, and
+    /// renews an online user's activity once per announcement granularity; an explicit
+    /// "unavailable" is kept.
+    pub(super) fn sync_update(&self, user: &UserId, wanted: State, now: i64) -> Option<(State, Option<String>)> {
+        let Some(record) = self.users.get(user) else {
+            return (wanted != State::Offline).then_some((wanted, None));
+        };
+        let status = record.status_msg.clone();
+        match (record.set, wanted) {
+            (_, State::Offline) => None,
+            (State::Offline, wanted) => Some((wanted, status)),
+            (State::Online, State::Unavailable) => Some((State::Unavailable, status)),
+            (State::Online, State::Online)
+                if now - record.last_active_ms >= LAST_ACTIVE_GRANULARITY
+                    || now - record.last_seen_ms >= LAST_ACTIVE_GRANULARITY =>
+            {
+                Some((State::Online, status))
+            }
+            _ => None,
+        }
+    }
+
     /// Records what `user` set at `now`; returns whether others see a change, and the record's
     /// generation for its timer.
     pub(super) fn set(

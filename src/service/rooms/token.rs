@@ -15,11 +15,11 @@ impl StreamToken {
         format!("s1_{}", self.events)
     }
 
-    /// Parses a pagination token, or a `/sync` token (`s2_…`, `s3_…`: the events position comes
+    /// Parses a pagination token, or a `/sync` token (`s2_…` to `s4_…`: the events position comes
     /// first), since clients may paginate from where a sync left off.
     pub fn parse(text: &str) -> Result<StreamToken> {
         let mut parts = text.split('_');
-        let versioned = matches!(parts.next(), Some("s1" | "s2" | "s3"));
+        let versioned = matches!(parts.next(), Some("s1" | "s2" | "s3" | "s4"));
         parts
             .next()
             .filter(|_| versioned)

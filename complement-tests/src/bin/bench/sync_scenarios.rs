@@ -108,7 +108,7 @@ pub(crate) async fn sync_fanout_scenario(options: &Options, table: &mut Table) {
     // fewer answers, which it does when it cannot answer every client for every message.
     let window = paced.measuring..paced.measuring + paced.wall;
     let answers = logs.iter().flat_map(|l| &l.answers);
-    let answers = answers.filter(|at| window.contains(at)).count();
+    let answers = answers.filter(|at| window.contains(*at)).count();
     let per_answer = report.delivered as f64 / answers.max(1) as f64;
     table.info(
         "sync answers/s (all clients); measured messages per answer",

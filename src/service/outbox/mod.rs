@@ -1,0 +1,9 @@
+//! Outboxes: tasks that react to committed positions and deliver what they find to the outside
+//! world. They never call back up into the request path; a restart resumes each from the
+//! position it persisted.
+//!
+//! - `push` sends recorded notifications to users' HTTP pushers (`push_gateway` speaks the Push
+//!   Gateway API for it).
+
+mod push;
+pub(crate) mod push_gateway;
