@@ -21,7 +21,9 @@
 //! tests another binary; `PLEXUS_TEST_ECHO=1` echoes every server's stdout and stderr lines.
 //!
 //! Nothing here is global: every [`Server`] owns its process, port and directory, so a test can run
-//! several at once (for federation) and tests run in parallel.
+//! several at once (for federation) and tests run in parallel. Servers that federate with each
+//! other come from one [`Federation`] (`Federation::new(["hs1.test", "hs2.test"])`, then
+//! `federation.server("hs1.test").start()`); [`ServerKey`] signs federation requests as a server.
 
 mod admin;
 mod binary;

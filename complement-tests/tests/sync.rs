@@ -632,3 +632,37 @@ async fn lazy_loaded_members_are_sent_exactly_when_needed() {
         "redundant members are resent when asked: {redundant:#}"
     );
 }
+
+#[tokio::test]
+async fn an_initial_sync_of_many_rooms_has_every_room_whole() {
+    // Enough rooms that the server reads them in several chunks at once.
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let mut rooms = Vec::new();
+    for i in 0..60 {
+        let room = alice.create_room(json!({"name": format!("ward {i}")})).await;
+        alice.send_message(&room, &format!("round {i}")).await;
+        rooms.push(room);
+    }
+    let body = sync(&alice, "").await;
+    let joined_rooms = body["rooms"]["join"].as_object().unwrap();
+    assert_eq!(joined_rooms.len(), 60);
+    for (i, room) in rooms.iter().enumerate() {
+        let timeline = joined(&body, room)["timeline"]["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{room}: {:#}", joined(&body, room)))
+            .clone();
+        let bodies = message_bodies(&timeline);
+        assert_eq!(bodies, vec![format!("round {i}")], "{room}");
+        let state = joined(&body, room)["state"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let name = state
+            .iter()
+            .chain(&timeline)
+            .find(|e| e["type"] == "m.room.name")
+            .unwrap_or_else(|| panic!("{room} has its name"));
+        assert_eq!(name["content"]["name"], format!("ward {i}"));
+    }
+}

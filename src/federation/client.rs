@@ -22,6 +22,7 @@ use ruma::api::path_builder::SinglePath;
 use ruma::api::{IncomingResponseExt, OutgoingBody, OutgoingRequest};
 use ruma::signatures::Ed25519KeyPair;
 use ruma::{OwnedServerName, ServerName};
+use tracing::Instrument;
 
 use super::discovery::{Destination, Discovery, InvalidServerName, Target};
 use super::request;
@@ -192,16 +193,14 @@ impl FederationClient {
         let body: Vec<u8> = body
             .try_into_buf()
             .map_err(|e| SendError::Build(e.into().to_string()))?;
+        let outgoing = Outgoing {
+            method: parts.method,
+            uri: parts.uri,
+            body,
+            content_type,
+        };
         let response = self
-            .execute(
-                destination,
-                &destination_info,
-                parts.method,
-                &parts.uri,
-                body,
-                content_type,
-                timeout,
-            )
+            .execute(destination, &destination_info, outgoing, timeout)
             .await?;
         if !response.status().is_success() {
             return Err(remote_error(destination, &response));
@@ -230,32 +229,43 @@ impl FederationClient {
             .map_err(|e| SendError::Build(format!("bad path {path_and_query:?}: {e}")))?;
         let content_type =
             (!body.is_empty()).then(|| http::HeaderValue::from_static("application/json"));
-        self.execute(
-            destination,
-            &destination_info,
+        let outgoing = Outgoing {
             method,
-            &uri,
+            uri,
             body,
             content_type,
-            timeout,
-        )
-        .await
+        };
+        self.execute(destination, &destination_info, outgoing, timeout)
+            .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         destination: &ServerName,
         destination_info: &Destination,
-        method: http::Method,
-        uri: &http::Uri,
-        body: Vec<u8>,
-        content_type: Option<http::HeaderValue>,
+        outgoing: Outgoing,
         timeout: Duration,
     ) -> Result<http::Response<Vec<u8>>, SendError> {
-        let span = tracing::debug_span!("federation.send", server.name = %destination, %method,
-            path = uri.path());
-        let _entered = span.enter();
+        let span = tracing::debug_span!("federation.send", server.name = %destination,
+            method = %outgoing.method, path = outgoing.uri.path());
+        self.execute_in_span(destination, destination_info, outgoing, timeout)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_in_span(
+        &self,
+        destination: &ServerName,
+        destination_info: &Destination,
+        outgoing: Outgoing,
+        timeout: Duration,
+    ) -> Result<http::Response<Vec<u8>>, SendError> {
+        let Outgoing {
+            method,
+            uri,
+            body,
+            content_type,
+        } = outgoing;
         self.routes.remember(destination_info);
         let url = reqwest::Url::parse(&uri.to_string())
             .map_err(|e| SendError::Build(format!("bad URL: {e}")))?;
@@ -285,10 +295,9 @@ impl FederationClient {
         if !body.is_empty() {
             builder = builder.body(body);
         }
-        drop(_entered);
         let unreachable = |e: reqwest::Error| SendError::Unreachable {
             server: destination.to_owned(),
-            reason: error_chain(&e),
+            reason: error_chain(&e.without_url()),
         };
         let mut response = builder.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -306,12 +315,20 @@ impl FederationClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        tracing::debug!(parent: &span, status = status.as_u16(), "federation response");
+        tracing::debug!(status = status.as_u16(), "federation response");
         collected.body(bytes).map_err(|e| SendError::BadResponse {
             server: destination.to_owned(),
             reason: e.to_string(),
         })
     }
+}
+
+/// A request ready to sign and send.
+struct Outgoing {
+    method: http::Method,
+    uri: http::Uri,
+    body: Vec<u8>,
+    content_type: Option<http::HeaderValue>,
 }
 
 /// The Matrix error a server answered with, or its status alone.

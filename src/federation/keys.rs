@@ -59,6 +59,12 @@ pub enum KeyError {
         server: OwnedServerName,
         reason: String,
     },
+    /// A fetch of the server's keys failed moments ago; it is not tried again so soon.
+    #[error("fetching the keys of {server} failed moments ago: {reason}")]
+    RecentlyFailed {
+        server: OwnedServerName,
+        reason: String,
+    },
     #[error(transparent)]
     Send(#[from] SendError),
     #[error(transparent)]
@@ -305,7 +311,7 @@ impl Federation {
         if let Some((at, outcome)) = &*last
             && at.elapsed() < MIN_REFETCH_INTERVAL
         {
-            return outcome.clone().map_err(|reason| KeyError::InvalidResponse {
+            return outcome.clone().map_err(|reason| KeyError::RecentlyFailed {
                 server: server.to_owned(),
                 reason,
             });

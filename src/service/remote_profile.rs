@@ -72,9 +72,11 @@ fn remote_error(user_id: &UserId, error: SendError) -> Error {
             Error::Forbidden(format!("{server} refused to share the profile: {message}"))
         }
         other => {
+            // The details (addresses, TLS errors) are for the log, not for the client.
             tracing::info!(user.id = %user_id, error = %other, "remote profile query failed");
             Error::RemoteServer(format!(
-                "the profile of {user_id} could not be fetched: {other}"
+                "the profile of {user_id} could not be fetched from {}",
+                user_id.server_name()
             ))
         }
     }

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_add_push_action_threads",
         include_str!("../../migrations/0010_add_push_action_threads.sql"),
     ),
+    (
+        "0011_create_openid_tokens",
+        include_str!("../../migrations/0011_create_openid_tokens.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -7,6 +7,7 @@ pub mod rooms;
 pub mod token;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{FutureExt, select_all};
@@ -29,6 +30,8 @@ const MAX_TIMELINE_LIMIT: usize = 100;
 /// Devices whose lazy-loaded members are remembered before the memory is reset (a reset only
 /// makes the next syncs resend some member events).
 const MAX_LAZY_DEVICES: usize = 10_000;
+/// Fewer rooms than this per reader are not worth a read of their own.
+const MIN_PARALLEL_ROOMS: usize = 25;
 
 pub struct SyncRequest {
     pub since: Option<String>,
@@ -118,29 +121,10 @@ impl Services {
         request: &SyncRequest,
     ) -> Result<(SyncResult, Vec<OwnedRoomId>)> {
         let user_id = session.user_id.clone();
-        let device = session.device_id.to_string();
         let room_filter = &request.filter.room;
         let timeline = &room_filter.timeline;
-        let limit = timeline
-            .limit
-            .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
-            .clamp(1, MAX_TIMELINE_LIMIT);
         let strings =
             |ids: &[ruma::OwnedUserId]| ids.iter().map(|u| u.to_string()).collect::<Vec<_>>();
-        let rooms: Option<Vec<String>> = room_filter
-            .rooms
-            .as_ref()
-            .map(|r| r.iter().map(|r| r.to_string()).collect());
-        let not_rooms: Vec<String> = room_filter
-            .not_rooms
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        let types = timeline.types.clone().unwrap_or_default();
-        let not_types = timeline.not_types.clone();
-        let senders = timeline.senders.as_deref().map(strings).unwrap_or_default();
-        let mut not_senders = strings(&timeline.not_senders);
-        let (full_state, include_leave) = (request.full_state, room_filter.include_leave);
         let since_token = since.unwrap_or_default();
 
         // In memory: typing (its position taken first: a change racing with the read comes again
@@ -150,108 +134,123 @@ impl Services {
         let (presence_changed, presence_position) =
             self.presence_changes(since_token.presence).await?;
 
-        let lazy_options = &room_filter.state.lazy_load_options;
-        let include_redundant = match lazy_options {
+        let device_key = (session.user_id.clone(), session.device_id.clone());
+        let lazy = match room_filter.state.lazy_load_options {
             LazyLoadOptions::Enabled {
                 include_redundant_members,
-            } => Some(*include_redundant_members),
+            } => {
+                let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
+                if since.is_none() {
+                    // An initial sync starts the device afresh.
+                    cache.remove(&device_key);
+                }
+                let sent = cache.get(&device_key).cloned().unwrap_or_default();
+                Some((include_redundant_members, sent))
+            }
             _ => None,
         };
-        let device_key = (session.user_id.clone(), session.device_id.clone());
-        let sent = {
-            let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
-            if since.is_none() {
-                // An initial sync starts the device afresh.
-                cache.remove(&device_key);
-            }
-            cache.get(&device_key).cloned().unwrap_or_default()
-        };
+        let params = Arc::new(rooms::RoomsParams {
+            user: user_id.to_string(),
+            device: session.device_id.to_string(),
+            since: since.map(|s| s.events),
+            full_state: request.full_state,
+            timeline_limit: timeline
+                .limit
+                .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
+                .clamp(1, MAX_TIMELINE_LIMIT),
+            include_leave: room_filter.include_leave,
+            rooms: room_filter
+                .rooms
+                .as_ref()
+                .map(|r| r.iter().map(|r| r.to_string()).collect()),
+            not_rooms: room_filter.not_rooms.iter().map(|r| r.to_string()).collect(),
+            types: timeline.types.clone().unwrap_or_default(),
+            not_types: timeline.not_types.clone(),
+            senders: timeline.senders.as_deref().map(strings).unwrap_or_default(),
+            not_senders: strings(&timeline.not_senders),
+            lazy,
+        });
+        // Every room is sent whole in an initial sync: worth spreading over the readers.
+        let parallel = since.is_none() || request.full_state;
         let want_presence = !presence_changed.is_empty();
-        let snapshot = self
+        let read_params = params.clone();
+        let mut snapshot = self
             .db
             .read(move |c| {
                 // Storage errors and domain errors both end the read; the outer `Ok` carries both.
                 Ok((|| -> Result<Snapshot> {
-                let user = user_id.to_string();
-                let upto = storage::events::max_stream_ordering(c)?;
-                let push_upto = storage::push_actions::progress(c)?;
-                let memberships = storage::rooms::rooms_with_membership(c, &user)?;
-                let joined: HashSet<String> = memberships
-                    .iter()
-                    .filter(|m| m.membership == "join")
-                    .map(|m| m.room_id.clone())
-                    .collect();
-                // Events from users the client ignores are never sent to it.
-                let ignored: Vec<String> = account_data::ignored_users_in(c, &user_id)?
-                    .iter()
-                    .map(|u| u.to_string())
-                    .collect();
-                not_senders.extend(ignored.iter().cloned());
-                let account_data =
-                    account_data::account_data_changes(c, &user_id, since_token.account_data)?;
-                let (receipts, receipts_position) =
-                    receipts::receipts_changes(c, &user_id, &joined, since_token.receipts)?;
-                let sharing: HashSet<String> = if want_presence {
-                    storage::presence::users_sharing_a_room(c, &user)?
-                        .into_iter()
-                        .collect()
-                } else {
-                    HashSet::new()
-                };
-                // Rooms to include without new events: their account data, receipts or unread
-                // counts changed (the push evaluator records counts after the events commit).
-                typing.retain(|room, _| joined.contains(room.as_str()));
-                let mut touched: Vec<String> = account_data
-                    .rooms
-                    .keys()
-                    .chain(receipts.keys())
-                    .chain(typing.keys())
-                    .map(|r| r.to_string())
-                    .collect();
-                if since.is_some() && push_upto > since_token.push {
-                    touched.extend(storage::push_actions::rooms_notified_between(
-                        c,
-                        &user,
-                        since_token.push,
+                    let params = read_params;
+                    let user = params.user.as_str();
+                    let upto = storage::events::max_stream_ordering(c)?;
+                    let push_upto = storage::push_actions::progress(c)?;
+                    let memberships = storage::rooms::rooms_with_membership(c, user)?;
+                    let joined: HashSet<String> = memberships
+                        .iter()
+                        .filter(|m| m.membership == "join")
+                        .map(|m| m.room_id.clone())
+                        .collect();
+                    // Events from users the client ignores are never sent to it.
+                    let ignored: Vec<String> = account_data::ignored_users_in(c, &user_id)?
+                        .iter()
+                        .map(|u| u.to_string())
+                        .collect();
+                    let mut not_senders = params.not_senders.clone();
+                    not_senders.extend(ignored.iter().cloned());
+                    let account_data =
+                        account_data::account_data_changes(c, &user_id, since_token.account_data)?;
+                    let (receipts, receipts_position) =
+                        receipts::receipts_changes(c, &user_id, &joined, since_token.receipts)?;
+                    let sharing: HashSet<String> = if want_presence {
+                        storage::presence::users_sharing_a_room(c, user)?
+                            .into_iter()
+                            .collect()
+                    } else {
+                        HashSet::new()
+                    };
+                    // Rooms to include without new events: their account data, receipts, typing
+                    // or unread counts changed (the push evaluator records counts after the
+                    // events commit).
+                    typing.retain(|room, _| joined.contains(room.as_str()));
+                    let mut touched: Vec<String> = account_data
+                        .rooms
+                        .keys()
+                        .chain(receipts.keys())
+                        .chain(typing.keys())
+                        .map(|r| r.to_string())
+                        .collect();
+                    if since.is_some() && push_upto > since_token.push {
+                        touched.extend(storage::push_actions::rooms_notified_between(
+                            c,
+                            user,
+                            since_token.push,
+                            push_upto,
+                        )?);
+                    }
+                    let rooms = if parallel {
+                        RoomsSync::default()
+                    } else {
+                        let query = params.query(upto, &not_senders, &ignored, &touched);
+                        rooms::sync_rooms(c, &query, &memberships)?
+                    };
+                    Ok(Snapshot {
+                        typing,
+                        upto,
                         push_upto,
-                    )?);
-                }
-                let query = rooms::RoomsQuery {
-                    user: &user,
-                    device: &device,
-                    since: since.map(|s| s.events),
-                    upto,
-                    full_state,
-                    timeline_limit: limit,
-                    include_leave,
-                    rooms: rooms.as_deref(),
-                    not_rooms: &not_rooms,
-                    types: &types,
-                    not_types: &not_types,
-                    senders: &senders,
-                    not_senders: &not_senders,
-                    ignored: &ignored,
-                    touched: &touched,
-                    lazy: include_redundant.map(|include_redundant| rooms::LazyMembers {
-                        include_redundant,
-                        sent: &sent,
-                    }),
-                };
-                let rooms_sync = rooms::sync_rooms(c, &query, &memberships)?;
-                Ok(Snapshot {
-                    typing,
-                    upto,
-                    push_upto,
-                    memberships,
-                    account_data,
-                    receipts,
-                    receipts_position,
-                    sharing,
-                    rooms: rooms_sync,
-                })
+                        memberships,
+                        not_senders,
+                        ignored,
+                        account_data,
+                        receipts,
+                        receipts_position,
+                        sharing,
+                        rooms,
+                    })
                 })())
             })
             .await??;
+        if parallel {
+            snapshot.rooms = self.sync_rooms_in_parallel(&params, &snapshot).await?;
+        }
 
         let watched: Vec<OwnedRoomId> = snapshot
             .memberships
@@ -275,7 +274,7 @@ impl Services {
         let presence =
             self.presence_events(&session.user_id, &presence_changed, &snapshot.sharing);
         let rooms_sync = snapshot.rooms;
-        if include_redundant.is_some() {
+        if params.lazy.is_some() {
             let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= MAX_LAZY_DEVICES {
                 cache.clear();
@@ -310,6 +309,38 @@ impl Services {
     }
 }
 
+impl Services {
+    /// The rooms of an initial (or full-state) sync, their memberships split into one chunk per
+    /// reader, read concurrently up to the snapshot's position, and put back in order.
+    async fn sync_rooms_in_parallel(
+        &self,
+        params: &Arc<rooms::RoomsParams>,
+        snapshot: &Snapshot,
+    ) -> Result<RoomsSync> {
+        let readers = self
+            .config
+            .database
+            .read_connections
+            .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let chunk = snapshot.memberships.len().div_ceil(readers).max(MIN_PARALLEL_ROOMS);
+        let reads = snapshot.memberships.chunks(chunk).map(|memberships| {
+            let (params, memberships) = (params.clone(), memberships.to_vec());
+            let (not_senders, ignored) = (snapshot.not_senders.clone(), snapshot.ignored.clone());
+            let upto = snapshot.upto;
+            self.db.read(move |c| {
+                let query = params.query(upto, &not_senders, &ignored, &[]);
+                Ok(rooms::sync_rooms(c, &query, &memberships))
+            })
+        });
+        let mut rooms = RoomsSync::default();
+        for chunk in futures_util::future::join_all(reads).await {
+            rooms.extend(chunk??);
+        }
+        Ok(rooms)
+    }
+}
+
 /// What a long-poll listens to: the user's channel and one per room they are in.
 struct Wakers {
     user: tokio::sync::watch::Receiver<i64>,
@@ -318,6 +349,9 @@ struct Wakers {
 
 /// Everything `sync_once` reads from the database, in one read.
 struct Snapshot {
+    /// The timeline's `not_senders` with the ignored users added, and the ignored users.
+    not_senders: Vec<String>,
+    ignored: Vec<String>,
     /// Typists of the joined rooms whose typing changed.
     typing: HashMap<OwnedRoomId, Vec<ruma::OwnedUserId>>,
     upto: i64,

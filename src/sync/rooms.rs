@@ -48,6 +48,63 @@ pub struct RoomsQuery<'a> {
     pub lazy: Option<LazyMembers<'a>>,
 }
 
+/// The filter's part of a rooms query, owned, so that room chunks of an initial sync can be read
+/// in parallel (each chunk on its own reader) from one shared copy.
+pub struct RoomsParams {
+    pub user: String,
+    pub device: String,
+    pub since: Option<i64>,
+    pub full_state: bool,
+    pub timeline_limit: usize,
+    pub include_leave: bool,
+    pub rooms: Option<Vec<String>>,
+    pub not_rooms: Vec<String>,
+    pub types: Vec<String>,
+    pub not_types: Vec<String>,
+    pub senders: Vec<String>,
+    pub not_senders: Vec<String>,
+    /// With lazy-loading: whether redundant members were asked for, and those already sent to
+    /// the device per room.
+    pub lazy: Option<(bool, HashMap<String, HashSet<String>>)>,
+}
+
+impl RoomsParams {
+    /// The query up to event position `upto`, leaving out `ignored` users (whose events join
+    /// `not_senders`), including the `touched` rooms even without new events.
+    pub fn query<'a>(
+        &'a self,
+        upto: i64,
+        not_senders: &'a [String],
+        ignored: &'a [String],
+        touched: &'a [String],
+    ) -> RoomsQuery<'a> {
+        RoomsQuery {
+            user: &self.user,
+            device: &self.device,
+            since: self.since,
+            upto,
+            full_state: self.full_state,
+            timeline_limit: self.timeline_limit,
+            include_leave: self.include_leave,
+            rooms: self.rooms.as_deref(),
+            not_rooms: &self.not_rooms,
+            types: &self.types,
+            not_types: &self.not_types,
+            senders: &self.senders,
+            not_senders,
+            ignored,
+            touched,
+            lazy: self
+                .lazy
+                .as_ref()
+                .map(|(include_redundant, sent)| LazyMembers {
+                    include_redundant: *include_redundant,
+                    sent,
+                }),
+        }
+    }
+}
+
 /// Lazy-loaded members: only the member events of the timeline's senders (and the user's own)
 /// are sent, each once per device unless redundant members were asked for.
 pub struct LazyMembers<'a> {
@@ -70,6 +127,14 @@ impl RoomsSync {
             && self.invite.is_empty()
             && self.knock.is_empty()
             && self.leave.is_empty()
+    }
+
+    /// Appends the rooms of another chunk.
+    pub fn extend(&mut self, other: RoomsSync) {
+        self.join.extend(other.join);
+        self.invite.extend(other.invite);
+        self.knock.extend(other.knock);
+        self.leave.extend(other.leave);
     }
 }
 

@@ -51,6 +51,15 @@ async fn set(
 /// Refuses a `/pushers/set` body that lacks a required field; anything else (including a body
 /// that is not a JSON object) goes on to ruma's parsing unchanged.
 async fn require_fields(request: Request) -> Result<Request, ApiError> {
+    // A request without credentials goes straight on, to be refused by authentication first.
+    let credentials = request.headers().contains_key(axum::http::header::AUTHORIZATION)
+        || request
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("access_token="));
+    if !credentials {
+        return Ok(request);
+    }
     let (parts, body) = request.into_parts();
     let bytes = read_body(body, MAX_SET_BODY_BYTES).await?;
     if let Ok(JsonValue::Object(fields)) = serde_json::from_slice::<JsonValue>(&bytes) {
