@@ -38,6 +38,20 @@ struct RoomTyping {
     changed: u64,
 }
 
+impl RoomTyping {
+    /// Who types at `now`, sorted; a typist whose timer has not fired yet is already left out.
+    fn typists(&self, now: Instant) -> Vec<OwnedUserId> {
+        let mut users: Vec<OwnedUserId> = self
+            .users
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(user, _)| user.clone())
+            .collect();
+        users.sort();
+        users
+    }
+}
+
 impl Default for Typing {
     /// The stream starts at the wall clock in milliseconds rather than at 0, so positions stay
     /// monotonic across restarts (a change per millisecond would be needed to catch up) and a
@@ -93,15 +107,7 @@ impl Typing {
     fn since(&self, room: &RoomId, since: u64, now: Instant) -> Option<(Vec<OwnedUserId>, u64)> {
         let state = self.state();
         let entry = state.rooms.get(room).filter(|e| e.changed > since)?;
-        // A typist whose timer has not fired yet is already left out.
-        let mut users: Vec<OwnedUserId> = entry
-            .users
-            .iter()
-            .filter(|(_, until)| **until > now)
-            .map(|(user, _)| user.clone())
-            .collect();
-        users.sort();
-        Some((users, entry.changed))
+        Some((entry.typists(now), entry.changed))
     }
 
     fn position(&self) -> u64 {
@@ -119,16 +125,7 @@ impl Typing {
             .rooms
             .iter()
             .filter(|(_, entry)| entry.changed > since)
-            .map(|(room, entry)| {
-                let mut users: Vec<OwnedUserId> = entry
-                    .users
-                    .iter()
-                    .filter(|(_, until)| **until > now)
-                    .map(|(user, _)| user.clone())
-                    .collect();
-                users.sort();
-                (room.clone(), users)
-            })
+            .map(|(room, entry)| (room.clone(), entry.typists(now)))
             .collect()
     }
 }
@@ -157,6 +154,7 @@ impl Services {
         if let Some(until) = until {
             expire_at(Arc::downgrade(self), room_id.to_owned(), until);
         }
+        self.federate_typing(room_id, user_id, until.is_some()).await;
         Ok(())
     }
 
