@@ -1,4 +1,4 @@
-//! Prometheus metrics: request counts and latencies by route. The route label is the matched path
+//! Prometheus metrics: request counts and latencies by route, and how `/sync` answers were made. The route label is the matched path
 //! template (`/_matrix/client/v3/profile/{user_id}`), never the raw path, so the label set stays
 //! bounded.
 
@@ -11,6 +11,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    sync_answers: IntCounterVec,
 }
 
 impl Metrics {
@@ -35,8 +36,20 @@ impl Metrics {
             &["route", "method"],
         )
         .expect("valid metric");
+        let sync_answers = IntCounterVec::new(
+            Opts::new(
+                "sync_answers_total",
+                "/sync answers, by how they were made: `memory` (the fast path of a woken \
+                 long-poll) or `database` (a full pass)",
+            ),
+            &["path"],
+        )
+        .expect("valid metric");
         registry
             .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(sync_answers.clone()))
             .expect("registered once");
         registry
             .register(Box::new(latency.clone()))
@@ -45,7 +58,14 @@ impl Metrics {
             registry,
             requests,
             latency,
+            sync_answers,
         }
+    }
+
+    /// A `/sync` answer made from memory (`true`) or by a full pass.
+    pub fn observe_sync_answer(&self, from_memory: bool) {
+        let path = if from_memory { "memory" } else { "database" };
+        self.sync_answers.with_label_values(&[path]).inc();
     }
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -82,6 +82,7 @@ pub async fn run(
     let services = Arc::new(build_services(config, db.clone())?);
     let push_evaluator = tokio::spawn(services.clone().run_push_evaluator());
     let pusher_sender = tokio::spawn(services.clone().run_pusher_sender());
+    let federation_sender = tokio::spawn(services.clone().run_federation_sender());
     let app = crate::api::router(services.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -142,6 +143,9 @@ pub async fn run(
     let _ = push_evaluator.await;
     pusher_sender.abort();
     let _ = pusher_sender.await;
+    // Queued transactions stay in the database and are sent after the next start.
+    federation_sender.abort();
+    let _ = federation_sender.await;
     drop(app);
     drop(services);
     db.close();

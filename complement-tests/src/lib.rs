@@ -24,12 +24,16 @@
 //! several at once (for federation) and tests run in parallel. Servers that federate with each
 //! other come from one [`Federation`] (`Federation::new(["hs1.test", "hs2.test"])`, then
 //! `federation.server("hs1.test").start()`); [`ServerKey`] signs federation requests as a server.
+//! A [`FederationPeer`] is a fake homeserver inside the test process, for stories told from the
+//! other side of federation (it serves its keys, records what it receives, signs requests and
+//! PDUs).
 
 mod admin;
 mod binary;
 mod client;
 mod config;
 mod federation;
+mod federation_peer;
 mod process;
 mod push_gateway;
 mod reply;
@@ -43,6 +47,9 @@ pub use binary::{CliOutput, plexus_bin, run_plexus};
 pub use client::{Client, Request, encode};
 pub use config::{Config, Toml};
 pub use federation::{Federation, ServerKey, canonical_json, verify_signature};
+pub use federation_peer::{
+    FederationPeer, PeerClient, PeerPdu, PeerReply, PeerRequest, pdu_event_id, verify_pdu,
+};
 pub use process::StartError;
 pub use push_gateway::PushGateway;
 pub use reply::Reply;

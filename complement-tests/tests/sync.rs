@@ -307,6 +307,15 @@ async fn a_sync_loop_sees_every_message_exactly_once() {
     let history = bob.all_messages(&room, "f", 100).await;
     let in_history: Vec<String> = message_bodies(&history);
     assert_eq!(seen, in_history, "sync and /messages agree on the order");
+    // Some of those answers came from the long-poll's in-memory fast path, so both paths agree.
+    let metrics = server.client().get("/metrics").await.text;
+    let from_memory = metrics
+        .lines()
+        .find(|l| l.starts_with("plexus_sync_answers_total{path=\"memory\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(from_memory > 0, "the fast path answered some syncs:\n{metrics}");
 }
 
 #[tokio::test]

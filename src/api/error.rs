@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ruma::api::client::uiaa::UiaaResponse;
 use ruma::api::error::{
-    ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody,
-    UnknownTokenErrorData,
+    ErrorBody, ErrorKind, IncompatibleRoomVersionErrorData, LimitExceededErrorData, RetryAfter,
+    StandardErrorBody, UnknownTokenErrorData,
 };
 use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 
@@ -70,6 +70,12 @@ impl ApiError {
                 S::UnsupportedRoomVersion(_) => {
                     (StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion)
                 }
+                S::IncompatibleRoomVersion(version) => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorKind::IncompatibleRoomVersion(IncompatibleRoomVersionErrorData::new(
+                        version.clone(),
+                    )),
+                ),
                 S::RoomInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::RoomInUse),
                 S::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
                 S::InvalidRoomState(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState),

@@ -34,6 +34,9 @@ pub enum Error {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedRoomVersion(String),
+    /// Another server cannot take part in a room of this version (HTTP 400, with the version).
+    #[error("the room's version {0} is not among those the server supports")]
+    IncompatibleRoomVersion(ruma::RoomVersionId),
     #[error("{0}")]
     RoomInUse(String),
     #[error("{0}")]

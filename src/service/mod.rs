@@ -5,10 +5,13 @@
 
 pub mod account_data;
 pub mod accounts;
+mod device_lists;
 mod devices;
 mod error;
+mod federation_in;
 mod filters;
 pub mod notifier;
+pub mod openid;
 mod outbox;
 mod passwords;
 pub mod presence;
@@ -33,6 +36,7 @@ use std::sync::Mutex;
 
 use ruma::{OwnedDeviceId, OwnedUserId};
 
+pub use device_lists::DeviceList;
 pub use error::{Error, Result};
 pub use registration_tokens::NewRegistrationToken;
 pub use tokens::{IssuedTokens, UserSession};
@@ -57,11 +61,15 @@ pub struct Services {
     pub push_wake: tokio::sync::Notify,
     /// Wakes the push outbox when the evaluator has recorded notifications.
     pub pusher_wake: tokio::sync::Notify,
+    /// Wakes the federation outbox when events are committed or EDUs queued.
+    pub federation_wake: tokio::sync::Notify,
     /// The one HTTP client for push gateways.
     pub push_client: reqwest::Client,
     /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
     pub lazy_members:
         Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
+    /// The latest events of active rooms, fed by every commit, for `/sync`'s fast path.
+    pub tails: std::sync::Arc<crate::sync::tails::RoomTails>,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -78,6 +86,12 @@ impl Services {
         metrics: Metrics,
     ) -> Services {
         let rate_limiter = rate_limit::RateLimiter::new(&config.rate_limits);
+        let tails = std::sync::Arc::new(crate::sync::tails::RoomTails::default());
+        let fed = tails.clone();
+        if let Err(e) = db.set_commit_observer(std::sync::Arc::new(move |c| fed.feed(c))) {
+            // Another `Services` over the same database already follows its commits.
+            tracing::warn!(error = %e, "room tails not fed; /sync reads the database");
+        }
         Services {
             config,
             db,
@@ -88,8 +102,10 @@ impl Services {
             notifier: notifier::Notifier::default(),
             push_wake: tokio::sync::Notify::new(),
             pusher_wake: tokio::sync::Notify::new(),
+            federation_wake: tokio::sync::Notify::new(),
             push_client: outbox::push_gateway::gateway_client(),
             lazy_members: Mutex::new(HashMap::new()),
+            tails,
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),

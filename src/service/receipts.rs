@@ -173,6 +173,8 @@ impl Services {
             .await?;
         if changed.is_some() {
             self.notifier.room_ephemeral_changed(room_id);
+            self.federate_receipt(room_id, user_id, receipt_type, thread_id, event_id)
+                .await;
         }
         Ok(())
     }

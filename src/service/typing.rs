@@ -154,7 +154,8 @@ impl Services {
         if let Some(until) = until {
             expire_at(Arc::downgrade(self), room_id.to_owned(), until);
         }
-        self.federate_typing(room_id, user_id, until.is_some()).await;
+        self.federate_typing(room_id, user_id, until.is_some())
+            .await;
         Ok(())
     }
 

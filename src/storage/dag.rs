@@ -3,7 +3,7 @@
 //! round trip per event) and the `prev_events` of an event (`event_edges`). Which events a server
 //! may see is the service's concern, not this module's.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
 use super::events::{COLUMNS, EventRow, event_row_at};
@@ -31,28 +31,46 @@ pub fn auth_chain(conn: &Connection, room_id: &str, seeds: &[EventNid]) -> Resul
          WHERE e.room_id = ?1
          ORDER BY e.stream_ordering"
     ))?;
-    let rows = stmt.query_map(rusqlite::params![room_id, seeds], |r| event_row_at(r, 0))?;
+    let rows = stmt.query_map(params![room_id, seeds], |r| event_row_at(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The ids of the events an event names in `prev_events`, in a stable order.
-pub fn prev_event_ids(conn: &Connection, nid: EventNid) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT prev_event_id FROM event_edges WHERE event_nid = ?1 ORDER BY prev_event_id",
-    )?;
-    let rows = stmt.query_map([nid], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+/// A stored event with its depth, for walks that order by it.
+#[derive(Debug, Clone)]
+pub struct DagEvent {
+    pub depth: i64,
+    pub row: EventRow,
 }
 
-/// The depth of a stored, not rejected event.
-pub fn event_depth(conn: &Connection, event_id: &str) -> Result<Option<i64>> {
-    use rusqlite::OptionalExtension;
+fn dag_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<DagEvent> {
+    Ok(DagEvent {
+        depth: r.get(0)?,
+        row: event_row_at(r, 1)?,
+    })
+}
+
+/// A stored, not rejected event of the room.
+pub fn room_event(conn: &Connection, room_id: &str, event_id: &str) -> Result<Option<DagEvent>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT depth FROM events WHERE event_id = ?1 AND rejected_reason IS NULL",
-        )?
-        .query_row([event_id], |r| r.get(0))
+        .prepare_cached(&format!(
+            "SELECT e.depth, {COLUMNS} FROM events e
+             WHERE e.event_id = ?1 AND e.room_id = ?2 AND e.rejected_reason IS NULL"
+        ))?
+        .query_row(params![event_id, room_id], dag_event)
         .optional()?)
+}
+
+/// The stored, not rejected events an event names in `prev_events` (those this server has), in
+/// stream order.
+pub fn prev_events(conn: &Connection, nid: EventNid) -> Result<Vec<DagEvent>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.depth, {COLUMNS} FROM event_edges x
+         JOIN events e ON e.event_id = x.prev_event_id
+         WHERE x.event_nid = ?1 AND e.rejected_reason IS NULL
+         ORDER BY e.stream_ordering"
+    ))?;
+    let rows = stmt.query_map([nid], dag_event)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 #[cfg(test)]
@@ -92,8 +110,18 @@ mod tests {
         insert(&conn, "$create", &[], &[]);
         insert(&conn, "$member", &["$create"], &["$create"]);
         insert(&conn, "$power", &["$member"], &["$create", "$member"]);
-        insert(&conn, "$rules", &["$power"], &["$create", "$member", "$power"]);
-        let message = insert(&conn, "$message", &["$rules"], &["$create", "$power", "$member"]);
+        insert(
+            &conn,
+            "$rules",
+            &["$power"],
+            &["$create", "$member", "$power"],
+        );
+        let message = insert(
+            &conn,
+            "$message",
+            &["$rules"],
+            &["$create", "$power", "$member"],
+        );
         let other = insert(&conn, "$other", &["$message"], &["$create", "$rules"]);
 
         let ids = |rows: Vec<EventRow>| rows.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
@@ -107,9 +135,22 @@ mod tests {
         );
         assert!(auth_chain(&conn, "!r:x", &[]).unwrap().is_empty());
         // Events of another room never join the chain.
-        assert!(auth_chain(&conn, "!other:x", &[message]).unwrap().is_empty());
-        assert_eq!(prev_event_ids(&conn, other).unwrap(), ["$message"]);
-        assert_eq!(event_depth(&conn, "$rules").unwrap(), Some(1));
-        assert_eq!(event_depth(&conn, "$missing").unwrap(), None);
+        assert!(
+            auth_chain(&conn, "!other:x", &[message])
+                .unwrap()
+                .is_empty()
+        );
+        let prev: Vec<String> = prev_events(&conn, other)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.row.event_id)
+            .collect();
+        assert_eq!(prev, ["$message"]);
+        assert_eq!(
+            room_event(&conn, "!r:x", "$rules").unwrap().unwrap().depth,
+            1
+        );
+        assert!(room_event(&conn, "!r:x", "$missing").unwrap().is_none());
+        assert!(room_event(&conn, "!other:x", "$rules").unwrap().is_none());
     }
 }

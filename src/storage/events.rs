@@ -372,7 +372,7 @@ pub fn state_at_position(conn: &Connection, room_id: &str, position: i64) -> Res
     Ok(conn
         .prepare_cached(
             "SELECT state_after FROM events WHERE room_id = ?1 AND stream_ordering <= ?2 AND outlier = 0
-               AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT 1",
+               AND rejected_reason IS NULL AND soft_failed = 0 ORDER BY stream_ordering DESC LIMIT 1",
         )?
         .query_row(params![room_id, position], |r| r.get(0))
         .optional()?
@@ -391,6 +391,7 @@ pub fn state_events_between(
         "SELECT e.type, e.state_key, {COLUMNS} FROM events e
          WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering < ?3
            AND e.state_key IS NOT NULL AND e.outlier = 0 AND e.rejected_reason IS NULL
+           AND e.soft_failed = 0
          ORDER BY e.stream_ordering"
     ))?;
     let rows = stmt.query_map(params![room_id, after, before], |r| {

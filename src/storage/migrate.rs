@@ -52,6 +52,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_create_openid_tokens",
         include_str!("../../migrations/0011_create_openid_tokens.sql"),
     ),
+    (
+        "0012_create_federation_queue",
+        include_str!("../../migrations/0012_create_federation_queue.sql"),
+    ),
+    (
+        "0013_create_received_transactions",
+        include_str!("../../migrations/0013_create_received_transactions.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

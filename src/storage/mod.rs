@@ -12,18 +12,23 @@
 //! open transaction) and `verb_noun` (reads, given a read connection).
 
 pub mod account_data;
+pub mod dag;
 pub mod directory;
 pub mod events;
+pub mod federation_queue;
 pub mod filters;
 mod migrate;
+pub mod openid;
 mod pool;
 pub mod presence;
 pub mod push_actions;
 pub mod pushers;
 pub mod receipts;
+pub mod received;
 pub mod registration_tokens;
 pub mod relations;
 pub mod reports;
+pub mod room_servers;
 pub mod rooms;
 pub mod server_keys;
 pub mod state;
@@ -83,9 +88,15 @@ type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// A handle on the database. Cloning is cheap; the writer thread stops when the last handle is
 /// dropped, after committing everything queued before.
+/// Called on the writer thread after every committed batch, with the writer's connection, before
+/// any of the batch's callers learns of the commit: in-memory views of the data (the recent
+/// events `/sync` serves from memory) follow every commit, in commit order.
+pub type CommitObserver = std::sync::Arc<dyn Fn(&Connection) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Db {
     writer: mpsc::Sender<Job>,
+    observer: std::sync::Arc<std::sync::OnceLock<CommitObserver>>,
     readers: std::sync::Arc<pool::ReaderPool>,
     writer_thread: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -102,18 +113,28 @@ impl Db {
             Checkpointer::start(open_connection(path, OpenFlags::default(), config)?)?;
         let readers = pool::ReaderPool::open(path, config)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let observer = std::sync::Arc::new(std::sync::OnceLock::<CommitObserver>::new());
+        let writer_observer = observer.clone();
         let handle = std::thread::Builder::new()
             .name("plexus-db-writer".into())
             .spawn(move || {
-                writer_loop(conn, rx);
+                writer_loop(conn, rx, &writer_observer);
                 checkpointer.stop();
             })
             .map_err(|e| StorageError::Aborted(format!("cannot start writer thread: {e}")))?;
         Ok(Db {
             writer: tx,
+            observer,
             readers: std::sync::Arc::new(readers),
             writer_thread: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
         })
+    }
+
+    /// Sets the one observer of commits (see `CommitObserver`); a second call is refused.
+    pub fn set_commit_observer(&self, observer: CommitObserver) -> Result<()> {
+        self.observer
+            .set(observer)
+            .map_err(|_| StorageError::Aborted("a commit observer is already set".into()))
     }
 
     /// Runs `f` on the writer thread inside a transaction and resolves once it is committed.
@@ -181,7 +202,9 @@ impl Db {
             writer,
             writer_thread,
             readers,
+            observer,
         } = self;
+        drop(observer);
         drop(writer);
         drop(readers);
         if let Some(slot) = std::sync::Arc::into_inner(writer_thread)
@@ -233,7 +256,11 @@ fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<
 
 /// The writer thread: takes the first queued job, then whatever else is already waiting (up to
 /// `MAX_BATCH`), runs them in one transaction and commits once.
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    observer: &std::sync::OnceLock<CommitObserver>,
+) {
     while let Ok(first) = jobs.recv() {
         let started = Instant::now();
         let mut batch = vec![first];
@@ -254,9 +281,16 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         };
         let commit = conn.execute_batch("COMMIT").map_err(StorageError::from);
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "write batch failed to commit");
-            let _ = conn.execute_batch("ROLLBACK");
+        match &commit {
+            Ok(()) => {
+                if let Some(observe) = observer.get() {
+                    observe(&conn);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write batch failed to commit");
+                let _ = conn.execute_batch("ROLLBACK");
+            }
         }
         for complete in completions {
             let report = match &commit {

@@ -25,7 +25,9 @@ pub fn insert_openid_token_txn(
 /// The owner of a token that has not expired at `now`.
 pub fn openid_token_user(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_ts > ?2")?
+        .prepare_cached(
+            "SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_ts > ?2",
+        )?
         .query_row(params![token_hash, now], |r| r.get(0))
         .optional()?)
 }
@@ -44,11 +46,17 @@ mod tests {
         .unwrap();
         insert_openid_token_txn(&conn, b"old", "@a:x", 1_000, 0).unwrap();
         insert_openid_token_txn(&conn, b"new", "@a:x", 5_000, 2_000).unwrap();
-        assert_eq!(openid_token_user(&conn, b"new", 4_999).unwrap().as_deref(), Some("@a:x"));
+        assert_eq!(
+            openid_token_user(&conn, b"new", 4_999).unwrap().as_deref(),
+            Some("@a:x")
+        );
         assert_eq!(openid_token_user(&conn, b"new", 5_000).unwrap(), None);
         let rows: i64 = conn
             .query_row("SELECT COUNT(*) FROM openid_tokens", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(rows, 1, "the expired token was dropped when the new one was stored");
+        assert_eq!(
+            rows, 1,
+            "the expired token was dropped when the new one was stored"
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! and device lists join as their issues land), and this module assembles them, long-polling
 //! through the notifier when there is nothing new.
 
+mod hot;
 pub mod rooms;
+pub mod tails;
 pub mod token;
 
 use std::collections::{HashMap, HashSet};
@@ -71,27 +73,77 @@ impl Services {
             user: self.notifier.subscribe_user(&session.user_id),
             rooms: HashMap::new(),
         };
+        let hot_allowed = hot::filter_allows_hot(&request.filter);
+        let timeline_limit = timeline_limit(&request.filter);
+        let mut hot: Option<hot::HotBase> = None;
+        let mut last: Option<SyncResult> = None;
         loop {
-            let ephemeral_generation = self.notifier.ephemeral_generation();
-            let typing_position = self.typing_position();
-            let (result, rooms) = self.sync_once(session, since, &request).await?;
-            if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(result);
+            if let Some(base) = hot.as_mut() {
+                match self
+                    .sync_hot(session, &request.filter, timeline_limit, base)
+                    .await?
+                {
+                    hot::Hot::Answer(result) => {
+                        self.metrics.observe_sync_answer(true);
+                        return Ok(result);
+                    }
+                    hot::Hot::Nothing => {}
+                    hot::Hot::Slow => hot = None,
+                }
             }
-            let missed = self.watch(&mut wakers, &rooms, result.upto)
-                || self.notifier.ephemeral_generation() != ephemeral_generation
-                || self.typing_position() != typing_position;
-            if missed {
-                // Something was committed between the read and the new subscriptions.
-                continue;
+            if hot.is_none() {
+                let ephemeral_generation = self.notifier.ephemeral_generation();
+                let typing_position = self.typing_position();
+                let (result, pass) = self.sync_once(session, since, &request).await?;
+                if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline
+                {
+                    self.metrics.observe_sync_answer(false);
+                    return Ok(result);
+                }
+                let missed = self.watch(&mut wakers, &pass.watched, result.upto)
+                    || self.notifier.ephemeral_generation() != ephemeral_generation
+                    || self.typing_position() != typing_position;
+                if missed {
+                    // Something was committed between the read and the new subscriptions.
+                    continue;
+                }
+                hot = hot_allowed.then(|| hot::HotBase {
+                    token: SyncToken::parse(&result.next_batch).unwrap_or_default(),
+                    upto: result.upto,
+                    joined: pass.joined,
+                    ignored: pass.ignored,
+                    ephemeral_generation,
+                });
+                last = Some(result);
             }
-            let changed = select_all(
-                std::iter::once(&mut wakers.user)
-                    .chain(wakers.rooms.values_mut())
-                    .map(|w| w.changed().boxed()),
-            );
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Ok(result);
+            let rooms = if wakers.rooms.is_empty() {
+                futures_util::future::pending().boxed()
+            } else {
+                select_all(wakers.rooms.values_mut().map(|w| w.changed().boxed()))
+                    .map(|_| ())
+                    .boxed()
+            };
+            let woke = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    _ = wakers.user.changed() => true,
+                    () = rooms => wakers.user.has_changed().unwrap_or(true),
+                }
+            })
+            .await;
+            match woke {
+                // Only the full pass reads what reaches the user outside their rooms' events.
+                Ok(user_changed) => {
+                    if user_changed {
+                        hot = None;
+                    }
+                }
+                Err(_) => {
+                    self.metrics.observe_sync_answer(false);
+                    return match last {
+                        Some(result) => Ok(result),
+                        None => self.sync_once(session, since, &request).await.map(|(r, _)| r),
+                    };
+                }
             }
         }
     }
@@ -119,7 +171,7 @@ impl Services {
         session: &UserSession,
         since: Option<SyncToken>,
         request: &SyncRequest,
-    ) -> Result<(SyncResult, Vec<OwnedRoomId>)> {
+    ) -> Result<(SyncResult, Pass)> {
         let user_id = session.user_id.clone();
         let room_filter = &request.filter.room;
         let timeline = &room_filter.timeline;
@@ -154,10 +206,7 @@ impl Services {
             device: session.device_id.to_string(),
             since: since.map(|s| s.events),
             full_state: request.full_state,
-            timeline_limit: timeline
-                .limit
-                .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
-                .clamp(1, MAX_TIMELINE_LIMIT),
+            timeline_limit: timeline_limit(&request.filter),
             include_leave: room_filter.include_leave,
             rooms: room_filter
                 .rooms
@@ -258,6 +307,13 @@ impl Services {
             .filter(|m| matches!(m.membership.as_str(), "join" | "invite" | "knock"))
             .filter_map(|m| OwnedRoomId::try_from(m.room_id.as_str()).ok())
             .collect();
+        let joined: Vec<String> = snapshot
+            .memberships
+            .iter()
+            .filter(|m| m.membership == "join")
+            .map(|m| m.room_id.clone())
+            .collect();
+        let ignored: HashSet<String> = snapshot.ignored.iter().cloned().collect();
         let mut ephemeral: HashMap<OwnedRoomId, Vec<JsonValue>> = HashMap::new();
         for (room, typists) in snapshot.typing {
             ephemeral
@@ -304,7 +360,11 @@ impl Services {
                 ephemeral,
                 presence,
             },
-            watched,
+            Pass {
+                watched,
+                joined,
+                ignored,
+            },
         ))
     }
 }
@@ -339,6 +399,24 @@ impl Services {
         }
         Ok(rooms)
     }
+}
+
+/// What a full pass learnt besides its answer: the rooms to listen to, and for the fast path
+/// the joined rooms and the ignored users.
+struct Pass {
+    watched: Vec<OwnedRoomId>,
+    joined: Vec<String>,
+    ignored: HashSet<String>,
+}
+
+/// The timeline limit a filter asks for, within the server's bounds.
+fn timeline_limit(filter: &FilterDefinition) -> usize {
+    filter
+        .room
+        .timeline
+        .limit
+        .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
+        .clamp(1, MAX_TIMELINE_LIMIT)
 }
 
 /// What a long-poll listens to: the user's channel and one per room they are in.

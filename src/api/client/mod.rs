@@ -7,6 +7,7 @@ mod directory;
 mod discovery;
 mod filter;
 mod membership;
+mod openid;
 mod presence;
 mod profile;
 mod public_rooms;
@@ -51,5 +52,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = typing::routes(router);
     let router = receipts::routes(router);
     let router = presence::routes(router);
+    let router = openid::routes(router);
     directory::routes(router)
 }

@@ -1,10 +1,17 @@
 //! The Server-Server API, served on the federation (TLS) listeners only: one file per spec
-//! section (`keys`, `version`, `query`) and `auth` for signed requests. Handlers parse, call a
-//! service or `Federation`, answer.
+//! section (`keys`, `version`, `query`, `events`, `directory`, `spaces`, `openid`, `devices`, `send`) and
+//! `auth` for signed requests. Handlers parse, call a service or `Federation`, answer.
 
 pub mod auth;
+mod devices;
+mod directory;
+mod events;
 mod keys;
+mod membership;
+mod openid;
 mod query;
+mod send;
+mod spaces;
 mod version;
 
 use axum::Router;
@@ -14,5 +21,12 @@ use crate::api::AppState;
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = version::routes(router);
     let router = keys::routes(router);
+    let router = membership::routes(router);
+    let router = events::routes(router);
+    let router = directory::routes(router);
+    let router = spaces::routes(router);
+    let router = openid::routes(router);
+    let router = devices::routes(router);
+    let router = send::routes(router);
     query::routes(router)
 }

@@ -4,6 +4,9 @@
 //!
 //! - `push` sends recorded notifications to users' HTTP pushers (`push_gateway` speaks the Push
 //!   Gateway API for it).
+//! - `federation` sends local events and EDUs to the other servers of their rooms, in
+//!   transactions, one queue per destination.
 
+pub(crate) mod federation;
 mod push;
 pub(crate) mod push_gateway;

@@ -9,6 +9,7 @@
 //! per update makes the idle and offline transitions happen on time. Only users who share a
 //! joined room see each other's presence.
 
+mod remote;
 mod table;
 
 use std::collections::HashSet;

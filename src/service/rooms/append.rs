@@ -159,11 +159,117 @@ impl Services {
         }
     }
 
+    /// Appends a PDU built and signed by another server for one of its users (`send_join`,
+    /// `send_leave`), whose format, event id and signatures the caller checked. Under the room's
+    /// lock it is authorised against its own `auth_events` and against the current state, then
+    /// written on top of the current state (it was made from this server's template, so the
+    /// state it was built on is what the room has had since, save newer events), and queued for
+    /// the room's other servers in the same transaction. The room's head is reloaded afterwards,
+    /// since the event may not extend all of it. Returns the stream ordering and the state group
+    /// before the event.
+    pub(super) async fn append_external_pdu(&self, pdu: Arc<Pdu>) -> Result<(i64, Option<i64>)> {
+        let room_id = pdu.room_id.clone();
+        let mut guard = self.room_locks.lock(&room_id).await;
+        let head = match guard.take() {
+            Some(head) => guard.insert(head),
+            None => guard.insert(self.load_head(&room_id).await?),
+        };
+        let known = self.room_events_by_id(&pdu).await?;
+        for id in pdu.prev_events.iter().chain(&pdu.auth_events) {
+            if !known.contains_key(id) {
+                return Err(Error::Forbidden(format!(
+                    "event {id} is unknown in {room_id}"
+                )));
+            }
+        }
+        let rules = head.rules.clone();
+        room::check_auth_by_auth_events(&rules, &pdu, |id| known.get(id).cloned())
+            .map_err(|e| Error::Forbidden(e.to_string()))?;
+        let keys = room::auth_types_for(
+            &rules,
+            &pdu.kind,
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.content,
+        )
+        .map_err(|e| Error::BadJson(e.to_string()))?;
+        let state = self.head_state(&room_id, head, keys).await?;
+        room::check_auth(
+            &rules,
+            &pdu,
+            |id| known.get(id).cloned(),
+            |kind, key| state.get(&(kind.clone(), key.to_owned())).cloned(),
+        )
+        .map_err(|e| Error::Forbidden(e.to_string()))?;
+
+        let built_on: Vec<String> = head.extremities.iter().map(|e| e.to_string()).collect();
+        let (room, own, origin) = (
+            room_id.to_string(),
+            self.server_name().to_string(),
+            pdu.sender.server_name().to_string(),
+        );
+        let mut write = PendingWrite::new(pdu.clone(), None, None)?;
+        let committed = self
+            .db
+            .write("persist_external_event", move |c| {
+                let state_before = storage::events::state_after_of_prev_txn(c, &built_on)?;
+                let (nid, _) = write.persist_txn(c, state_before)?;
+                let servers: Vec<String> = storage::room_servers::joined_servers(c, &room)?
+                    .into_iter()
+                    .filter(|s| *s != own && *s != origin)
+                    .collect();
+                storage::federation_queue::enqueue_pdu_txn(c, &servers, nid)?;
+                Ok((nid, state_before))
+            })
+            .await;
+        // Every write built on the old head was queued before this one and so is committed:
+        // the head can be read afresh from the database.
+        *guard = None;
+        drop(guard);
+        let (nid, state_before) = committed?;
+        tracing::debug!(room.id = %room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted external event");
+        self.announce(&pdu, nid);
+        Ok((nid, state_before))
+    }
+
+    /// The events of the PDU's room named by its `prev_events` and `auth_events` (and, from v12,
+    /// the create event), those this server has.
+    async fn room_events_by_id(&self, pdu: &Pdu) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
+        let mut ids: Vec<String> = pdu
+            .prev_events
+            .iter()
+            .chain(&pdu.auth_events)
+            .map(|e| e.to_string())
+            .collect();
+        if let Ok(create) = room::room_create_event_id(&pdu.room_id) {
+            ids.push(create.to_string());
+        }
+        let room = pdu.room_id.to_string();
+        let rows = self
+            .db
+            .read(move |c| {
+                let mut rows = Vec::new();
+                for id in ids {
+                    if let Some(row) = storage::events::get_event(c, &id)?
+                        && row.room_id == room
+                    {
+                        rows.push(row);
+                    }
+                }
+                Ok(rows)
+            })
+            .await?;
+        rows.iter()
+            .map(|row| pdu_from_row(row).map(|p| (p.event_id.clone(), p)))
+            .collect()
+    }
+
     /// Wakes whoever waits for this event: the room's listeners, and the target of a membership
     /// change (an invitee is not in the room yet).
     pub(super) fn announce(&self, pdu: &Pdu, position: i64) {
         self.notifier.room_changed(&pdu.room_id, position);
         self.push_wake.notify_one();
+        self.federation_wake.notify_one();
         if pdu.kind == ruma::events::TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
         {

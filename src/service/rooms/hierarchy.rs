@@ -116,7 +116,7 @@ fn may_preview(
 }
 
 /// A room's `m.space.child` events with a non-empty `via`, stripped as the hierarchy shows them.
-fn child_links(
+pub(super) fn child_links(
     conn: &rusqlite::Connection,
     room_id: &RoomId,
     suggested_only: bool,

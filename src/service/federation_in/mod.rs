@@ -1,0 +1,361 @@
+//! Transactions other servers push to this one (`PUT /_matrix/federation/v1/send/{txnId}`): up
+//! to 50 PDUs and 100 EDUs from one origin. Each PDU goes through the checks on receipt of a PDU
+//! in the specification's order and gets its own answer (`{}` or an `error`); a failing PDU never
+//! fails the transaction. The answer is stored per (origin, txn id), so a transaction sent again
+//! gets the same answer without being processed twice.
+//!
+//! Per PDU: the room must be known here, the origin must have a joined member in it and not be
+//! refused by its `m.room.server_acl`; the format must suit the room version; the event id is its
+//! reference hash; the sender's server must have signed it (keys through
+//! `Federation::verify_key` at the event's `origin_server_ts`); a wrong content hash carries on
+//! with the redacted form. `prev_events` unknown here are asked from the origin once with
+//! `/get_missing_events` (at most `MISSING_EVENTS_LIMIT`, processed oldest first, without asking
+//! again for theirs). A gap the answer does not close refuses the PDU ("prev events unknown
+//! here"): fetching the state at the gap with `/state_ids` is not done yet. Authorization and
+//! storage are `rooms::ingest`'s.
+//!
+//! EDUs: `m.typing` and `m.receipt` of the origin's users in rooms where the origin is allowed are
+//! applied (the user must be joined), and `m.presence` of the origin's users; other EDUs are
+//! ignored (see `edus.rs`).
+
+mod checks;
+mod edus;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ruma::api::federation::event::get_missing_events;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::PublicKeyMap;
+use ruma::{
+    CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName,
+    OwnedServerSigningKeyId, RoomId, ServerName, UInt,
+};
+use serde_json::Value as JsonValue;
+use serde_json::value::RawValue as RawJsonValue;
+
+use super::rooms::Ingested;
+use super::{Error, Result, Services};
+use crate::room;
+use crate::storage::{self, received};
+
+/// The most PDUs and EDUs one transaction may carry.
+pub const MAX_PDUS: usize = 50;
+pub const MAX_EDUS: usize = 100;
+
+/// How many missing events are asked from the origin for a PDU whose `prev_events` are unknown.
+const MISSING_EVENTS_LIMIT: u32 = 10;
+
+/// The answer for each PDU of a transaction, by event id.
+pub type PduResults = BTreeMap<OwnedEventId, std::result::Result<(), String>>;
+
+/// One PDU's answer: its event id (when it could be computed) and the outcome.
+type PduAnswer = Option<(OwnedEventId, std::result::Result<(), String>)>;
+
+impl Services {
+    /// Processes transaction `txn_id` from `origin` (see the module docs) and answers per PDU.
+    /// More than `MAX_PDUS` PDUs or `MAX_EDUS` EDUs is `M_BAD_JSON`; an internal failure is an
+    /// error, so the origin sends the transaction again.
+    pub async fn receive_transaction(
+        self: &Arc<Self>,
+        origin: &ServerName,
+        txn_id: &str,
+        pdus: &[Box<RawJsonValue>],
+        edus: &[Box<RawJsonValue>],
+    ) -> Result<PduResults> {
+        if pdus.len() > MAX_PDUS {
+            return Err(Error::BadJson(format!(
+                "a transaction must not include more than {MAX_PDUS} PDUs"
+            )));
+        }
+        if edus.len() > MAX_EDUS {
+            return Err(Error::BadJson(format!(
+                "a transaction must not include more than {MAX_EDUS} EDUs"
+            )));
+        }
+        let (server, txn) = (origin.to_string(), txn_id.to_owned());
+        let earlier = self
+            .db
+            .read(move |c| received::transaction_response(c, &server, &txn))
+            .await?;
+        if let Some(earlier) = earlier {
+            tracing::debug!(server.name = %origin, txn.id = txn_id, "transaction received again");
+            return decode_results(&earlier);
+        }
+
+        let mut results = PduResults::new();
+        for pdu in pdus {
+            if let Some((event_id, outcome)) = self.receive_pdu(origin, pdu, true).await? {
+                results.insert(event_id, outcome);
+            }
+        }
+        for edu in edus {
+            self.receive_edu(origin, edu).await;
+        }
+
+        let response = encode_results(&results)?;
+        let (server, txn) = (origin.to_string(), txn_id.to_owned());
+        self.db
+            .write("record_received_transaction", move |c| {
+                received::insert_transaction_response_txn(
+                    c,
+                    &server,
+                    &txn,
+                    &response,
+                    storage::now_ms(),
+                )
+            })
+            .await?;
+        Ok(results)
+    }
+
+    /// One PDU through the checks on receipt; `None` when it is too malformed to have an id.
+    /// `fetch_missing` asks the origin for unknown `prev_events` first (not for events that are
+    /// themselves such an answer).
+    fn receive_pdu<'a>(
+        self: &'a Arc<Self>,
+        origin: &'a ServerName,
+        raw: &'a RawJsonValue,
+        fetch_missing: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<PduAnswer>> + Send + 'a>> {
+        Box::pin(async move {
+            let Ok(json) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else {
+                tracing::debug!(server.name = %origin, "dropped a PDU that is not a JSON object");
+                return Ok(None);
+            };
+            let room_id = match checks::room_id_of(&json) {
+                Ok(room_id) => room_id,
+                Err(e) => return Ok(checks::fallback_event_id(&json).map(|id| (id, Err(e)))),
+            };
+            let rules = match self.room_rules(&room_id).await {
+                Ok((_, rules)) => rules,
+                Err(Error::NotFound(_)) => {
+                    let error = format!("room {room_id} is not known here");
+                    return Ok(checks::fallback_event_id(&json).map(|id| (id, Err(error))));
+                }
+                Err(e) => return Err(e),
+            };
+            let Ok(event_id) = room::event_id_for(&rules, &json) else {
+                tracing::debug!(server.name = %origin, room.id = %room_id, "dropped a PDU without a reference hash");
+                return Ok(None);
+            };
+            let outcome = self
+                .check_pdu(
+                    origin,
+                    &rules,
+                    &room_id,
+                    event_id.clone(),
+                    json,
+                    fetch_missing,
+                )
+                .await?;
+            if let Err(error) = &outcome {
+                tracing::info!(server.name = %origin, room.id = %room_id, event.id = %event_id, %error, "received PDU not accepted");
+            }
+            Ok(Some((event_id, outcome)))
+        })
+    }
+
+    async fn check_pdu(
+        self: &Arc<Self>,
+        origin: &ServerName,
+        rules: &RoomVersionRules,
+        room_id: &RoomId,
+        event_id: OwnedEventId,
+        json: CanonicalJsonObject,
+        fetch_missing: bool,
+    ) -> Result<std::result::Result<(), String>> {
+        if let Err(e) = self.origin_may_send(origin, room_id).await? {
+            return Ok(Err(e));
+        }
+        if let Err(e) = room::check_format(rules, &json) {
+            return Ok(Err(format!("malformed PDU: {e}")));
+        }
+        if let Some(known) = self.known_outcome(&event_id).await? {
+            return Ok(known);
+        }
+        let keys = match checks::keys_to_fetch(rules, &json) {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Err(e)),
+        };
+        let origin_server_ts = json
+            .get("origin_server_ts")
+            .and_then(|v| v.as_integer())
+            .and_then(|ts| UInt::try_from(i64::from(ts)).ok())
+            .map(MilliSecondsSinceUnixEpoch)
+            .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
+        let key_map = self.public_keys(keys, origin_server_ts).await;
+        let checked = match checks::verify_pdu(rules, event_id.clone(), room_id, json, &key_map) {
+            Ok(checked) => checked,
+            Err(e) => return Ok(Err(e)),
+        };
+        if checked.redacted {
+            tracing::info!(server.name = %origin, event.id = %event_id, "content hash mismatch; keeping the redacted form");
+        }
+        if fetch_missing {
+            self.fetch_missing_prev_events(origin, &checked.pdu).await?;
+        }
+        Ok(match self.ingest_pdu(rules, checked.pdu).await? {
+            Ingested::Accepted | Ingested::SoftFailed(_) => Ok(()),
+            Ingested::Rejected(reason) | Ingested::Refused(reason) => Err(reason),
+        })
+    }
+
+    /// Whether `origin` may send into the room: it has a joined member there and the room's
+    /// server ACL lets it in. The inner `Err` says why not.
+    pub(super) async fn origin_may_send(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+    ) -> Result<std::result::Result<(), String>> {
+        let (room, server) = (room_id.to_string(), origin.to_string());
+        let (joined, acl) = self
+            .db
+            .read(move |c| {
+                let joined = storage::room_servers::server_is_joined(c, &room, &server)?;
+                let acl = storage::state::current_state_event(c, &room, "m.room.server_acl", "")?
+                    .map(|nid| storage::events::get_event_by_nid(c, nid))
+                    .transpose()?
+                    .flatten()
+                    .map(|row| row.json);
+                Ok((joined, acl))
+            })
+            .await?;
+        if let Some(json) = acl
+            && let Ok(event) = serde_json::from_str::<JsonValue>(&json)
+            && let Some(content) = event.get("content")
+            && let Ok(content) = serde_json::value::to_raw_value(content)
+            && !checks::server_allowed(&content, origin)
+        {
+            return Ok(Err(format!(
+                "{origin} is denied by the server ACL of {room_id}"
+            )));
+        }
+        if !joined {
+            return Ok(Err(format!("{origin} has no joined member in {room_id}")));
+        }
+        Ok(Ok(()))
+    }
+
+    /// The answer for an event stored before: accepted, or its rejection.
+    async fn known_outcome(
+        &self,
+        event_id: &OwnedEventId,
+    ) -> Result<Option<std::result::Result<(), String>>> {
+        let ids = vec![event_id.to_string()];
+        let stored = self
+            .db
+            .read(move |c| received::stored_events(c, &ids))
+            .await?;
+        Ok(stored
+            .into_iter()
+            .next()
+            .map(|event| match event.rejected_reason {
+                Some(reason) => Err(reason),
+                None => Ok(()),
+            }))
+    }
+
+    /// The public keys of `keys` valid at `at`, those that can be had; a missing one makes the
+    /// signature check fail with a message naming the server.
+    async fn public_keys(
+        &self,
+        keys: Vec<(OwnedServerName, OwnedServerSigningKeyId)>,
+        at: MilliSecondsSinceUnixEpoch,
+    ) -> PublicKeyMap {
+        let mut map = PublicKeyMap::new();
+        for (server, key_id) in keys {
+            match self.federation.verify_key(&server, &key_id, at).await {
+                Ok(key) => {
+                    map.entry(server.to_string())
+                        .or_default()
+                        .insert(key_id.to_string(), key);
+                }
+                Err(e) => {
+                    tracing::info!(server.name = %server, key.id = %key_id, error = %e, "no key to check a PDU signature");
+                }
+            }
+        }
+        map
+    }
+
+    /// Asks `origin` for the events between the room's forward extremities and `pdu` when some
+    /// of its `prev_events` are unknown here, and processes them oldest first. What cannot be had
+    /// is left for `ingest_pdu` to refuse.
+    async fn fetch_missing_prev_events(
+        self: &Arc<Self>,
+        origin: &ServerName,
+        pdu: &room::Pdu,
+    ) -> Result<()> {
+        let ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+        let room = pdu.room_id.to_string();
+        let (stored, extremities) = self
+            .db
+            .read(move |c| {
+                let stored = received::stored_events(c, &ids)?.len();
+                Ok((stored, received::extremities_with_state(c, &room)?))
+            })
+            .await?;
+        if stored == pdu.prev_events.len() {
+            return Ok(());
+        }
+        let earliest = extremities
+            .into_iter()
+            .filter_map(|(id, _)| ruma::EventId::parse(id).ok())
+            .collect();
+        let mut request = get_missing_events::v1::Request::new(
+            pdu.room_id.clone(),
+            earliest,
+            vec![pdu.event_id.clone()],
+        );
+        request.limit = UInt::from(MISSING_EVENTS_LIMIT);
+        let events = match self.federation.send(origin, request).await {
+            Ok(response) => response.events,
+            Err(e) => {
+                tracing::info!(server.name = %origin, event.id = %pdu.event_id, error = %e, "cannot fetch missing prev events");
+                return Ok(());
+            }
+        };
+        let mut events: Vec<(u64, Box<RawJsonValue>)> = events
+            .into_iter()
+            .take(MISSING_EVENTS_LIMIT as usize)
+            .map(|raw| (depth_of(&raw), raw))
+            .collect();
+        events.sort_by_key(|(depth, _)| *depth);
+        for (_, raw) in events {
+            self.receive_pdu(origin, &raw, false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `depth` of a PDU in JSON, 0 when it has none (such a PDU fails its checks anyway).
+fn depth_of(raw: &RawJsonValue) -> u64 {
+    serde_json::from_str::<JsonValue>(raw.get())
+        .ok()
+        .and_then(|v| v.get("depth").and_then(JsonValue::as_u64))
+        .unwrap_or(0)
+}
+
+/// The stored form of a transaction's answer: event id → `null` or the error.
+fn encode_results(results: &PduResults) -> Result<String> {
+    let map: BTreeMap<&str, Option<&str>> = results
+        .iter()
+        .map(|(id, outcome)| (id.as_str(), outcome.as_ref().err().map(String::as_str)))
+        .collect();
+    serde_json::to_string(&map).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn decode_results(stored: &str) -> Result<PduResults> {
+    let map: BTreeMap<OwnedEventId, Option<String>> = serde_json::from_str(stored)
+        .map_err(|e| Error::Internal(format!("stored transaction answer: {e}")))?;
+    Ok(map
+        .into_iter()
+        .map(|(id, error)| (id, error.map_or(Ok(()), Err)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

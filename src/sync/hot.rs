@@ -1,0 +1,182 @@
+//! The fast path of a long-poll: after a full pass found nothing new, a wake caused only by new
+//! events in the user's rooms is answered from the in-memory room tails (`tails.rs`), without
+//! reading the database except for the rooms' unread counts.
+//!
+//! It only answers what it can answer exactly as the full pass would: new non-state events from
+//! other users that relate to nothing, in rooms the user was joined to throughout, within the
+//! timeline limit, with a filter that selects no types, senders or rooms. Anything else (a state
+//! event, a relation or redaction, the user's own event, a change to account data, receipts,
+//! typing, presence, counts or memberships, a tail that does not reach back far enough) sends the
+//! request back to the full pass.
+
+use std::collections::HashSet;
+
+use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions};
+use serde_json::Value as JsonValue;
+
+use super::rooms::{JoinedRoom, RoomsSync};
+use super::{SyncResult, SyncToken};
+use crate::service::account_data::AccountDataChanges;
+use crate::service::rooms::StreamToken;
+use crate::service::{Result, Services, UserSession};
+use crate::storage;
+
+/// What the last full pass established, which the fast path builds on.
+pub(super) struct HotBase {
+    /// The full pass's next token: every stream but events is current as of it.
+    pub token: SyncToken,
+    /// The event position covered so far (the full pass's, then each empty fast pass's).
+    pub upto: i64,
+    pub joined: Vec<String>,
+    pub ignored: HashSet<String>,
+    pub ephemeral_generation: u64,
+}
+
+pub(super) enum Hot {
+    /// Only the full pass can answer.
+    Slow,
+    /// Nothing new for this user: keep waiting.
+    Nothing,
+    Answer(SyncResult),
+}
+
+/// Whether a filter lets the fast path answer at all.
+pub(super) fn filter_allows_hot(filter: &FilterDefinition) -> bool {
+    let (room, timeline) = (&filter.room, &filter.room.timeline);
+    room.rooms.is_none()
+        && room.not_rooms.is_empty()
+        && timeline.rooms.is_none()
+        && timeline.not_rooms.is_empty()
+        && timeline.types.is_none()
+        && timeline.not_types.is_empty()
+        && timeline.senders.is_none()
+        && timeline.not_senders.is_empty()
+        && timeline.url_filter.is_none()
+        && !matches!(
+            room.state.lazy_load_options,
+            LazyLoadOptions::Enabled {
+                include_redundant_members: true
+            }
+        )
+}
+
+impl Services {
+    pub(super) async fn sync_hot(
+        &self,
+        session: &UserSession,
+        filter: &FilterDefinition,
+        timeline_limit: usize,
+        base: &mut HotBase,
+    ) -> Result<Hot> {
+        if self.notifier.ephemeral_generation() != base.ephemeral_generation
+            || self.typing_position() != base.token.typing
+        {
+            return Ok(Hot::Slow);
+        }
+        let (presence_changed, presence_position) =
+            self.presence_changes(base.token.presence).await?;
+        if !presence_changed.is_empty() || presence_position != base.token.presence {
+            return Ok(Hot::Slow);
+        }
+        let Some(upto) = self.tails.position() else {
+            return Ok(Hot::Slow);
+        };
+        if upto <= base.upto {
+            return Ok(Hot::Nothing);
+        }
+        let user = session.user_id.as_str();
+        let lazy = matches!(
+            filter.room.state.lazy_load_options,
+            LazyLoadOptions::Enabled { .. }
+        );
+        let sent_members = lazy.then(|| {
+            let cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&(session.user_id.clone(), session.device_id.clone()))
+                .cloned()
+                .unwrap_or_default()
+        });
+        let mut rooms: Vec<(String, Vec<JsonValue>, i64)> = Vec::new();
+        for room in &base.joined {
+            let Some(window) = self.tails.window(room, base.upto, upto) else {
+                return Ok(Hot::Slow);
+            };
+            let mut events = Vec::new();
+            let mut first = None;
+            for event in &window.events {
+                if event.is_state || event.relates || event.is_stale() || event.sender == user {
+                    return Ok(Hot::Slow);
+                }
+                if base.ignored.contains(&event.sender) {
+                    continue;
+                }
+                if let Some(sent) = &sent_members
+                    && !sent.get(room).is_some_and(|members| members.contains(&event.sender))
+                {
+                    // The client lacks this sender's member event: the full pass adds it.
+                    return Ok(Hot::Slow);
+                }
+                let Some(json) = event.client_json() else {
+                    return Ok(Hot::Slow);
+                };
+                first.get_or_insert(event.nid);
+                events.push(json.clone());
+            }
+            if events.len() > timeline_limit {
+                return Ok(Hot::Slow);
+            }
+            if let Some(first) = first {
+                rooms.push((room.clone(), events, first));
+            }
+        }
+        if rooms.is_empty() {
+            base.upto = upto;
+            return Ok(Hot::Nothing);
+        }
+        let (user_text, room_ids) = (
+            user.to_owned(),
+            rooms.iter().map(|(r, _, _)| r.clone()).collect::<Vec<_>>(),
+        );
+        let counts = self
+            .db
+            .read(move |c| {
+                room_ids
+                    .iter()
+                    .map(|room| storage::push_actions::unread_counts(c, &user_text, room))
+                    .collect::<storage::Result<Vec<_>>>()
+            })
+            .await?;
+        let join = rooms
+            .into_iter()
+            .zip(counts)
+            .map(|((room_id, timeline, first), unread)| JoinedRoom {
+                room_id,
+                unread,
+                lazy_sent: Vec::new(),
+                timeline,
+                limited: false,
+                prev_batch: Some(StreamToken { events: first - 1 }.encode()),
+                state: Vec::new(),
+                summary: None,
+            })
+            .collect();
+        let next = SyncToken {
+            events: upto,
+            ..base.token
+        };
+        Ok(Hot::Answer(SyncResult {
+            next_batch: next.encode(),
+            upto,
+            rooms: RoomsSync {
+                join,
+                ..RoomsSync::default()
+            },
+            account_data: AccountDataChanges {
+                position: base.token.account_data,
+                ..AccountDataChanges::default()
+            },
+            ephemeral: Default::default(),
+            presence: Vec::new(),
+        }))
+    }
+}
