@@ -525,3 +525,78 @@ async fn a_member_of_an_allowed_room_joins_a_restricted_room() {
             .contains(&(bob, "join".into()))
     );
 }
+
+#[tokio::test]
+async fn joins_and_transactions_work_in_every_supported_room_version() {
+    let peer = FederationPeer::start().await;
+    let (server, alice, _) = public_room(&peer).await;
+    let (key_id, public_key) = peer.client(&server).server_key().await;
+    for version in ["10", "11", "12"] {
+        let room_id = alice
+            .create_room(json!({"preset": "public_chat", "room_version": version}))
+            .await;
+        let joined = join(&peer, &server, &room_id, "bob").await;
+        let event = &joined["event"];
+        verify_pdu(
+            event,
+            version,
+            peer.server_name(),
+            &peer.key_id(),
+            &peer.public_key(),
+        )
+        .unwrap();
+        let body = format!("Hello in a version {version} room");
+        let event_id = alice.send_message(&room_id, &body).await;
+        let what = format!("the message of the version {version} room arrived");
+        wait_until(&what, Duration::from_secs(30), async || {
+            !with_body(&received_pdus(&peer.received()), &body).is_empty()
+        })
+        .await;
+        let pdus = received_pdus(&peer.received());
+        let (_, pdu) = with_body(&pdus, &body)[0];
+        assert_eq!(pdu_event_id(pdu, version), event_id, "version {version}");
+        verify_pdu(pdu, version, "hs1.test", &key_id, &public_key).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_join_built_before_newer_events_still_joins_and_the_next_event_merges_both() {
+    let peer = FederationPeer::start().await;
+    let (server, alice, room_id) = public_room(&peer).await;
+    let (template, version) = make_join(&peer, &server, &room_id, "bob").await;
+    // The room moves on between make_join and send_join.
+    let meanwhile = alice.send_message(&room_id, "Meanwhile").await;
+    let pdu = peer.sign_pdu(&version, template);
+    peer.client(&server)
+        .put(&send_join_uri(&room_id, &pdu.event_id), pdu.json)
+        .await
+        .ok();
+    let bob = peer.user_id("bob");
+    assert!(
+        alice
+            .members(&room_id, "")
+            .await
+            .contains(&(bob, "join".into()))
+    );
+
+    // Alice's next message is built on both branches: her message and Bob's join.
+    alice.send_message(&room_id, "Welcome").await;
+    wait_until(
+        "the peer got the welcome",
+        Duration::from_secs(30),
+        async || !with_body(&received_pdus(&peer.received()), "Welcome").is_empty(),
+    )
+    .await;
+    let pdus = received_pdus(&peer.received());
+    let (_, welcome) = with_body(&pdus, "Welcome")[0];
+    let mut prev: Vec<String> = welcome["prev_events"]
+        .as_array()
+        .expect("prev_events")
+        .iter()
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect();
+    prev.sort();
+    let mut expected = vec![meanwhile, pdu.event_id];
+    expected.sort();
+    assert_eq!(prev, expected);
+}

@@ -349,20 +349,36 @@ pub fn join_positions(conn: &Connection, room_id: &str, user_id: &str) -> Result
 /// before they were committed. Refuses (aborting the write) when one of them was never written,
 /// so nothing is stored on top of a failed write.
 pub fn state_after_of_prev_txn(txn: &Connection, prev_events: &[String]) -> Result<Option<i64>> {
-    let mut stmt = txn.prepare_cached("SELECT state_after FROM events WHERE event_id = ?1")?;
+    let mut stmt =
+        txn.prepare_cached("SELECT state_after, room_id FROM events WHERE event_id = ?1")?;
     let mut state = None;
+    let mut groups = Vec::new();
+    let mut room = None;
     for prev in prev_events {
-        let found: Option<Option<i64>> = stmt.query_row([prev], |r| r.get(0)).optional()?;
+        let found: Option<(Option<i64>, String)> = stmt
+            .query_row([prev], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         match found {
-            // With several previous events (forks come with federation) the last one's state holds
-            // until state resolution is wired in.
-            Some(group) => state = group,
+            Some((group, room_id)) => {
+                state = group;
+                groups.extend(group.filter(|g| !groups.contains(g)));
+                room = Some(room_id);
+            }
             None => {
                 return Err(super::StorageError::Aborted(format!(
                     "previous event {prev} was not persisted"
                 )));
             }
         }
+    }
+    // Forked history: an event built on every forward extremity has the room's current state
+    // before it, which the ingest of received events keeps resolved over the extremities.
+    if groups.len() > 1
+        && let (Some(parent), Some(room)) = (state, room)
+    {
+        return Ok(Some(super::received::group_of_current_state_txn(
+            txn, &room, parent,
+        )?));
     }
     Ok(state)
 }

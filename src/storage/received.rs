@@ -3,7 +3,7 @@
 //! events stored with a kind (timeline, soft-failed, rejected), their statuses, and the state
 //! groups their state is computed from. Which kind an event gets is the service's decision.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -212,6 +212,37 @@ pub fn extremities_with_state(
     )?;
     let rows = stmt.query_map([room_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A state group holding exactly the room's current state, derived from `parent` (reused when
+/// nothing differs): the state before a local event built on forked history.
+pub fn group_of_current_state_txn(txn: &Connection, room_id: &str, parent: i64) -> Result<i64> {
+    let base = super::state::load_state(txn, parent)?;
+    let mut stmt = txn.prepare_cached(
+        "SELECT type, state_key, event_nid FROM current_state WHERE room_id = ?1",
+    )?;
+    let current: Vec<(String, String, EventNid)> = stmt
+        .query_map([room_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut seen = HashSet::with_capacity(current.len());
+    let mut changes = Vec::new();
+    for (kind, state_key, event) in current {
+        let key = super::state::intern_key_txn(txn, &kind, &state_key)?;
+        seen.insert(key);
+        if base.get(&key) != Some(&event) {
+            changes.push((key, Some(event)));
+        }
+    }
+    changes.extend(
+        base.keys()
+            .filter(|key| !seen.contains(*key))
+            .map(|key| (*key, None)),
+    );
+    if changes.is_empty() {
+        return Ok(parent);
+    }
+    changes.sort_unstable();
+    super::state::create_group_txn(txn, room_id, Some(parent), &changes)
 }
 
 #[cfg(test)]

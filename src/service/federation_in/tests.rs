@@ -279,6 +279,9 @@ async fn a_message_from_a_joined_remote_user_joins_the_timeline_and_wakes_the_ro
         assert!(woken.has_changed().unwrap());
         assert_eq!(f.extremities().await, [pdu.event_id.to_string()]);
         assert_eq!(f.timeline().await[0], pdu.event_id.as_str());
+        // Brought again by another path meanwhile: the same outcome, nothing written twice.
+        let again = f.services.ingest_pdu(&f.rules, pdu.clone()).await.unwrap();
+        assert_eq!(again, Ingested::Accepted);
 
         // A local event builds on it.
         let content = json!({"msgtype": "m.text", "body": "hi bob"});
@@ -630,4 +633,41 @@ async fn presence_edus_of_the_origins_users_reach_their_room_mates() {
         .unwrap_or_else(|| panic!("no presence of Bob: {events:?}"));
     assert_eq!(bobs["content"]["presence"], "online");
     assert_eq!(bobs["content"]["status_msg"], "here");
+}
+
+#[tokio::test]
+async fn a_local_event_after_a_fork_has_the_resolved_state_before_it() {
+    let f = fixture(RoomVersionId::V11).await;
+    let rename = member(bob().as_str(), "join", json!({"displayname": "Bobby"}));
+    let bobby = f.build(&bob(), rename, None).await;
+    let name = json!({"name": "Our room"});
+    let named = f
+        .services
+        .send_state(&f.alice, &f.room, "m.room.name", "", name)
+        .await
+        .unwrap();
+    f.send("fork", &[&bobby], &[]).await;
+    assert_eq!(f.extremities().await.len(), 2);
+
+    let content = json!({"msgtype": "m.text", "body": "after the fork"});
+    let merged = f
+        .services
+        .send_message(&f.alice, &f.room, "m.room.message", "m1", content)
+        .await
+        .unwrap();
+    assert_eq!(f.extremities().await, [merged.to_string()]);
+    let stored = f.stored(&merged).await.unwrap();
+    let group = stored.row.state_before.unwrap();
+    let state = f
+        .services
+        .db
+        .read(move |c| received::state_ids_of_group(c, group))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = state.iter().map(|(_, id)| id.as_str()).collect();
+    assert!(ids.contains(&named.as_str()), "the room name: {state:?}");
+    assert!(
+        ids.contains(&bobby.event_id.as_str()),
+        "Bob's rename: {state:?}"
+    );
 }

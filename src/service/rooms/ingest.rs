@@ -221,6 +221,28 @@ impl Services {
             wanted.push(create.to_string());
         }
         let prev: HashSet<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+        let auth_keys: Option<Vec<(String, String)>> = room::auth_types_for(
+            rules,
+            &pdu.kind,
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.content,
+        )
+        .ok()
+        .map(|keys| {
+            let mut keys: Vec<(String, String)> = keys
+                .into_iter()
+                .map(|(kind, key)| (kind.to_string(), key))
+                .collect();
+            keys.push(("m.room.create".into(), String::new()));
+            keys.extend(
+                pdu.state_map_key()
+                    .map(|(kind, key)| (kind.to_string(), key)),
+            );
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        });
         self.db
             .read(move |c| {
                 let mut events: HashMap<String, StoredEvent> = received::stored_events(c, &wanted)?
@@ -236,11 +258,22 @@ impl Services {
                 group_ids.extend(extremities.iter().filter_map(|(_, g)| *g));
                 group_ids.sort_unstable();
                 group_ids.dedup();
-                let mut groups = HashMap::new();
-                for group in &group_ids {
-                    groups.insert(*group, received::state_ids_of_group(c, *group)?);
-                }
-                let current = received::current_state_ids(c, &room)?;
+                let forks = extremities.iter().any(|(id, _)| !prev.contains(id));
+                let (groups, current) = match (&auth_keys, &group_ids[..]) {
+                    // Linear history: the state before the event is the current state, and the
+                    // rules only read the auth keys of it; the event changes at most its own key.
+                    (Some(keys), [group]) if !forks => {
+                        let (in_group, in_current) = auth_state_txn(c, &room, *group, keys)?;
+                        (HashMap::from([(*group, in_group)]), in_current)
+                    }
+                    _ => {
+                        let mut groups = HashMap::new();
+                        for group in &group_ids {
+                            groups.insert(*group, received::state_ids_of_group(c, *group)?);
+                        }
+                        (groups, received::current_state_ids(c, &room)?)
+                    }
+                };
 
                 let mut state_ids: Vec<String> = groups
                     .values()
@@ -254,8 +287,9 @@ impl Services {
                 for event in received::stored_events(c, &state_ids)? {
                     events.insert(event.row.event_id.clone(), event);
                 }
-                // State resolution walks auth chains; only read them when states differ.
-                if group_ids.len() > 1 {
+                // State resolution walks auth chains: read them when the prev events' states
+                // differ or the event forks the room.
+                if group_ids.len() > 1 || forks {
                     let seeds: Vec<i64> = events.values().map(|e| e.row.nid).collect();
                     let chain: Vec<String> = storage::dag::auth_chain(c, &room, &seeds)?
                         .into_iter()
@@ -449,6 +483,34 @@ impl Services {
             .await?;
         Ok(nid)
     }
+}
+
+/// The entries of `keys` in state group `group` and in the room's current state.
+fn auth_state_txn(
+    c: &rusqlite::Connection,
+    room: &str,
+    group: i64,
+    keys: &[(String, String)],
+) -> storage::Result<(StateRows, StateRows)> {
+    let id_of = |nid: Option<i64>| -> storage::Result<Option<String>> {
+        Ok(match nid {
+            Some(nid) => storage::events::get_event_by_nid(c, nid)?.map(|row| row.event_id),
+            None => None,
+        })
+    };
+    let (mut in_group, mut in_current) = (Vec::new(), Vec::new());
+    for (kind, state_key) in keys {
+        let key = (kind.clone(), state_key.clone());
+        if let Some(key_nid) = state::key_nid(c, kind, state_key)?
+            && let Some(id) = id_of(state::lookup(c, group, key_nid)?)?
+        {
+            in_group.push((key.clone(), id));
+        }
+        if let Some(id) = id_of(state::current_state_event(c, room, kind, state_key)?)? {
+            in_current.push((key, id));
+        }
+    }
+    Ok((in_group, in_current))
 }
 
 /// Interned keys and event stream orderings of state changes, inside a write.
