@@ -192,11 +192,28 @@ async fn a_message_from_the_peer_reaches_local_sync() {
     assert_eq!(event["content"]["body"], "Hello, Alice");
     assert_eq!(event["sender"], bob.as_str());
 
-    // Bob types; Alice's sync shows it.
-    let typing = json!({"edu_type": "m.typing", "content": {
-        "room_id": room.room_id, "user_id": bob, "typing": true
-    }});
-    room.send("t2", vec![], vec![typing]).await.ok();
+    // Bob types; Alice's sync shows it. Typing in a room without the peer is ignored.
+    let typing = |room_id: &str| {
+        json!({"edu_type": "m.typing", "content": {
+            "room_id": room_id, "user_id": bob, "typing": true
+        }})
+    };
+    let elsewhere = room
+        .alice
+        .create_room(json!({"preset": "public_chat"}))
+        .await;
+    let edus = vec![typing(&elsewhere), typing(&room.room_id)];
+    room.send("t2", vec![], edus).await.ok();
+    let sync = room
+        .alice
+        .get("/_matrix/client/v3/sync?timeout=0")
+        .await
+        .ok();
+    let typists = |room_id: &str| sync["rooms"]["join"][room_id]["ephemeral"]["events"].clone();
+    assert!(
+        !typists(&elsewhere).to_string().contains(bob.as_str()),
+        "{sync}"
+    );
     let next = sync["next_batch"].as_str().expect("next_batch").to_owned();
     let (alice, room_id) = (&room.alice, room.room_id.clone());
     wait_until(

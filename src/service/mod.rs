@@ -59,6 +59,8 @@ pub struct Services {
     pub notifier: notifier::Notifier,
     /// Wakes the push evaluator when events are committed.
     pub push_wake: tokio::sync::Notify,
+    /// Bumped whenever a user's push rules change, so the evaluator's copies are dropped.
+    pub push_rules_generation: std::sync::atomic::AtomicU64,
     /// Wakes the push outbox when the evaluator has recorded notifications.
     pub pusher_wake: tokio::sync::Notify,
     /// Wakes the federation outbox when events are committed or EDUs queued.
@@ -101,6 +103,7 @@ impl Services {
             metrics,
             notifier: notifier::Notifier::default(),
             push_wake: tokio::sync::Notify::new(),
+            push_rules_generation: std::sync::atomic::AtomicU64::new(0),
             pusher_wake: tokio::sync::Notify::new(),
             federation_wake: tokio::sync::Notify::new(),
             push_client: outbox::push_gateway::gateway_client(),

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ruma::events::AnySyncTimelineEvent;
@@ -22,14 +23,17 @@ use crate::storage::{self, push_actions::PushAction};
 
 /// Events evaluated per transaction.
 const BATCH: usize = 200;
+/// Rooms whose members and power levels the evaluator keeps between batches.
+const MAX_CACHED_ROOMS: usize = 1_000;
 /// How often the evaluator looks for work when nobody woke it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 impl Services {
     /// Evaluates forever; started once with the server.
     pub async fn run_push_evaluator(self: Arc<Self>) {
+        let mut cache = EvalCache::default();
         loop {
-            match self.evaluate_pending().await {
+            match self.evaluate_pending(&mut cache).await {
                 Ok(0) => {
                     let _ = tokio::time::timeout(IDLE_POLL, self.push_wake.notified()).await;
                 }
@@ -43,7 +47,13 @@ impl Services {
     }
 
     /// Evaluates the next batch of committed events; returns how many it took.
-    pub(crate) async fn evaluate_pending(&self) -> Result<usize> {
+    pub(crate) async fn evaluate_pending(&self, cache: &mut EvalCache) -> Result<usize> {
+        let generation = self.push_rules_generation.load(Ordering::Acquire);
+        if cache.rules_generation != generation || cache.rooms.len() > MAX_CACHED_ROOMS {
+            cache.rules.clear();
+            cache.rooms.clear();
+            cache.rules_generation = generation;
+        }
         let rows = self
             .db
             .read(|c| {
@@ -54,7 +64,6 @@ impl Services {
         let Some(last) = rows.last().map(|r| r.nid) else {
             return Ok(0);
         };
-        let mut rules: HashMap<OwnedUserId, Ruleset> = HashMap::new();
         let mut actions = Vec::new();
         for row in &rows {
             let event = client_event(row)?;
@@ -65,7 +74,11 @@ impl Services {
                 continue;
             };
             let thread_id = thread_of(&event);
-            let room = self.push_room(&room_id).await?;
+            if !cache.rooms.contains_key(room_id.as_str()) {
+                let room = self.push_room(&room_id).await?;
+                cache.rooms.insert(room_id.to_string(), Arc::new(room));
+            }
+            let room = cache.rooms[room_id.as_str()].clone();
             let raw: Raw<AnySyncTimelineEvent> = match serde_json::value::to_raw_value(&event) {
                 Ok(raw) => Raw::from_json(raw),
                 Err(_) => continue,
@@ -74,10 +87,12 @@ impl Services {
                 if member.as_str() == sender {
                     continue;
                 }
-                if !rules.contains_key(member) {
-                    rules.insert(member.clone(), self.push_rules(member).await?);
+                if !cache.rules.contains_key(member) {
+                    cache
+                        .rules
+                        .insert(member.clone(), self.push_rules(member).await?);
                 }
-                let ruleset = &rules[member];
+                let ruleset = &cache.rules[member];
                 let mut ctx = PushConditionRoomCtx::new(
                     room_id.clone(),
                     room.member_count,
@@ -97,6 +112,10 @@ impl Services {
                         thread_id: thread_id.clone(),
                     });
                 }
+            }
+            if event.get("state_key").is_some() {
+                // Members, names or power levels may have changed with it.
+                cache.rooms.remove(room_id.as_str());
             }
         }
         let woken: Vec<OwnedUserId> = actions
@@ -195,6 +214,16 @@ fn thread_of(event: &JsonValue) -> String {
             .to_owned(),
         _ => "main".to_owned(),
     }
+}
+
+/// What the evaluator keeps between batches: each user's push rules (all dropped when any user's
+/// rules change) and each room's members and power levels (dropped after each state event of the
+/// room, which may change them).
+#[derive(Default)]
+pub(crate) struct EvalCache {
+    rules_generation: u64,
+    rules: HashMap<OwnedUserId, Ruleset>,
+    rooms: HashMap<String, Arc<PushRoom>>,
 }
 
 struct PushRoom {

@@ -33,6 +33,9 @@ impl Services {
         let content = json!({ "global": rules });
         self.store_account_data(user_id, None, PUSH_RULES, content)
             .await?;
+        // The push evaluator drops the rules it keeps.
+        self.push_rules_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 

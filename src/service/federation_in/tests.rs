@@ -671,3 +671,40 @@ async fn a_local_event_after_a_fork_has_the_resolved_state_before_it() {
         "Bob's rename: {state:?}"
     );
 }
+
+#[tokio::test]
+async fn a_remote_state_event_on_linear_history_updates_the_current_state() {
+    let f = fixture(RoomVersionId::V11).await;
+    let rename = member(bob().as_str(), "join", json!({"displayname": "Bobby"}));
+    let bobby = f.build(&bob(), rename, None).await;
+    assert_eq!(
+        f.send("rename", &[&bobby], &[]).await[&bobby.event_id],
+        Ok(())
+    );
+    assert_eq!(
+        f.current_state("m.room.member", bob().as_str())
+            .await
+            .as_deref(),
+        Some(bobby.event_id.as_str())
+    );
+    assert!(f.current_state("m.room.power_levels", "").await.is_some());
+    // Bob leaves; remote.test has no member left, so it may send nothing more.
+    let leave = f
+        .build(&bob(), member(bob().as_str(), "leave", json!({})), None)
+        .await;
+    assert_eq!(
+        f.send("leave", &[&leave], &[]).await[&leave.event_id],
+        Ok(())
+    );
+    assert_eq!(
+        f.services
+            .membership_of(&f.room, &bob())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("leave")
+    );
+    let after = f.build(&bob(), message("ghost"), None).await;
+    let error = f.send("ghost", &[&after], &[]).await[&after.event_id].clone();
+    assert!(error.unwrap_err().contains("no joined member"));
+}
