@@ -15,12 +15,24 @@ use tokio::sync::watch;
 pub struct Notifier {
     rooms: Channels<OwnedRoomId>,
     users: Channels<OwnedUserId>,
+    /// Per user, the push evaluator's position when it last recorded a notification for them.
+    counts: Channels<OwnedUserId>,
+    /// How far the push evaluator has got through the event stream.
+    push_progress: PushProgress,
     /// Counts ephemeral changes in any room, so a request that subscribes after reading can tell
     /// whether one slipped in between (ephemeral changes move no event position).
     ephemeral: AtomicU64,
 }
 
 struct Channels<K>(Mutex<HashMap<K, watch::Sender<i64>>>);
+
+struct PushProgress(watch::Sender<i64>);
+
+impl Default for PushProgress {
+    fn default() -> Self {
+        PushProgress(watch::channel(0).0)
+    }
+}
 
 impl<K> Default for Channels<K> {
     fn default() -> Self {
@@ -66,6 +78,32 @@ impl Notifier {
         if let Some(sender) = channels.get(room) {
             sender.send_modify(|_| ());
         }
+    }
+
+    /// The push evaluator recorded notifications of `user` for events up to `position`.
+    pub fn counts_changed(&self, user: &UserId, position: i64) {
+        self.counts.publish(&user.to_owned(), position);
+    }
+
+    pub fn subscribe_counts(&self, user: &UserId) -> watch::Receiver<i64> {
+        self.counts.subscribe(&user.to_owned())
+    }
+
+    /// The push evaluator has evaluated every event up to `position`.
+    pub fn push_evaluated(&self, position: i64) {
+        self.push_progress.0.send_if_modified(|p| {
+            let moved = position > *p;
+            *p = (*p).max(position);
+            moved
+        });
+    }
+
+    /// Waits until the push evaluator has evaluated every event up to `position`, or `timeout`
+    /// passes; returns how far it has got.
+    pub async fn wait_for_push(&self, position: i64, timeout: std::time::Duration) -> i64 {
+        let mut progress = self.push_progress.0.subscribe();
+        let _ = tokio::time::timeout(timeout, progress.wait_for(|p| *p >= position)).await;
+        *progress.borrow()
     }
 
     /// How many ephemeral changes have been published so far.

@@ -54,14 +54,15 @@ impl Services {
             cache.rooms.clear();
             cache.rules_generation = generation;
         }
-        let rows = self
+        let (position, rows) = self
             .db
             .read(|c| {
                 let position = storage::push_actions::progress(c)?;
-                storage::push_actions::events_after(c, position, BATCH)
+                Ok((position, storage::push_actions::events_after(c, position, BATCH)?))
             })
             .await?;
         let Some(last) = rows.last().map(|r| r.nid) else {
+            self.notifier.push_evaluated(position);
             return Ok(0);
         };
         let mut actions = Vec::new();
@@ -118,7 +119,7 @@ impl Services {
                 cache.rooms.remove(room_id.as_str());
             }
         }
-        let woken: Vec<OwnedUserId> = actions
+        let woken: std::collections::BTreeSet<OwnedUserId> = actions
             .iter()
             .filter_map(|a| UserId::parse(&a.user_id).ok())
             .collect();
@@ -129,8 +130,9 @@ impl Services {
             })
             .await?;
         self.pusher_wake.notify_one();
+        self.notifier.push_evaluated(last);
         for user in woken {
-            self.notifier.user_changed(&user, last);
+            self.notifier.counts_changed(&user, last);
         }
         Ok(count)
     }

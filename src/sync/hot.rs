@@ -1,6 +1,7 @@
 //! The fast path of a long-poll: after a full pass found nothing new, a wake caused only by new
 //! events in the user's rooms is answered from the in-memory room tails (`tails.rs`), without
-//! reading the database except for the rooms' unread counts.
+//! reading the database except for the rooms' unread counts (for which it waits briefly for the
+//! push evaluator, so that the counts come with the events that change them).
 //!
 //! It only answers what it can answer exactly as the full pass would: new non-state events from
 //! other users that relate to nothing, in rooms the user was joined to throughout, within the
@@ -10,6 +11,7 @@
 //! request back to the full pass.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions};
 use serde_json::Value as JsonValue;
@@ -20,6 +22,9 @@ use crate::service::account_data::AccountDataChanges;
 use crate::service::rooms::StreamToken;
 use crate::service::{Result, Services, UserSession};
 use crate::storage;
+
+/// The longest the fast path waits for the push evaluator, so that counts come with the events.
+const PUSH_WAIT: Duration = Duration::from_millis(50);
 
 /// What the last full pass established, which the fast path builds on.
 pub(super) struct HotBase {
@@ -133,35 +138,55 @@ impl Services {
             base.upto = upto;
             return Ok(Hot::Nothing);
         }
-        let (user_text, room_ids) = (
-            user.to_owned(),
-            rooms.iter().map(|(r, _, _)| r.clone()).collect::<Vec<_>>(),
-        );
+        // Counts come with the events: wait (briefly) for the push evaluator to reach them, and
+        // bring along every room whose counts it changed since the client's token.
+        let evaluated = self.notifier.wait_for_push(upto, PUSH_WAIT).await;
+        let push = evaluated.max(base.token.push);
+        let (user_text, from) = (user.to_owned(), base.token.push);
+        let mut room_ids: Vec<String> = rooms.iter().map(|(r, _, _)| r.clone()).collect();
+        let joined: HashSet<String> = base.joined.iter().cloned().collect();
         let counts = self
             .db
             .read(move |c| {
+                if push > from {
+                    for room in storage::push_actions::rooms_notified_between(c, &user_text, from, push)? {
+                        if joined.contains(&room) && !room_ids.contains(&room) {
+                            room_ids.push(room);
+                        }
+                    }
+                }
                 room_ids
-                    .iter()
-                    .map(|room| storage::push_actions::unread_counts(c, &user_text, room))
+                    .into_iter()
+                    .map(|room| {
+                        let counts = storage::push_actions::unread_counts(c, &user_text, &room)?;
+                        Ok((room, counts))
+                    })
                     .collect::<storage::Result<Vec<_>>>()
             })
             .await?;
-        let join = rooms
+        let mut timelines = rooms.into_iter();
+        let join = counts
             .into_iter()
-            .zip(counts)
-            .map(|((room_id, timeline, first), unread)| JoinedRoom {
-                room_id,
-                unread,
-                lazy_sent: Vec::new(),
-                timeline,
-                limited: false,
-                prev_batch: Some(StreamToken { events: first - 1 }.encode()),
-                state: Vec::new(),
-                summary: None,
+            .map(|(room_id, unread)| {
+                let (timeline, first) = match timelines.next() {
+                    Some((_, timeline, first)) => (timeline, Some(first)),
+                    None => (Vec::new(), None),
+                };
+                JoinedRoom {
+                    room_id,
+                    unread,
+                    lazy_sent: Vec::new(),
+                    timeline,
+                    limited: false,
+                    prev_batch: first.map(|first| StreamToken { events: first - 1 }.encode()),
+                    state: Vec::new(),
+                    summary: None,
+                }
             })
             .collect();
         let next = SyncToken {
             events: upto,
+            push,
             ..base.token
         };
         Ok(Hot::Answer(SyncResult {

@@ -68,17 +68,21 @@ impl Services {
         let deadline =
             tokio::time::Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         // Listen before reading, so that nothing committed after the read goes unnoticed: the
-        // user's own channel now, each room's once the read has named the rooms (see `watch`).
+        // user's own channels now, each room's once the read has named the rooms (see `watch`).
         let mut wakers = Wakers {
             user: self.notifier.subscribe_user(&session.user_id),
+            counts: self.notifier.subscribe_counts(&session.user_id),
             rooms: HashMap::new(),
         };
         let hot_allowed = hot::filter_allows_hot(&request.filter);
         let timeline_limit = timeline_limit(&request.filter);
         let mut hot: Option<hot::HotBase> = None;
         let mut last: Option<SyncResult> = None;
+        // Unread counts up to this push position are already in what the client has.
+        let mut known_push = since.map_or(0, |s| s.push);
+        let mut pass_needed = true;
         loop {
-            if let Some(base) = hot.as_mut() {
+            if pass_needed && let Some(base) = hot.as_mut() {
                 match self
                     .sync_hot(session, &request.filter, timeline_limit, base)
                     .await?
@@ -91,7 +95,7 @@ impl Services {
                     hot::Hot::Slow => hot = None,
                 }
             }
-            if hot.is_none() {
+            if pass_needed && hot.is_none() {
                 let ephemeral_generation = self.notifier.ephemeral_generation();
                 let typing_position = self.typing_position();
                 let (result, pass) = self.sync_once(session, since, &request).await?;
@@ -107,8 +111,10 @@ impl Services {
                     // Something was committed between the read and the new subscriptions.
                     continue;
                 }
+                let token = SyncToken::parse(&result.next_batch).unwrap_or_default();
+                known_push = token.push;
                 hot = hot_allowed.then(|| hot::HotBase {
-                    token: SyncToken::parse(&result.next_batch).unwrap_or_default(),
+                    token,
                     upto: result.upto,
                     joined: pass.joined,
                     ignored: pass.ignored,
@@ -116,6 +122,7 @@ impl Services {
                 });
                 last = Some(result);
             }
+            pass_needed = true;
             let rooms = if wakers.rooms.is_empty() {
                 futures_util::future::pending().boxed()
             } else {
@@ -125,15 +132,23 @@ impl Services {
             };
             let woke = tokio::time::timeout_at(deadline, async {
                 tokio::select! {
-                    _ = wakers.user.changed() => true,
-                    () = rooms => wakers.user.has_changed().unwrap_or(true),
+                    _ = wakers.user.changed() => Woke::User,
+                    _ = wakers.counts.changed() => Woke::Counts,
+                    () = rooms => Woke::Rooms,
                 }
             })
             .await;
+            let counts_moved =
+                |counts: &tokio::sync::watch::Receiver<i64>| *counts.borrow() > known_push;
             match woke {
-                // Only the full pass reads what reaches the user outside their rooms' events.
-                Ok(user_changed) => {
-                    if user_changed {
+                // Only a full pass reads what reaches the user outside their rooms' events.
+                Ok(Woke::User) => hot = None,
+                // Counts the client already has (the fast path waits for them) need no pass.
+                Ok(Woke::Counts) if !counts_moved(&wakers.counts) => pass_needed = false,
+                Ok(Woke::Counts) => hot = None,
+                Ok(Woke::Rooms) => {
+                    if wakers.user.has_changed().unwrap_or(true) || counts_moved(&wakers.counts)
+                    {
                         hot = None;
                     }
                 }
@@ -401,6 +416,13 @@ impl Services {
     }
 }
 
+/// What woke a long-poll.
+enum Woke {
+    User,
+    Counts,
+    Rooms,
+}
+
 /// What a full pass learnt besides its answer: the rooms to listen to, and for the fast path
 /// the joined rooms and the ignored users.
 struct Pass {
@@ -419,9 +441,11 @@ fn timeline_limit(filter: &FilterDefinition) -> usize {
         .clamp(1, MAX_TIMELINE_LIMIT)
 }
 
-/// What a long-poll listens to: the user's channel and one per room they are in.
+/// What a long-poll listens to: the user's channels and one per room they are in.
 struct Wakers {
     user: tokio::sync::watch::Receiver<i64>,
+    /// The push evaluator's position when it last recorded a notification for the user.
+    counts: tokio::sync::watch::Receiver<i64>,
     rooms: HashMap<OwnedRoomId, tokio::sync::watch::Receiver<i64>>,
 }
 

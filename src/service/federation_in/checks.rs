@@ -72,16 +72,19 @@ pub struct CheckedPdu {
 
 /// Checks the signatures of a PDU with `keys` (the public keys `keys_to_fetch` named, those that
 /// could be had) and its content hash; parses it. A failed signature refuses the PDU; a failed
-/// content hash yields its redacted form.
+/// content hash yields its redacted form. The sender's `unsigned` is dropped: it is covered by no
+/// hash or signature, and what this server adds there (`redacted_because`, relations) must not
+/// be forgeable by another.
 pub fn verify_pdu(
     rules: &RoomVersionRules,
     event_id: OwnedEventId,
     room_id: &RoomId,
-    json: CanonicalJsonObject,
+    mut json: CanonicalJsonObject,
     keys: &PublicKeyMap,
 ) -> Result<CheckedPdu, String> {
     let verified = ruma::signatures::verify_event(keys, &json, rules)
         .map_err(|e| format!("signature check failed: {e}"))?;
+    json.remove("unsigned");
     let pdu = Pdu::from_json_with_rules(rules, event_id, room_id, json)
         .map_err(|e| format!("malformed PDU: {e}"))?;
     match verified {

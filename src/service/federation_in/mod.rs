@@ -11,7 +11,8 @@
 //! with the redacted form. `prev_events` unknown here are asked from the origin once with
 //! `/get_missing_events` (at most `MISSING_EVENTS_LIMIT`, processed oldest first, without asking
 //! again for theirs). A gap the answer does not close refuses the PDU ("prev events unknown
-//! here"): fetching the state at the gap with `/state_ids` is not done yet. Authorization and
+//! here"): fetching the state at the gap with `/state_ids` is not done yet, nor fetching unknown
+//! `auth_events` with `/event_auth` (such a PDU is refused too, nothing stored). Authorization and
 //! storage are `rooms::ingest`'s.
 //!
 //! EDUs: `m.typing` and `m.receipt` of the origin's users in rooms where the origin is allowed are

@@ -93,11 +93,16 @@ fn a_pdu_not_signed_by_the_senders_server_is_refused() {
 }
 
 #[test]
-fn a_correctly_signed_pdu_passes_whole() {
+fn a_correctly_signed_pdu_passes_whole_without_the_senders_unsigned() {
     let signer = key(1);
-    let checked = check(signed_message(&signer), &keys_of(&signer)).unwrap();
+    let mut json = signed_message(&signer);
+    let mut unsigned = CanonicalJsonObject::new();
+    unsigned.insert("redacted_because".into(), CanonicalJsonValue::Bool(true));
+    json.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
+    let checked = check(json, &keys_of(&signer)).unwrap();
     assert!(!checked.redacted);
     assert!(checked.pdu.content.get().contains("hello"));
+    assert!(!checked.pdu.json.contains_key("unsigned"));
 }
 
 #[test]
