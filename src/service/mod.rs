@@ -72,6 +72,8 @@ pub struct Services {
         Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
     /// The latest events of active rooms, fed by every commit, for `/sync`'s fast path.
     pub tails: std::sync::Arc<crate::sync::tails::RoomTails>,
+    /// What each device's last long-poll knew, for the request that continues from it.
+    pub sync_resume: crate::sync::ResumeCache,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -109,6 +111,7 @@ impl Services {
             push_client: outbox::push_gateway::gateway_client(),
             lazy_members: Mutex::new(HashMap::new()),
             tails,
+            sync_resume: crate::sync::ResumeCache::default(),
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),

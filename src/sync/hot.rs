@@ -27,7 +27,7 @@ use crate::storage;
 const PUSH_WAIT: Duration = Duration::from_millis(50);
 
 /// What the last full pass established, which the fast path builds on.
-pub(super) struct HotBase {
+pub struct HotBase {
     /// The full pass's next token: every stream but events is current as of it.
     pub token: SyncToken,
     /// The event position covered so far (the full pass's, then each empty fast pass's).
@@ -35,6 +35,38 @@ pub(super) struct HotBase {
     pub joined: Vec<String>,
     pub ignored: HashSet<String>,
     pub ephemeral_generation: u64,
+}
+
+impl HotBase {
+    /// The base after the fast path answered `result`: the same, up to the answer's position.
+    pub fn advanced(self, result: &SyncResult) -> HotBase {
+        HotBase {
+            token: SyncToken::parse(&result.next_batch).unwrap_or(self.token),
+            upto: result.upto,
+            ..self
+        }
+    }
+}
+
+impl HotBase {
+    /// An answer with nothing new, continuing from where the base is.
+    pub fn nothing_new(&self) -> SyncResult {
+        SyncResult {
+            next_batch: SyncToken {
+                events: self.upto,
+                ..self.token
+            }
+            .encode(),
+            upto: self.upto,
+            rooms: RoomsSync::default(),
+            account_data: AccountDataChanges {
+                position: self.token.account_data,
+                ..AccountDataChanges::default()
+            },
+            ephemeral: Default::default(),
+            presence: Vec::new(),
+        }
+    }
 }
 
 pub(super) enum Hot {

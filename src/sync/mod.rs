@@ -4,6 +4,7 @@
 //! through the notifier when there is nothing new.
 
 mod hot;
+mod resume;
 pub mod rooms;
 pub mod tails;
 pub mod token;
@@ -21,6 +22,7 @@ use crate::service::account_data::{self, AccountDataChanges};
 use crate::service::receipts;
 use crate::service::{Result, Services, UserSession};
 use crate::storage;
+pub use resume::ResumeCache;
 pub use rooms::{JoinedRoom, RoomsSync, Summary};
 pub use token::SyncToken;
 
@@ -69,18 +71,36 @@ impl Services {
             tokio::time::Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         // Listen before reading, so that nothing committed after the read goes unnoticed: the
         // user's own channels now, each room's once the read has named the rooms (see `watch`).
-        let mut wakers = Wakers {
-            user: self.notifier.subscribe_user(&session.user_id),
-            counts: self.notifier.subscribe_counts(&session.user_id),
-            rooms: HashMap::new(),
-        };
         let hot_allowed = hot::filter_allows_hot(&request.filter);
         let timeline_limit = timeline_limit(&request.filter);
-        let mut hot: Option<hot::HotBase> = None;
+        let device_key = (session.user_id.clone(), session.device_id.clone());
+        // A device continuing from the answer its last long-poll gave takes over what that
+        // long-poll knew and listened to, and can start on the fast path.
+        let resumed = request
+            .since
+            .as_deref()
+            .and_then(|since| self.sync_resume.take(&device_key, since));
+        let (mut wakers, mut hot, mut known_push) = match resumed {
+            Some(resume) => {
+                let hot = (hot_allowed && !resume.wakers.user.has_changed().unwrap_or(true))
+                    .then_some(resume.base);
+                (resume.wakers, hot, resume.known_push)
+            }
+            None => (
+                Wakers {
+                    user: self.notifier.subscribe_user(&session.user_id),
+                    counts: self.notifier.subscribe_counts(&session.user_id),
+                    rooms: HashMap::new(),
+                },
+                None,
+                since.map_or(0, |s| s.push),
+            ),
+        };
         let mut last: Option<SyncResult> = None;
-        // Unread counts up to this push position are already in what the client has.
-        let mut known_push = since.map_or(0, |s| s.push);
         let mut pass_needed = true;
+        if *wakers.counts.borrow() > known_push {
+            hot = None;
+        }
         loop {
             if pass_needed && let Some(base) = hot.as_mut() {
                 match self
@@ -89,6 +109,11 @@ impl Services {
                 {
                     hot::Hot::Answer(result) => {
                         self.metrics.observe_sync_answer(true);
+                        if let Some(base) = hot {
+                            let base = base.advanced(&result);
+                            self.sync_resume
+                                .keep(device_key, &result.next_batch, base, wakers);
+                        }
                         return Ok(result);
                     }
                     hot::Hot::Nothing => {}
@@ -99,27 +124,32 @@ impl Services {
                 let ephemeral_generation = self.notifier.ephemeral_generation();
                 let typing_position = self.typing_position();
                 let (result, pass) = self.sync_once(session, since, &request).await?;
-                if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline
-                {
-                    self.metrics.observe_sync_answer(false);
-                    return Ok(result);
-                }
                 let missed = self.watch(&mut wakers, &pass.watched, result.upto)
                     || self.notifier.ephemeral_generation() != ephemeral_generation
                     || self.typing_position() != typing_position;
-                if missed {
-                    // Something was committed between the read and the new subscriptions.
-                    continue;
-                }
                 let token = SyncToken::parse(&result.next_batch).unwrap_or_default();
-                known_push = token.push;
-                hot = hot_allowed.then(|| hot::HotBase {
+                let base = hot::HotBase {
                     token,
                     upto: result.upto,
                     joined: pass.joined,
                     ignored: pass.ignored,
                     ephemeral_generation,
-                });
+                };
+                if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline
+                {
+                    self.metrics.observe_sync_answer(false);
+                    if hot_allowed && !missed {
+                        self.sync_resume
+                            .keep(device_key, &result.next_batch, base, wakers);
+                    }
+                    return Ok(result);
+                }
+                if missed {
+                    // Something was committed between the read and the new subscriptions.
+                    continue;
+                }
+                known_push = token.push;
+                hot = hot_allowed.then_some(base);
                 last = Some(result);
             }
             pass_needed = true;
@@ -155,8 +185,23 @@ impl Services {
                 Err(_) => {
                     self.metrics.observe_sync_answer(false);
                     return match last {
-                        Some(result) => Ok(result),
-                        None => self.sync_once(session, since, &request).await.map(|(r, _)| r),
+                        Some(result) => {
+                            if let Some(base) = hot {
+                                self.sync_resume
+                                    .keep(device_key, &result.next_batch, base, wakers);
+                            }
+                            Ok(result)
+                        }
+                        None => match hot {
+                            // Resumed and nothing came: the same position again, no pass needed.
+                            Some(base) => {
+                                let result = base.nothing_new();
+                                self.sync_resume
+                                    .keep(device_key, &result.next_batch, base, wakers);
+                                Ok(result)
+                            }
+                            None => self.sync_once(session, since, &request).await.map(|(r, _)| r),
+                        },
                     };
                 }
             }
@@ -442,7 +487,7 @@ fn timeline_limit(filter: &FilterDefinition) -> usize {
 }
 
 /// What a long-poll listens to: the user's channels and one per room they are in.
-struct Wakers {
+pub struct Wakers {
     user: tokio::sync::watch::Receiver<i64>,
     /// The push evaluator's position when it last recorded a notification for the user.
     counts: tokio::sync::watch::Receiver<i64>,
