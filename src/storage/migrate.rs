@@ -60,6 +60,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_create_received_transactions",
         include_str!("../../migrations/0013_create_received_transactions.sql"),
     ),
+    (
+        "0014_create_push_summary",
+        include_str!("../../migrations/0014_create_push_summary.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -1,5 +1,7 @@
-//! Tables `event_push_actions` and `push_progress`: what push rules decided for each event, per
-//! member, and the evaluator's position in the event stream.
+//! Tables `event_push_actions`, `push_summary` and `push_progress`: what push rules decided for
+//! each event, per member; the unread counts that follow from them, per user, room and thread
+//! (incremented as actions are recorded, recounted when a read receipt moves); and the
+//! evaluator's position in the event stream.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -39,12 +41,19 @@ pub fn events_after(conn: &Connection, position: i64, limit: usize) -> Result<Ve
 /// Stores the actions of a batch and moves the evaluator past it, in one transaction.
 pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64) -> Result<()> {
     let mut insert = txn.prepare_cached(
-        "INSERT OR REPLACE INTO event_push_actions
+        "INSERT INTO event_push_actions
            (user_id, room_id, event_nid, highlight, actions, thread_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (user_id, room_id, event_nid) DO NOTHING",
+    )?;
+    let mut count = txn.prepare_cached(
+        "INSERT INTO push_summary (user_id, room_id, thread_id, notify, highlight)
+         VALUES (?1, ?2, ?3, 1, ?4)
+         ON CONFLICT (user_id, room_id, thread_id)
+         DO UPDATE SET notify = notify + 1, highlight = highlight + excluded.highlight",
     )?;
     for action in actions {
-        insert.execute(params![
+        let inserted = insert.execute(params![
             action.user_id,
             action.room_id,
             action.event_nid,
@@ -52,6 +61,18 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
             action.actions,
             action.thread_id
         ])?;
+        // An event already read (a receipt can overtake the evaluator) is not unread.
+        if inserted > 0
+            && action.event_nid
+                > read_up_to(txn, &action.user_id, &action.room_id, &action.thread_id)?
+        {
+            count.execute(params![
+                action.user_id,
+                action.room_id,
+                action.thread_id,
+                action.highlight
+            ])?;
+        }
     }
     txn.execute(
         "UPDATE push_progress SET position = ?1 WHERE id = 1",
@@ -91,24 +112,34 @@ impl UnreadCounts {
     }
 }
 
+/// The position up to which a user has read a thread of a room (`main`: the main timeline): their
+/// latest unthreaded receipt or their latest receipt in that thread, whichever is later.
+fn read_up_to(conn: &Connection, user_id: &str, room_id: &str, thread_id: &str) -> Result<i64> {
+    let read: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MAX(event_stream_ordering) FROM receipts
+             WHERE room_id = ?1 AND user_id = ?2 AND receipt_type IN ('m.read', 'm.read.private')
+               AND thread_id IN ('', ?3)",
+        )?
+        .query_row(params![room_id, user_id, thread_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(read.unwrap_or(0))
+}
+
 /// Notification and highlight counts of a user in a room: an event is unread when it comes after
 /// the user's latest unthreaded receipt and after their receipt in the event's own thread
-/// (`main` for the main timeline).
+/// (`main` for the main timeline). Read from `push_summary`: no counting.
 pub fn unread_counts(conn: &Connection, user_id: &str, room_id: &str) -> Result<UnreadCounts> {
     let mut stmt = conn.prepare_cached(
-        "SELECT p.thread_id, COUNT(*), SUM(p.highlight) FROM event_push_actions p
-         WHERE p.user_id = ?1 AND p.room_id = ?2
-           AND p.event_nid > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r
-                WHERE r.room_id = ?2 AND r.user_id = ?1
-                  AND r.receipt_type IN ('m.read', 'm.read.private')
-                  AND r.thread_id IN ('', p.thread_id)), 0)
-         GROUP BY p.thread_id ORDER BY p.thread_id",
+        "SELECT thread_id, notify, highlight FROM push_summary
+         WHERE user_id = ?1 AND room_id = ?2 AND notify > 0 ORDER BY thread_id",
     )?;
     let rows = stmt.query_map(params![user_id, room_id], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?.max(0) as u64,
-            r.get::<_, Option<i64>>(2)?.unwrap_or(0).max(0) as u64,
+            r.get::<_, i64>(2)?.max(0) as u64,
         ))
     })?;
     let mut counts = UnreadCounts::default();
@@ -121,6 +152,25 @@ pub fn unread_counts(conn: &Connection, user_id: &str, room_id: &str) -> Result<
         }
     }
     Ok(counts)
+}
+
+/// Counts a user's unread notifications in a room afresh, after one of their read receipts moved.
+pub fn recount_txn(txn: &Connection, user_id: &str, room_id: &str) -> Result<()> {
+    txn.prepare_cached("DELETE FROM push_summary WHERE user_id = ?1 AND room_id = ?2")?
+        .execute(params![user_id, room_id])?;
+    txn.prepare_cached(
+        "INSERT INTO push_summary (user_id, room_id, thread_id, notify, highlight)
+         SELECT p.user_id, p.room_id, p.thread_id, COUNT(*), SUM(p.highlight)
+         FROM event_push_actions p
+         WHERE p.user_id = ?1 AND p.room_id = ?2
+           AND p.event_nid > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r
+                WHERE r.room_id = ?2 AND r.user_id = ?1
+                  AND r.receipt_type IN ('m.read', 'm.read.private')
+                  AND r.thread_id IN ('', p.thread_id)), 0)
+         GROUP BY p.thread_id",
+    )?
+    .execute(params![user_id, room_id])?;
+    Ok(())
 }
 
 /// The rooms where push actions were recorded for a user at event positions in (`after`,
@@ -158,4 +208,68 @@ pub fn notifications(
         |r| Ok((event_row_at(r, 0)?, r.get(7)?, r.get(8)?)),
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::migrated_in_memory;
+
+    fn action(nid: i64, thread: &str, highlight: bool) -> PushAction {
+        PushAction {
+            user_id: "@bob:x".into(),
+            room_id: "!a:x".into(),
+            event_nid: nid,
+            highlight,
+            actions: "[]".into(),
+            thread_id: thread.into(),
+        }
+    }
+
+    fn read(conn: &Connection, thread: &str, nid: i64) {
+        conn.execute(
+            "INSERT OR REPLACE INTO receipts (room_id, receipt_type, user_id, thread_id, event_id,
+               event_stream_ordering, ts, stream_id)
+             VALUES ('!a:x', 'm.read', '@bob:x', ?1, '$e', ?2, 0,
+               (SELECT COALESCE(MAX(stream_id), 0) + 1 FROM receipts))",
+            params![thread, nid],
+        )
+        .unwrap();
+        recount_txn(conn, "@bob:x", "!a:x").unwrap();
+    }
+
+    #[test]
+    fn counts_follow_recorded_actions_and_receipts_per_thread() {
+        let conn = migrated_in_memory();
+        conn.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts)
+             VALUES ('!a:x', '11', '@alice:x', 0)",
+            [],
+        )
+        .unwrap();
+        let batch = [
+            action(10, "main", false),
+            action(11, "main", true),
+            action(12, "$root", false),
+        ];
+        record_batch_txn(&conn, &batch, 12).unwrap();
+        // Recording the same actions again (a retried batch) counts nothing twice.
+        record_batch_txn(&conn, &batch, 12).unwrap();
+        let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
+        assert_eq!(counts.main, (2, 1));
+        assert_eq!(counts.threads, vec![("$root".to_owned(), 1, 0)]);
+        assert_eq!(counts.total(), (3, 1));
+
+        read(&conn, "main", 10);
+        let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
+        assert_eq!((counts.main, counts.threads.len()), ((1, 1), 1));
+
+        // A receipt that overtook the evaluator: the late action is already read.
+        read(&conn, "", 20);
+        record_batch_txn(&conn, &[action(15, "main", false)], 15).unwrap();
+        assert_eq!(unread_counts(&conn, "@bob:x", "!a:x").unwrap(), UnreadCounts::default());
+        record_batch_txn(&conn, &[action(21, "$root", false)], 21).unwrap();
+        let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
+        assert_eq!(counts.threads, vec![("$root".to_owned(), 1, 0)]);
+    }
 }

@@ -203,12 +203,12 @@ pub fn is_read(conn: &Connection, user_id: &str, room_id: &str, event_nid: i64) 
 /// gateway shows.
 pub fn unread_rooms(conn: &Connection, user_id: &str) -> Result<u64> {
     let count: i64 = conn
-        .prepare_cached(&format!(
-            "SELECT COUNT(DISTINCT p.room_id) FROM event_push_actions p
+        .prepare_cached(
+            "SELECT COUNT(DISTINCT s.room_id) FROM push_summary s
              JOIN room_memberships m
-               ON m.room_id = p.room_id AND m.user_id = p.user_id AND m.membership = 'join'
-             WHERE p.user_id = ?1 AND p.event_nid > {READ_UP_TO}"
-        ))?
+               ON m.room_id = s.room_id AND m.user_id = s.user_id AND m.membership = 'join'
+             WHERE s.user_id = ?1 AND s.notify > 0",
+        )?
         .query_row([user_id], |r| r.get(0))?;
     Ok(count.max(0) as u64)
 }
@@ -328,13 +328,15 @@ mod tests {
     fn read_follows_unthreaded_and_own_thread_receipts_and_the_badge_counts_joined_rooms() {
         let conn = migrated_in_memory();
         let notify = |room: &str, nid: i64, thread: &str| {
-            conn.execute(
-                "INSERT INTO event_push_actions
-                   (user_id, room_id, event_nid, highlight, actions, thread_id)
-                 VALUES ('@bob:x', ?1, ?2, 0, '[]', ?3)",
-                params![room, nid, thread],
-            )
-            .unwrap();
+            let action = crate::storage::push_actions::PushAction {
+                user_id: "@bob:x".into(),
+                room_id: room.into(),
+                event_nid: nid,
+                highlight: false,
+                actions: "[]".into(),
+                thread_id: thread.into(),
+            };
+            crate::storage::push_actions::record_batch_txn(&conn, &[action], nid).unwrap();
         };
         let receipt = |room: &str, thread: &str, nid: i64| {
             conn.execute(
@@ -345,6 +347,7 @@ mod tests {
                 params![room, thread, nid],
             )
             .unwrap();
+            crate::storage::push_actions::recount_txn(&conn, "@bob:x", room).unwrap();
         };
         for room in ["!a:x", "!b:x", "!left:x"] {
             conn.execute(

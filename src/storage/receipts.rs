@@ -76,6 +76,9 @@ pub fn set_receipt_txn(txn: &Connection, receipt: &NewReceipt<'_>) -> Result<Opt
         receipt.ts,
         stream_id
     ])?;
+    if matches!(receipt.receipt_type, "m.read" | "m.read.private") {
+        super::push_actions::recount_txn(txn, receipt.user_id, receipt.room_id)?;
+    }
     Ok(Some(stream_id))
 }
 

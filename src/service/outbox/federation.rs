@@ -142,6 +142,10 @@ impl Services {
 
     /// A local user's typing in a room with other servers, as an `m.typing` EDU.
     pub(crate) async fn federate_typing(&self, room_id: &RoomId, user_id: &UserId, typing: bool) {
+        // Other servers' users' typing came from their server: it is not sent back.
+        if user_id.server_name() != self.server_name() {
+            return;
+        }
         let content = serde_json::json!({
             "room_id": room_id,
             "user_id": user_id,
@@ -159,7 +163,7 @@ impl Services {
         thread_id: &str,
         event_id: &ruma::EventId,
     ) {
-        if receipt_type != "m.read" {
+        if receipt_type != "m.read" || user_id.server_name() != self.server_name() {
             return;
         }
         let mut data = serde_json::json!({ "ts": now_ms() });
