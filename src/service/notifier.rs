@@ -98,6 +98,11 @@ impl Notifier {
         });
     }
 
+    /// How far the push evaluator has got.
+    pub fn push_position(&self) -> i64 {
+        *self.push_progress.0.borrow()
+    }
+
     /// Waits until the push evaluator has evaluated every event up to `position`, or `timeout`
     /// passes; returns how far it has got.
     pub async fn wait_for_push(&self, position: i64, timeout: std::time::Duration) -> i64 {

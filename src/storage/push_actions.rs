@@ -3,6 +3,8 @@
 //! (incremented as actions are recorded, recounted when a read receipt moves); and the
 //! evaluator's position in the event stream.
 
+use std::collections::{BTreeMap, HashMap};
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Result;
@@ -48,10 +50,15 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
     )?;
     let mut count = txn.prepare_cached(
         "INSERT INTO push_summary (user_id, room_id, thread_id, notify, highlight)
-         VALUES (?1, ?2, ?3, 1, ?4)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (user_id, room_id, thread_id)
-         DO UPDATE SET notify = notify + 1, highlight = highlight + excluded.highlight",
+         DO UPDATE SET notify = notify + excluded.notify,
+                       highlight = highlight + excluded.highlight",
     )?;
+    // Unread increments summed per user, room and thread, against each user's receipts in the
+    // room read once: an event already read (a receipt can overtake the evaluator) is not unread.
+    let mut read: HashMap<(&str, &str), HashMap<String, i64>> = HashMap::new();
+    let mut unread: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
     for action in actions {
         let inserted = insert.execute(params![
             action.user_id,
@@ -61,18 +68,29 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
             action.actions,
             action.thread_id
         ])?;
-        // An event already read (a receipt can overtake the evaluator) is not unread.
-        if inserted > 0
-            && action.event_nid
-                > read_up_to(txn, &action.user_id, &action.room_id, &action.thread_id)?
-        {
-            count.execute(params![
-                action.user_id,
-                action.room_id,
-                action.thread_id,
-                action.highlight
-            ])?;
+        if inserted == 0 {
+            continue;
         }
+        let key = (action.user_id.as_str(), action.room_id.as_str());
+        if !read.contains_key(&key) {
+            read.insert(key, receipts_by_thread(txn, key.0, key.1)?);
+        }
+        let receipts = &read[&key];
+        let read_up_to = receipts
+            .get("")
+            .copied()
+            .unwrap_or(0)
+            .max(receipts.get(&action.thread_id).copied().unwrap_or(0));
+        if action.event_nid > read_up_to {
+            let entry = unread
+                .entry((key.0, key.1, action.thread_id.as_str()))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += i64::from(action.highlight);
+        }
+    }
+    for ((user, room, thread), (notify, highlight)) in unread {
+        count.execute(params![user, room, thread, notify, highlight])?;
     }
     txn.execute(
         "UPDATE push_progress SET position = ?1 WHERE id = 1",
@@ -112,19 +130,16 @@ impl UnreadCounts {
     }
 }
 
-/// The position up to which a user has read a thread of a room (`main`: the main timeline): their
-/// latest unthreaded receipt or their latest receipt in that thread, whichever is later.
-fn read_up_to(conn: &Connection, user_id: &str, room_id: &str, thread_id: &str) -> Result<i64> {
-    let read: Option<i64> = conn
-        .prepare_cached(
-            "SELECT MAX(event_stream_ordering) FROM receipts
-             WHERE room_id = ?1 AND user_id = ?2 AND receipt_type IN ('m.read', 'm.read.private')
-               AND thread_id IN ('', ?3)",
-        )?
-        .query_row(params![room_id, user_id, thread_id], |r| r.get(0))
-        .optional()?
-        .flatten();
-    Ok(read.unwrap_or(0))
+/// A user's read positions in a room per receipt thread ('' for unthreaded receipts, `main`, or a
+/// thread root), the later of `m.read` and `m.read.private`.
+fn receipts_by_thread(conn: &Connection, user_id: &str, room_id: &str) -> Result<HashMap<String, i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT thread_id, MAX(event_stream_ordering) FROM receipts
+         WHERE room_id = ?1 AND user_id = ?2 AND receipt_type IN ('m.read', 'm.read.private')
+         GROUP BY thread_id",
+    )?;
+    let rows = stmt.query_map(params![room_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Notification and highlight counts of a user in a room: an event is unread when it comes after

@@ -166,13 +166,19 @@ impl Services {
                 rooms.push((room.clone(), events, first));
             }
         }
-        if rooms.is_empty() {
+        let evaluated = if rooms.is_empty() {
             base.upto = upto;
-            return Ok(Hot::Nothing);
-        }
-        // Counts come with the events: wait (briefly) for the push evaluator to reach them, and
-        // bring along every room whose counts it changed since the client's token.
-        let evaluated = self.notifier.wait_for_push(upto, PUSH_WAIT).await;
+            // No new events, but counts of events the client already has may have changed.
+            let evaluated = self.notifier.push_position();
+            if evaluated <= base.token.push {
+                return Ok(Hot::Nothing);
+            }
+            evaluated
+        } else {
+            // Counts come with the events: wait (briefly) for the push evaluator to reach them.
+            self.notifier.wait_for_push(upto, PUSH_WAIT).await
+        };
+        // Every room whose counts the evaluator changed since the client's token comes along.
         let push = evaluated.max(base.token.push);
         let (user_text, from) = (user.to_owned(), base.token.push);
         let mut room_ids: Vec<String> = rooms.iter().map(|(r, _, _)| r.clone()).collect();
@@ -196,6 +202,10 @@ impl Services {
                     .collect::<storage::Result<Vec<_>>>()
             })
             .await?;
+        if counts.is_empty() {
+            base.token.push = push;
+            return Ok(Hot::Nothing);
+        }
         let mut timelines = rooms.into_iter();
         let join = counts
             .into_iter()

@@ -98,9 +98,6 @@ impl Services {
         };
         let mut last: Option<SyncResult> = None;
         let mut pass_needed = true;
-        if *wakers.counts.borrow() > known_push {
-            hot = None;
-        }
         loop {
             if pass_needed && let Some(base) = hot.as_mut() {
                 match self
@@ -173,12 +170,13 @@ impl Services {
             match woke {
                 // Only a full pass reads what reaches the user outside their rooms' events.
                 Ok(Woke::User) => hot = None,
-                // Counts the client already has (the fast path waits for them) need no pass.
+                // The fast path reads changed counts itself; without it, counts the client
+                // already has need no pass.
+                Ok(Woke::Counts) if hot.is_some() => {}
                 Ok(Woke::Counts) if !counts_moved(&wakers.counts) => pass_needed = false,
-                Ok(Woke::Counts) => hot = None,
+                Ok(Woke::Counts) => {}
                 Ok(Woke::Rooms) => {
-                    if wakers.user.has_changed().unwrap_or(true) || counts_moved(&wakers.counts)
-                    {
+                    if wakers.user.has_changed().unwrap_or(true) {
                         hot = None;
                     }
                 }

@@ -471,6 +471,14 @@ fn stripped_state(c: &Connection, room: &str, membership_nid: i64) -> Result<Vec
     for row in load_rows(c, nids.into_iter())? {
         let event: JsonValue =
             serde_json::from_str(&row.json).map_err(storage::StorageError::from)?;
+        // An invite from another server, to a room this server is not in, carries the room's
+        // state as that server described it.
+        if let Some(state) = event
+            .pointer("/unsigned/invite_room_state")
+            .and_then(JsonValue::as_array)
+        {
+            events.extend(state.iter().cloned());
+        }
         events.push(json!({
             "type": event.get("type"),
             "state_key": event.get("state_key"),
