@@ -27,6 +27,7 @@ pub mod receipts;
 pub mod received;
 pub mod registration_tokens;
 pub mod relations;
+pub mod remote_rooms;
 pub mod reports;
 pub mod room_servers;
 pub mod rooms;

@@ -49,10 +49,11 @@ async fn join_by_id_or_alias(
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
     let body = request.body;
     let room_id = state
-        .join(
+        .join_via(
             &request.identity,
             body.room_id_or_alias.as_str(),
             body.reason.as_deref(),
+            &body.via,
         )
         .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))

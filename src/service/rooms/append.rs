@@ -214,9 +214,11 @@ impl Services {
             .write("persist_external_event", move |c| {
                 let state_before = storage::events::state_after_of_prev_txn(c, &built_on)?;
                 let (nid, _) = write.persist_txn(c, state_before)?;
+                // A local user's event (an invite the invitee's server signed) is queued by the
+                // outbox reading the stream, like every local event.
                 let servers: Vec<String> = storage::room_servers::joined_servers(c, &room)?
                     .into_iter()
-                    .filter(|s| *s != own && *s != origin)
+                    .filter(|s| *s != own && *s != origin && origin != own)
                     .collect();
                 storage::federation_queue::enqueue_pdu_txn(c, &servers, nid)?;
                 Ok((nid, state_before))

@@ -286,7 +286,7 @@ impl Services {
     }
 
     /// Adds this server's signature to an event (which does not change its id).
-    fn sign_as_resident(
+    pub(super) fn sign_as_resident(
         &self,
         rules: &RoomVersionRules,
         json: &mut CanonicalJsonObject,
@@ -307,7 +307,7 @@ impl Services {
     /// The public keys of every server that must have signed `json`, for each key id it signed
     /// with, valid at the event's `origin_server_ts`. Keys that cannot be had are left out, so
     /// verification then names the signature it could not check.
-    async fn event_keys(
+    pub(super) async fn event_keys(
         &self,
         rules: &RoomVersionRules,
         json: &CanonicalJsonObject,

@@ -3,7 +3,7 @@
 //! authorisation rules decide whether it is allowed.
 
 use ruma::events::TimelineEventType;
-use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId};
 use serde_json::{Value as JsonValue, json};
 
 use super::super::{Error, Result, Services, UserSession};
@@ -53,14 +53,18 @@ impl Services {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
-        if target.server_name() != self.server_name() && membership == "invite" {
-            return Err(Error::Forbidden(
-                "inviting users of other servers needs federation".into(),
-            ));
-        }
         let content = self
             .member_content(membership, target, reason, is_direct)
             .await?;
+        if target.server_name() != self.server_name() && membership == "invite" {
+            if !self.federation.is_enabled() {
+                return Err(Error::Forbidden(
+                    "inviting users of other servers needs federation".into(),
+                ));
+            }
+            // The invitee's server signs the invite before it is written (`remote_invite.rs`).
+            return self.invite_remote(sender, room_id, target, content).await;
+        }
         let template = PduTemplate::state(TimelineEventType::RoomMember, target.as_str(), content);
         self.append_event(room_id, sender, template, AppendOptions::default())
             .await?;
@@ -74,7 +78,36 @@ impl Services {
         room: &str,
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
-        self.enter(session, room, "join", reason).await
+        self.join_via(session, room, reason, &[]).await
+    }
+
+    /// Joins a room by id or alias; when this server has no joined member in it, through `via`
+    /// (or the servers an alias of another server names, the inviter's, the room id's): see
+    /// `remote_join.rs`.
+    pub async fn join_via(
+        &self,
+        session: &UserSession,
+        room: &str,
+        reason: Option<&str>,
+        via: &[OwnedServerName],
+    ) -> Result<OwnedRoomId> {
+        let mut servers = via.to_vec();
+        let room_id = match RoomAliasId::parse(room) {
+            Ok(alias) if alias.server_name() != self.server_name() => {
+                let (room_id, alias_servers) = self.resolve_remote_alias(&alias).await?;
+                servers.extend(alias_servers);
+                room_id
+            }
+            _ => self.resolve_room(room).await?,
+        };
+        let user = &session.user_id;
+        let candidates = self.join_candidates(&room_id, user, &servers).await?;
+        if self.joins_remotely(&room_id, &candidates).await? {
+            self.join_remote(user, &room_id, &candidates, reason)
+                .await?;
+            return Ok(room_id);
+        }
+        self.enter(session, room_id.as_str(), "join", reason).await
     }
 
     /// Asks to join a room whose join rule is `knock`.
@@ -121,13 +154,30 @@ impl Services {
         .await
     }
 
-    /// Leaves a room (or rejects an invite, or withdraws a knock).
+    /// Leaves a room (or rejects an invite, or withdraws a knock). An invite to a room this
+    /// server is not in is rejected through the inviting server (`remote_invite.rs`).
     pub async fn leave(
         &self,
         session: &UserSession,
         room_id: &RoomId,
         reason: Option<&str>,
     ) -> Result<()> {
+        if self
+            .membership_of(room_id, &session.user_id)
+            .await?
+            .as_deref()
+            == Some("invite")
+            && self
+                .joins_remotely(
+                    room_id,
+                    &self.join_candidates(room_id, &session.user_id, &[]).await?,
+                )
+                .await?
+        {
+            return self
+                .reject_remote_invite(&session.user_id, room_id, reason)
+                .await;
+        }
         self.set_membership(
             &session.user_id,
             room_id,

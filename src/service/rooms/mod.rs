@@ -17,6 +17,8 @@ mod ingest;
 mod membership;
 mod read;
 mod relations;
+mod remote_invite;
+mod remote_join;
 mod reports;
 mod send;
 mod server_visibility;
