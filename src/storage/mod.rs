@@ -216,6 +216,9 @@ impl Db {
     }
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE_CAPACITY: usize = 512;
+
 fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(|source| StorageError::Open {
         path: path.to_owned(),
@@ -234,6 +237,9 @@ fn open_connection(path: &Path, flags: OpenFlags, config: &DatabaseConfig) -> Re
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    // Room for every distinct statement the server prepares (about 150), so that none is evicted
+    // and prepared again; rusqlite keeps only 16 by default.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         conn.execute_batch("PRAGMA journal_mode = WAL;")?;
     }

@@ -95,7 +95,7 @@ pub fn thread_summaries(
          GROUP BY r.relates_to",
         placeholders(2, roots.len())
     );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let args = std::iter::once(user).chain(roots.iter().map(String::as_str));
     let rows = stmt.query_map(params_from_iter(args), |r| {
         Ok(ThreadSummary {
@@ -121,7 +121,7 @@ pub fn replacements(conn: &Connection, originals: &[String]) -> Result<Vec<(Stri
         cols = COLUMNS,
         marks = placeholders(1, originals.len())
     );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(originals.iter()), |r| {
         Ok((r.get::<_, String>(0)?, event_row_at(r, 1)?))
     })?;

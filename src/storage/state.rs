@@ -264,7 +264,7 @@ pub fn keys_of(conn: &Connection, keys: &[KeyNid]) -> Result<HashMap<KeyNid, (St
             .join(", ");
         let sql =
             format!("SELECT key_nid, type, state_key FROM state_keys WHERE key_nid IN ({marks})");
-        let mut stmt = conn.prepare(&sql)?;
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(batch.iter()), |r| {
             Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
         })?;
