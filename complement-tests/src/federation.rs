@@ -54,6 +54,21 @@ struct Forwarder {
     task: JoinHandle<()>,
 }
 
+impl Forwarder {
+    /// A forwarder on a fresh loopback port, pointing nowhere until its server starts.
+    async fn bind() -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a loopback port for federation");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let target = FederationTarget::default();
+        let task = tokio::spawn(forward(listener, target.clone()));
+        Forwarder { addr, target, task }
+    }
+}
+
 /// A set of server names that federate with each other; see the module docs.
 pub struct Federation {
     forwarders: BTreeMap<String, Forwarder>,
@@ -63,17 +78,33 @@ impl Federation {
     pub async fn new<const N: usize>(names: [&str; N]) -> Federation {
         let mut forwarders = BTreeMap::new();
         for name in names {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("binding a loopback port for federation");
-            let addr = listener
-                .local_addr()
-                .expect("a bound listener has an address");
-            let target = FederationTarget::default();
-            let task = tokio::spawn(forward(listener, target.clone()));
-            forwarders.insert(name.to_owned(), Forwarder { addr, target, task });
+            let forwarder = Forwarder::bind().await;
+            forwarders.insert(name.to_owned(), forwarder);
         }
         Federation { forwarders }
+    }
+
+    /// `count` servers each named by its own forwarder's address, `127.0.0.1:PORT`: an IP
+    /// literal with a port, which any homeserver (Synapse too) connects to directly, with no
+    /// resolve table or DNS. [`Federation::names`] gives the names (by port).
+    pub async fn loopback(count: usize) -> Federation {
+        let mut forwarders = BTreeMap::new();
+        for _ in 0..count {
+            let forwarder = Forwarder::bind().await;
+            forwarders.insert(forwarder.addr.to_string(), forwarder);
+        }
+        Federation { forwarders }
+    }
+
+    /// The server names of this federation.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<(u16, String)> = self
+            .forwarders
+            .iter()
+            .map(|(name, f)| (f.addr.port(), name.clone()))
+            .collect();
+        names.sort();
+        names.into_iter().map(|(_, name)| name).collect()
     }
 
     /// A builder for the server named `name`: that server name, a federation listener on port

@@ -26,7 +26,8 @@
 //! `federation.server("hs1.test").start()`); [`ServerKey`] signs federation requests as a server.
 //! A [`FederationPeer`] is a fake homeserver inside the test process, for stories told from the
 //! other side of federation (it serves its keys, records what it receives, signs requests and
-//! PDUs).
+//! PDUs). A [`Synapse`] is a real Synapse (installed from PyPI into `target/synapse-venv`) for
+//! interoperability stories, federating with servers of [`Federation::loopback`].
 
 mod admin;
 mod binary;
@@ -39,6 +40,7 @@ mod push_gateway;
 mod reply;
 mod room;
 mod server;
+mod synapse;
 mod user;
 mod wait;
 
@@ -57,5 +59,6 @@ pub use reqwest::Method;
 pub use room::{chunk, message_bodies, query, room_path, state_path, txn_id};
 pub use serde_json::{Value, json};
 pub use server::{DEFAULT_SHARED_SECRET, Server, ServerBuilder};
+pub use synapse::{SYNAPSE_VERSION, Synapse, synapse_python};
 pub use user::User;
 pub use wait::{now_ms, wait_until};

@@ -31,7 +31,7 @@ const TAIL_LINES: usize = 200;
 pub(crate) struct Tail(Arc<Mutex<VecDeque<String>>>);
 
 impl Tail {
-    fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if lines.len() == TAIL_LINES {
             lines.pop_front();
