@@ -118,6 +118,10 @@ impl Services {
                 }
             }
             if pass_needed && hot.is_none() {
+                // What the user's channels announced so far is read by this pass; only later
+                // changes should wake the wait below.
+                wakers.user.borrow_and_update();
+                wakers.counts.borrow_and_update();
                 let ephemeral_generation = self.notifier.ephemeral_generation();
                 let typing_position = self.typing_position();
                 let (result, pass) = self.sync_once(session, since, &request).await?;
