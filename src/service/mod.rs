@@ -47,6 +47,9 @@ use crate::federation::signing_key::SigningKey;
 use crate::metrics::Metrics;
 use crate::storage::Db;
 
+/// Per room, the members whose events lazy-loading `/sync` has sent to one device.
+pub type LazySent = HashMap<String, HashSet<String>>;
+
 /// Everything a request handler may ask for. Built once at start-up; no globals.
 pub struct Services {
     pub config: Config,
@@ -68,8 +71,7 @@ pub struct Services {
     /// The one HTTP client for push gateways.
     pub push_client: reqwest::Client,
     /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
-    pub lazy_members:
-        Mutex<HashMap<(OwnedUserId, OwnedDeviceId), HashMap<String, HashSet<String>>>>,
+    pub lazy_members: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), LazySent>>,
     /// The latest events of active rooms, fed by every commit, for `/sync`'s fast path.
     pub tails: std::sync::Arc<crate::sync::tails::RoomTails>,
     /// What each device's last long-poll knew, for the request that continues from it.

@@ -72,10 +72,12 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
             continue;
         }
         let key = (action.user_id.as_str(), action.room_id.as_str());
-        if !read.contains_key(&key) {
-            read.insert(key, receipts_by_thread(txn, key.0, key.1)?);
-        }
-        let receipts = &read[&key];
+        let receipts = match read.entry(key) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(receipts_by_thread(txn, key.0, key.1)?)
+            }
+        };
         let read_up_to = receipts
             .get("")
             .copied()

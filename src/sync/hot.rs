@@ -74,7 +74,7 @@ pub(super) enum Hot {
     Slow,
     /// Nothing new for this user: keep waiting.
     Nothing,
-    Answer(SyncResult),
+    Answer(Box<SyncResult>),
 }
 
 /// Whether a filter lets the fast path answer at all.
@@ -231,7 +231,7 @@ impl Services {
             push,
             ..base.token
         };
-        Ok(Hot::Answer(SyncResult {
+        Ok(Hot::Answer(Box::new(SyncResult {
             next_batch: next.encode(),
             upto,
             rooms: RoomsSync {
@@ -244,6 +244,6 @@ impl Services {
             },
             ephemeral: Default::default(),
             presence: Vec::new(),
-        }))
+        })))
     }
 }

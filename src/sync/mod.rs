@@ -105,6 +105,7 @@ impl Services {
                     .await?
                 {
                     hot::Hot::Answer(result) => {
+                        let result = *result;
                         self.metrics.observe_sync_answer(true);
                         if let Some(base) = hot {
                             let base = base.advanced(&result);
