@@ -6,11 +6,10 @@
 //! of the server joined now or at any point after → yes; otherwise no. A server that never had a
 //! member in a room sees only what is world-readable.
 
-use std::collections::HashMap;
-
 use rusqlite::Connection;
 use serde_json::Value as JsonValue;
 
+use super::visibility::StateFields;
 use crate::storage::state::KeyNid;
 use crate::storage::{self, Result, events::EventRow, state};
 
@@ -24,7 +23,7 @@ pub struct ServerViewer {
     joins: Vec<i64>,
     currently_joined: bool,
     history_key: Option<KeyNid>,
-    cache: HashMap<(i64, KeyNid), Option<String>>,
+    fields: StateFields,
 }
 
 impl ServerViewer {
@@ -38,11 +37,10 @@ impl ServerViewer {
                 conn, room_id, server, "join",
             )?,
             history_key: state::key_nid(conn, "m.room.history_visibility", "")?,
-            cache: HashMap::new(),
+            fields: StateFields::default(),
         })
     }
 
-    /// Reads one content field of the state event at (group, key), cached.
     fn field(
         &mut self,
         conn: &Connection,
@@ -50,19 +48,7 @@ impl ServerViewer {
         key: Option<KeyNid>,
         field: &str,
     ) -> Result<Option<String>> {
-        let (Some(group), Some(key)) = (group, key) else {
-            return Ok(None);
-        };
-        if let Some(hit) = self.cache.get(&(group, key)) {
-            return Ok(hit.clone());
-        }
-        let value = match state::lookup(conn, group, key)? {
-            Some(nid) => storage::events::get_event_by_nid(conn, nid)?
-                .and_then(|row| content_field(&row, field)),
-            None => None,
-        };
-        self.cache.insert((group, key), value.clone());
-        Ok(value)
+        self.fields.get(conn, group, key, field)
     }
 
     pub fn can_see(&mut self, conn: &Connection, event: &EventRow) -> Result<bool> {
@@ -111,7 +97,3 @@ impl ServerViewer {
     }
 }
 
-fn content_field(row: &EventRow, field: &str) -> Option<String> {
-    let json: JsonValue = serde_json::from_str(&row.json).ok()?;
-    json.get("content")?.get(field)?.as_str().map(str::to_owned)
-}

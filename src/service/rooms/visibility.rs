@@ -20,7 +20,7 @@ pub struct Viewer {
     forgotten: bool,
     history_key: Option<i64>,
     member_key: Option<i64>,
-    cache: HashMap<(i64, i64), Option<String>>,
+    fields: StateFields,
 }
 
 impl Viewer {
@@ -37,7 +37,7 @@ impl Viewer {
             forgotten,
             history_key: state::key_nid(conn, "m.room.history_visibility", "")?,
             member_key: state::key_nid(conn, "m.room.member", user_id)?,
-            cache: HashMap::new(),
+            fields: StateFields::default(),
         })
     }
 
@@ -49,7 +49,6 @@ impl Viewer {
         self.forgotten
     }
 
-    /// Reads one content field of the state event at (group, key), cached.
     fn field(
         &mut self,
         conn: &Connection,
@@ -57,19 +56,7 @@ impl Viewer {
         key: Option<i64>,
         field: &str,
     ) -> Result<Option<String>> {
-        let (Some(group), Some(key)) = (group, key) else {
-            return Ok(None);
-        };
-        if let Some(hit) = self.cache.get(&(group, key)) {
-            return Ok(hit.clone());
-        }
-        let value = match state::lookup(conn, group, key)? {
-            Some(nid) => storage::events::get_event_by_nid(conn, nid)?
-                .and_then(|row| content_field(&row, field)),
-            None => None,
-        };
-        self.cache.insert((group, key), value.clone());
-        Ok(value)
+        self.fields.get(conn, group, key, field)
     }
 
     pub fn can_see(&mut self, conn: &Connection, event: &EventRow) -> Result<bool> {
@@ -120,6 +107,36 @@ fn is_member_event_of(event: &EventRow, user_id: &str) -> bool {
     };
     json.get("type").and_then(JsonValue::as_str) == Some("m.room.member")
         && json.get("state_key").and_then(JsonValue::as_str) == Some(user_id)
+}
+
+/// Content fields of state events, read at a state group and kept per (group, key): what a
+/// visibility check asks again and again for the events of one page.
+#[derive(Default)]
+pub(super) struct StateFields(HashMap<(i64, i64), Option<String>>);
+
+impl StateFields {
+    /// One content field of the state event at (group, key), if both are known and it exists.
+    pub(super) fn get(
+        &mut self,
+        conn: &Connection,
+        group: Option<i64>,
+        key: Option<i64>,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let (Some(group), Some(key)) = (group, key) else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.0.get(&(group, key)) {
+            return Ok(hit.clone());
+        }
+        let value = match state::lookup(conn, group, key)? {
+            Some(nid) => storage::events::get_event_by_nid(conn, nid)?
+                .and_then(|row| content_field(&row, field)),
+            None => None,
+        };
+        self.0.insert((group, key), value.clone());
+        Ok(value)
+    }
 }
 
 fn content_field(row: &EventRow, field: &str) -> Option<String> {
