@@ -107,6 +107,15 @@ impl Federation {
         names.into_iter().map(|(_, name)| name).collect()
     }
 
+    /// The `[federation.resolve]` entries of this federation's servers (name to forwarder), to
+    /// combine with others (a `FederationPeer`'s `resolve_entry`).
+    pub fn resolve_entries(&self) -> Vec<(String, Toml)> {
+        self.forwarders
+            .iter()
+            .map(|(name, f)| (name.clone(), Toml::from(f.addr.to_string())))
+            .collect()
+    }
+
     /// A builder for the server named `name`: that server name, a federation listener on port
     /// 0, certificate checks off, and every server of this federation in `[federation.resolve]`.
     pub fn server(&self, name: &str) -> ServerBuilder {

@@ -12,6 +12,7 @@
 //! open transaction) and `verb_noun` (reads, given a read connection).
 
 pub mod account_data;
+pub mod backfill;
 pub mod dag;
 pub mod directory;
 pub mod events;

@@ -166,10 +166,11 @@ async fn knock(
 ) -> ApiResult<knock_room::v3::Response> {
     let body = request.body;
     let room_id = state
-        .knock(
+        .knock_via(
             &request.identity,
             body.room_id_or_alias.as_str(),
             body.reason.as_deref(),
+            &body.via,
         )
         .await?;
     Ok(knock_room::v3::Response::new(room_id))

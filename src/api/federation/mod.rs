@@ -8,6 +8,7 @@ mod directory;
 mod events;
 mod invite;
 mod keys;
+mod knock;
 mod membership;
 mod openid;
 mod query;
@@ -23,6 +24,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = version::routes(router);
     let router = keys::routes(router);
     let router = membership::routes(router);
+    let router = knock::routes(router);
     let router = invite::routes(router);
     let router = events::routes(router);
     let router = directory::routes(router);

@@ -8,17 +8,21 @@
 //! refused by its `m.room.server_acl`; the format must suit the room version; the event id is its
 //! reference hash; the sender's server must have signed it (keys through
 //! `Federation::verify_key` at the event's `origin_server_ts`); a wrong content hash carries on
-//! with the redacted form. `prev_events` unknown here are asked from the origin once with
-//! `/get_missing_events` (at most `MISSING_EVENTS_LIMIT`, processed oldest first, without asking
-//! again for theirs). A gap the answer does not close refuses the PDU ("prev events unknown
-//! here"): fetching the state at the gap with `/state_ids` is not done yet, nor fetching unknown
-//! `auth_events` with `/event_auth` (such a PDU is refused too, nothing stored). Authorization and
-//! storage are `rooms::ingest`'s.
+//! with the redacted form. `prev_events` unknown here are asked from the origin with
+//! `/get_missing_events` (`MISSING_EVENTS_LIMIT` per answer); a longer gap is asked again from
+//! the oldest fetched events, up to `MISSING_EVENTS_ROUNDS` rounds (of the specification's two
+//! fallbacks, repeating rather than `/state_ids` at the gap, so every event of the gap reaches the
+//! timeline); the fetched events are processed oldest first, without asking again for theirs. A
+//! gap still open refuses the PDU ("prev events unknown here"); fetching unknown `auth_events`
+//! with `/event_auth` is not done (such a PDU is refused too, nothing stored). A server the
+//! room's `m.room.server_acl` denies is refused (`acl.rs`, also for `make_*`/`send_*`).
+//! Authorization and storage are `rooms::ingest`'s.
 //!
 //! EDUs: `m.typing` and `m.receipt` of the origin's users in rooms where the origin is allowed are
 //! applied (the user must be joined), and `m.presence` of the origin's users; other EDUs are
 //! ignored (see `edus.rs`).
 
+mod acl;
 mod checks;
 mod edus;
 
@@ -48,6 +52,10 @@ pub const MAX_EDUS: usize = 100;
 
 /// How many missing events are asked from the origin for a PDU whose `prev_events` are unknown.
 const MISSING_EVENTS_LIMIT: u32 = 10;
+
+/// How many times `/get_missing_events` is asked for one PDU's gap (so at most
+/// `MISSING_EVENTS_ROUNDS * MISSING_EVENTS_LIMIT` events are fetched for it).
+const MISSING_EVENTS_ROUNDS: usize = 10;
 
 /// The answer for each PDU of a transaction, by event id.
 pub type PduResults = BTreeMap<OwnedEventId, std::result::Result<(), String>>;
@@ -196,7 +204,8 @@ impl Services {
             tracing::info!(server.name = %origin, event.id = %event_id, "content hash mismatch; keeping the redacted form");
         }
         if fetch_missing {
-            self.fetch_missing_prev_events(origin, &checked.pdu).await?;
+            self.fetch_missing_prev_events(origin, rules, &checked.pdu)
+                .await?;
         }
         Ok(match self.ingest_pdu(rules, checked.pdu).await? {
             Ingested::Accepted | Ingested::SoftFailed(_) => Ok(()),
@@ -212,24 +221,11 @@ impl Services {
         room_id: &RoomId,
     ) -> Result<std::result::Result<(), String>> {
         let (room, server) = (room_id.to_string(), origin.to_string());
-        let (joined, acl) = self
+        let joined = self
             .db
-            .read(move |c| {
-                let joined = storage::room_servers::server_is_joined(c, &room, &server)?;
-                let acl = storage::state::current_state_event(c, &room, "m.room.server_acl", "")?
-                    .map(|nid| storage::events::get_event_by_nid(c, nid))
-                    .transpose()?
-                    .flatten()
-                    .map(|row| row.json);
-                Ok((joined, acl))
-            })
+            .read(move |c| storage::room_servers::server_is_joined(c, &room, &server))
             .await?;
-        if let Some(json) = acl
-            && let Ok(event) = serde_json::from_str::<JsonValue>(&json)
-            && let Some(content) = event.get("content")
-            && let Ok(content) = serde_json::value::to_raw_value(content)
-            && !checks::server_allowed(&content, origin)
-        {
+        if !self.acl_allows(origin, room_id).await? {
             return Ok(Err(format!(
                 "{origin} is denied by the server ACL of {room_id}"
             )));
@@ -285,9 +281,16 @@ impl Services {
     /// Asks `origin` for the events between the room's forward extremities and `pdu` when some
     /// of its `prev_events` are unknown here, and processes them oldest first. What cannot be had
     /// is left for `ingest_pdu` to refuse.
+    ///
+    /// A gap longer than one answer (`MISSING_EVENTS_LIMIT`) is closed by asking again (the
+    /// specification lets a server repeat `/get_missing_events` or take the state at the gap
+    /// with `/state_ids`; repeating keeps every message of the gap in the timeline): each round
+    /// asks for what comes before the fetched events whose `prev_events` are still unknown, up
+    /// to `MISSING_EVENTS_ROUNDS` rounds.
     async fn fetch_missing_prev_events(
         self: &Arc<Self>,
         origin: &ServerName,
+        rules: &RoomVersionRules,
         pdu: &room::Pdu,
     ) -> Result<()> {
         let ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
@@ -302,27 +305,78 @@ impl Services {
         if stored == pdu.prev_events.len() {
             return Ok(());
         }
-        let earliest = extremities
+        let earliest: Vec<OwnedEventId> = extremities
             .into_iter()
             .filter_map(|(id, _)| ruma::EventId::parse(id).ok())
             .collect();
-        let mut request = get_missing_events::v1::Request::new(
-            pdu.room_id.clone(),
-            earliest,
-            vec![pdu.event_id.clone()],
-        );
-        request.limit = UInt::from(MISSING_EVENTS_LIMIT);
-        let events = match self.federation.send(origin, request).await {
-            Ok(response) => response.events,
-            Err(e) => {
-                tracing::info!(server.name = %origin, event.id = %pdu.event_id, error = %e, "cannot fetch missing prev events");
-                return Ok(());
+        // Fetched events by id: depth, prev_events, the PDU.
+        let mut fetched: BTreeMap<OwnedEventId, (u64, Vec<String>, Box<RawJsonValue>)> =
+            BTreeMap::new();
+        let mut latest = vec![pdu.event_id.clone()];
+        for _ in 0..MISSING_EVENTS_ROUNDS {
+            let mut request = get_missing_events::v1::Request::new(
+                pdu.room_id.clone(),
+                earliest.clone(),
+                latest.clone(),
+            );
+            request.limit = UInt::from(MISSING_EVENTS_LIMIT);
+            let events = match self.federation.send(origin, request).await {
+                Ok(response) => response.events,
+                Err(e) => {
+                    tracing::info!(server.name = %origin, event.id = %pdu.event_id, error = %e, "cannot fetch missing prev events");
+                    break;
+                }
+            };
+            let mut new = 0;
+            for raw in events.into_iter().take(MISSING_EVENTS_LIMIT as usize) {
+                let Ok(json) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else {
+                    continue;
+                };
+                let Ok(event_id) = room::event_id_for(rules, &json) else {
+                    continue;
+                };
+                let prevs = prev_events_of(&raw);
+                if let std::collections::btree_map::Entry::Vacant(entry) = fetched.entry(event_id) {
+                    new += 1;
+                    entry.insert((depth_of(&raw), prevs, raw));
+                }
             }
-        };
-        let mut events: Vec<(u64, Box<RawJsonValue>)> = events
-            .into_iter()
-            .take(MISSING_EVENTS_LIMIT as usize)
-            .map(|raw| (depth_of(&raw), raw))
+            if new == 0 {
+                break;
+            }
+            // The fetched events whose prev_events are neither fetched nor stored here.
+            let cited: Vec<String> = fetched
+                .values()
+                .flat_map(|(_, prevs, _)| prevs.iter().cloned())
+                .filter(|id| {
+                    ruma::EventId::parse(id.as_str()).is_ok_and(|id| !fetched.contains_key(&id))
+                })
+                .collect();
+            let known: std::collections::BTreeSet<String> = self
+                .db
+                .read(move |c| received::stored_events(c, &cited))
+                .await?
+                .into_iter()
+                .map(|event| event.row.event_id.to_string())
+                .collect();
+            latest = fetched
+                .iter()
+                .filter(|(_, (_, prevs, _))| {
+                    prevs.iter().any(|prev| {
+                        !known.contains(prev)
+                            && ruma::EventId::parse(prev.as_str())
+                                .is_ok_and(|id| !fetched.contains_key(&id))
+                    })
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if latest.is_empty() {
+                break;
+            }
+        }
+        let mut events: Vec<(u64, Box<RawJsonValue>)> = fetched
+            .into_values()
+            .map(|(depth, _, raw)| (depth, raw))
             .collect();
         events.sort_by_key(|(depth, _)| *depth);
         for (_, raw) in events {
@@ -330,6 +384,23 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// The `prev_events` of a PDU in JSON.
+fn prev_events_of(raw: &RawJsonValue) -> Vec<String> {
+    serde_json::from_str::<JsonValue>(raw.get())
+        .ok()
+        .and_then(|v| {
+            v.get("prev_events")
+                .and_then(JsonValue::as_array)
+                .map(|prevs| {
+                    prevs
+                        .iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
 }
 
 /// The `depth` of a PDU in JSON, 0 when it has none (such a PDU fails its checks anyway).

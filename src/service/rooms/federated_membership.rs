@@ -60,6 +60,7 @@ impl Services {
             )));
         }
         let (version, _) = self.room_rules(room_id).await?;
+        self.ensure_acl_allows(origin, room_id).await?;
         if let Some(versions) = versions
             && !versions.contains(&version)
         {
@@ -223,9 +224,9 @@ impl Services {
         Ok(())
     }
 
-    /// The checks `send_join` and `send_leave` share, then this server's signature and the
+    /// The checks `send_join`, `send_leave` and `send_knock` share, then this server's signature and the
     /// append. Returns the appended PDU, its stream ordering and the state group before it.
-    async fn receive_membership(
+    pub(super) async fn receive_membership(
         &self,
         origin: &ServerName,
         room_id: &RoomId,
@@ -234,6 +235,7 @@ impl Services {
         membership: &str,
     ) -> Result<(Arc<Pdu>, i64, Option<i64>)> {
         let (_, rules) = self.room_rules(room_id).await?;
+        self.ensure_acl_allows(origin, room_id).await?;
         let mut json: CanonicalJsonObject = serde_json::from_str(raw.get())
             .map_err(|e| Error::BadJson(format!("the event is not canonical JSON: {e}")))?;
         // What the sending server put in `unsigned` is not covered by its signature.

@@ -14,6 +14,7 @@ use crate::storage::{self, events::EventRow, events::Page, state};
 const MAX_PAGE: usize = 1000;
 
 /// `/messages` parameters.
+#[derive(Clone)]
 pub struct MessagesQuery {
     pub from: Option<String>,
     pub to: Option<String>,
@@ -246,8 +247,33 @@ impl Services {
             .await?)
     }
 
-    /// `/messages`: a page of visible events in either direction.
+    /// `/messages`: a page of visible events in either direction. A backwards page that runs
+    /// out of events in a room joined over federation fetches older history from the room's
+    /// other servers first (`remote_backfill.rs`) and is then read again.
     pub async fn messages(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        query: MessagesQuery,
+    ) -> Result<MessagesPage> {
+        let retry = (query.backwards && query.to.is_none()).then(|| query.clone());
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let page = self.messages_page(session, room_id, query).await?;
+        if let Some(query) = retry
+            && page.end.is_none()
+        {
+            match self.backfill_from_remote(room_id, limit).await {
+                Ok(true) => return self.messages_page(session, room_id, query).await,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(room.id = %room_id, error = %e, "backfill failed");
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    async fn messages_page(
         &self,
         session: &UserSession,
         room_id: &RoomId,
@@ -326,10 +352,8 @@ impl Services {
         }
         // With no further events in this direction, `end` is left out, as the specification says.
         let end = (!exhausted).then(|| {
-            StreamToken {
-                events: cursor.max(0),
-            }
-            .encode()
+            // Negative positions are backfilled history (`storage::backfill`).
+            StreamToken { events: cursor }.encode()
         });
         Ok(MessagesPage {
             start: StreamToken { events: start }.encode(),

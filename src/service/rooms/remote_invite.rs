@@ -122,7 +122,7 @@ impl Services {
     }
 
     /// The room's state an invitee is shown, as full PDUs.
-    async fn invite_room_state(
+    pub(super) async fn invite_room_state(
         &self,
         room_id: &RoomId,
         sender: &UserId,
@@ -390,7 +390,7 @@ impl Services {
 /// One entry of `invite_room_state` as the stripped event `/sync` shows (type, state key,
 /// content, sender), whether it came as a full PDU or stripped already.
 #[allow(deprecated)]
-fn stripped_event(state: &RawStrippedState) -> Option<JsonValue> {
+pub(super) fn stripped_event(state: &RawStrippedState) -> Option<JsonValue> {
     let event: JsonValue = match state {
         RawStrippedState::Pdu(raw) => serde_json::from_str(raw.get()).ok()?,
         RawStrippedState::Stripped(raw) => serde_json::from_str(raw.json().get()).ok()?,

@@ -257,7 +257,7 @@ impl Services {
 
     /// One PDU of a `send_join` answer through the checks on receipt: format, event id,
     /// signatures (a wrong content hash yields the redacted form). `None` when it fails them.
-    async fn check_remote_pdu(
+    pub(super) async fn check_remote_pdu(
         &self,
         rules: &RoomVersionRules,
         room_id: &RoomId,
@@ -442,7 +442,7 @@ impl Services {
 }
 
 /// Runs `insert` on the stored form of a PDU.
-fn with_new_event<T>(
+pub(super) fn with_new_event<T>(
     pdu: &Pdu,
     json: &str,
     membership: Option<&str>,
