@@ -12,6 +12,8 @@
 //! - `sync-fanout`, `sync-initial`, `sync-idle`: how fast a paced stream of messages reaches 100
 //!   long-polling `/sync` clients, the initial sync of a user in 500 rooms, and the server CPU
 //!   that 100 idle long-polls cost (`sync_scenarios.rs`).
+//! - `fed-send`, `fed-join`: an incoming federation transaction of 50 PDUs, and joining a remote
+//!   room of 1,000 members over federation (`federation_scenarios.rs`).
 //!
 //! Run it with `cargo build --release -p plexus && cargo run --release -p complement-tests --bin
 //! bench [-- scenario... --flag value]`; `--help` lists the flags. It is a benchmark, not a test:
@@ -29,13 +31,15 @@ use complement_tests::{Server, User, encode, json, room_path};
 use serde_json::Value;
 
 /// The scenarios, in the order they run when none is named.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 8] = [
     "send",
     "messages",
     "members",
     "sync-fanout",
     "sync-initial",
     "sync-idle",
+    "fed-send",
+    "fed-join",
 ];
 /// The numeric flags: name, default, meaning.
 const FLAGS: &[(&str, usize, &str)] = &[
@@ -72,6 +76,21 @@ const FLAGS: &[(&str, usize, &str)] = &[
     ("rooms", 500, "rooms of the syncing user in `sync-initial`"),
     ("runs", 20, "measured initial syncs in `sync-initial`"),
     ("idle-seconds", 10, "the measured window of `sync-idle`"),
+    (
+        "transactions",
+        20,
+        "measured 50-PDU transactions in `fed-send`",
+    ),
+    (
+        "fed-members",
+        1_000,
+        "members of each hs1 room in `fed-join`",
+    ),
+    (
+        "fed-runs",
+        3,
+        "federated joins (one room each) in `fed-join`",
+    ),
 ];
 
 /// Targets from the issue, on a 2-core machine.
@@ -102,11 +121,13 @@ macro_rules! progress {
     ($($arg:tt)*) => { eprintln!("[bench] {}", format_args!($($arg)*)) };
 }
 
+mod federation_scenarios;
 mod machine;
 mod measure;
 mod scenarios;
 mod sync_scenarios;
 
+use federation_scenarios::*;
 use machine::*;
 use measure::*;
 use scenarios::*;
@@ -204,7 +225,7 @@ impl Options {
 
 fn usage() -> String {
     let mut text = "usage: bench [send] [messages] [members] [sync-fanout] [sync-initial] \
-                    [sync-idle] [--flag value]...\n\
+                    [sync-idle] [fed-send] [fed-join] [--flag value]...\n\
                     (no scenario: all of them)\n"
         .to_owned();
     for (name, default, meaning) in FLAGS {
@@ -232,6 +253,8 @@ async fn run(options: Options, bin: PathBuf) {
             "sync-fanout" => sync_fanout_scenario(&options, &mut table).await,
             "sync-initial" => sync_initial_scenario(&options, &mut table).await,
             "sync-idle" => sync_idle_scenario(&options, &mut table).await,
+            "fed-send" => fed_send_scenario(&options, &mut table).await,
+            "fed-join" => fed_join_scenario(&options, &mut table).await,
             _ => members_scenario(&options, &mut table).await,
         }
         progress!("{scenario} took {:.0?}", scenario_started.elapsed());
