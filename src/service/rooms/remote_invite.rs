@@ -29,7 +29,7 @@ use serde_json::value::RawValue as RawJsonValue;
 
 use super::super::{Error, Result, Services};
 use super::append::membership_of;
-use super::remote_join::remote_error;
+use super::remote_join::{remote_error, through_each};
 use crate::federation::client::SendError;
 use crate::room::{self, Pdu, PduTemplate};
 use crate::storage::events::NewEvent;
@@ -294,21 +294,15 @@ impl Services {
         reason: Option<&str>,
     ) -> Result<()> {
         let servers = self.join_candidates(room_id, user_id, &[]).await?;
-        let mut last = None;
-        for server in &servers {
-            match self.reject_through(user_id, room_id, server, reason).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::info!(room.id = %room_id, server.name = %server, error = %e, "cannot reject an invite through this server");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| {
+        let none = || {
             Error::NotFound(format!(
                 "no server to reject the invite to {room_id} through"
             ))
-        }))
+        };
+        through_each(room_id, &servers, "reject an invite", none, |server| {
+            self.reject_through(user_id, room_id, server, reason)
+        })
+        .await
     }
 
     async fn reject_through(

@@ -127,21 +127,15 @@ impl Services {
         servers: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<()> {
-        let mut last = None;
-        for server in servers {
-            match self.join_through(user_id, room_id, server, reason).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::info!(room.id = %room_id, server.name = %server, error = %e, "cannot join through this server");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| {
+        let none = || {
             Error::NotFound(format!(
                 "room {room_id} is not known here, and no server to join it through was given"
             ))
-        }))
+        };
+        through_each(room_id, servers, "join", none, |server| {
+            self.join_through(user_id, room_id, server, reason)
+        })
+        .await
     }
 
     async fn join_through(
@@ -488,4 +482,30 @@ pub(super) fn remote_error(server: &ServerName, error: SendError) -> Error {
         }
         other => Error::RemoteServer(format!("no answer from {server} about the room: {other}")),
     }
+}
+
+/// Runs `attempt` through each of `servers` in turn until one succeeds (`what` names the action
+/// in the log); the last failure if none does, `none()` if there was no server to try.
+pub(super) async fn through_each<'a, F, Fut>(
+    room_id: &RoomId,
+    servers: &'a [OwnedServerName],
+    what: &str,
+    none: impl FnOnce() -> Error,
+    mut attempt: F,
+) -> Result<()>
+where
+    F: FnMut(&'a ServerName) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut last = None;
+    for server in servers {
+        match attempt(server).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::info!(room.id = %room_id, server.name = %server, error = %e, "cannot {what} through this server");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(none))
 }

@@ -28,7 +28,7 @@ use serde_json::value::RawValue as RawJsonValue;
 
 use super::super::{Error, Result, Services, UserSession};
 use super::remote_invite::stripped_event;
-use super::remote_join::{remote_error, with_new_event};
+use super::remote_join::{remote_error, through_each, with_new_event};
 use crate::room::{self, Pdu};
 use crate::storage::{self, state};
 
@@ -69,18 +69,12 @@ impl Services {
         let user = &session.user_id;
         let candidates = self.join_candidates(&room_id, user, &servers).await?;
         if self.joins_remotely(&room_id, &candidates).await? {
-            let mut last = None;
-            for server in &candidates {
-                match self.knock_through(user, &room_id, server, reason).await {
-                    Ok(()) => return Ok(room_id),
-                    Err(e) => {
-                        tracing::info!(room.id = %room_id, server.name = %server, error = %e, "cannot knock through this server");
-                        last = Some(e);
-                    }
-                }
-            }
-            return Err(last
-                .unwrap_or_else(|| Error::NotFound(format!("room {room_id} is not known here"))));
+            let none = || Error::NotFound(format!("room {room_id} is not known here"));
+            through_each(&room_id, &candidates, "knock", none, |server| {
+                self.knock_through(user, &room_id, server, reason)
+            })
+            .await?;
+            return Ok(room_id);
         }
         self.knock(session, room_id.as_str(), reason).await
     }
