@@ -81,18 +81,7 @@ pub fn insert_backfilled_txn(
         event.json,
         state_group,
     ])?;
-    let mut edge = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_edges (event_nid, prev_event_id) VALUES (?1, ?2)",
-    )?;
-    for prev in event.prev_events {
-        edge.execute(params![position, prev])?;
-    }
-    let mut auth = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_auth (event_nid, auth_event_id) VALUES (?1, ?2)",
-    )?;
-    for auth_event in event.auth_events {
-        auth.execute(params![position, auth_event])?;
-    }
+    super::events::insert_links_txn(txn, position, event.prev_events, event.auth_events)?;
     Ok(Some(position))
 }
 

@@ -101,24 +101,37 @@ pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventN
         event.txn.map(|(_, txn_id)| txn_id)
     ])?;
     let nid = txn.last_insert_rowid();
-    let mut edge = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_edges (event_nid, prev_event_id) VALUES (?1, ?2)",
-    )?;
+    insert_links_txn(txn, nid, event.prev_events, event.auth_events)?;
     let mut extremity =
         txn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
     for prev in event.prev_events {
-        edge.execute(params![nid, prev])?;
         extremity.execute(params![event.room_id, prev])?;
-    }
-    let mut auth = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_auth (event_nid, auth_event_id) VALUES (?1, ?2)",
-    )?;
-    for auth_event in event.auth_events {
-        auth.execute(params![nid, auth_event])?;
     }
     txn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
         .execute(params![event.room_id, event.event_id])?;
     Ok(nid)
+}
+
+/// Records an event's DAG links: its prev events (`event_edges`) and auth events (`event_auth`).
+pub fn insert_links_txn(
+    txn: &Connection,
+    nid: EventNid,
+    prev_events: &[String],
+    auth_events: &[String],
+) -> Result<()> {
+    let mut edge = txn.prepare_cached(
+        "INSERT OR IGNORE INTO event_edges (event_nid, prev_event_id) VALUES (?1, ?2)",
+    )?;
+    for prev in prev_events {
+        edge.execute(params![nid, prev])?;
+    }
+    let mut auth = txn.prepare_cached(
+        "INSERT OR IGNORE INTO event_auth (event_nid, auth_event_id) VALUES (?1, ?2)",
+    )?;
+    for auth_event in auth_events {
+        auth.execute(params![nid, auth_event])?;
+    }
+    Ok(())
 }
 
 /// Records the state after a state event (a new group); other events keep the state before.

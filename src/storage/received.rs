@@ -159,18 +159,7 @@ pub fn insert_received_event_txn(
         rejected_reason,
     ])?;
     let nid = txn.last_insert_rowid();
-    let mut edge = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_edges (event_nid, prev_event_id) VALUES (?1, ?2)",
-    )?;
-    for prev in event.prev_events {
-        edge.execute(params![nid, prev])?;
-    }
-    let mut auth = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_auth (event_nid, auth_event_id) VALUES (?1, ?2)",
-    )?;
-    for auth_event in event.auth_events {
-        auth.execute(params![nid, auth_event])?;
-    }
+    super::events::insert_links_txn(txn, nid, event.prev_events, event.auth_events)?;
     Ok(nid)
 }
 
