@@ -249,6 +249,30 @@ impl User {
         self.messages_with(room_id, &pairs).await.ok()
     }
 
+    /// The bodies of the latest (up to 100) `m.room.message` events of a room, oldest first.
+    pub async fn latest_bodies(&self, room_id: &str) -> Vec<String> {
+        let page = self.messages(room_id, "b", None, 100).await;
+        let mut bodies: Vec<String> = page["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.room.message")
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect();
+        bodies.reverse();
+        bodies
+    }
+
+    /// `POST /join/{roomIdOrAlias}?server_name=…`: joins through another server, reply unchecked.
+    pub async fn join_via(&self, room_id_or_alias: &str, server: &str) -> Reply {
+        let path = format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            encode(room_id_or_alias),
+            encode(server)
+        );
+        self.post(&path, serde_json::json!({})).await
+    }
+
     /// `GET /rooms/{roomId}/messages` with any query parameters (`to`, `filter`, ...), returning
     /// the reply unchecked.
     pub async fn messages_with(&self, room_id: &str, pairs: &[(&str, &str)]) -> Reply {

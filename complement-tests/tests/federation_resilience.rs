@@ -11,33 +11,6 @@ use complement_tests::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `POST /join/{roomIdOrAlias}?server_name=…`.
-async fn join_via(user: &User, room: &str, server: &str) -> complement_tests::Reply {
-    let path = format!(
-        "/_matrix/client/v3/join/{}?server_name={}",
-        encode(room),
-        encode(server)
-    );
-    user.post(&path, json!({})).await
-}
-
-/// The message bodies of `room` in `user`'s `/messages`, oldest first.
-async fn bodies(user: &User, room: &str) -> Vec<String> {
-    let reply = user
-        .get(&room_path(room, "messages?dir=b&limit=100"))
-        .await
-        .ok();
-    let mut bodies: Vec<String> = reply["chunk"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    bodies.reverse();
-    bodies
-}
-
 /// The message bodies of `room` in `user`'s `/sync` timelines, following `next_batch` from the
 /// start until nothing new comes, oldest first.
 async fn synced_bodies(user: &User, room: &str) -> Vec<String> {
@@ -83,10 +56,12 @@ async fn catches_up_after(kill: bool) {
     let alice = hs1.register_user("alice").await;
     let bob = hs2.register_user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    join_via(&bob, &room, "hs1.test").await.ok();
+    bob.join_via(&room, "hs1.test").await.ok();
     alice.send_message(&room, "before").await;
     wait_until("bob sees the first message", WAIT, async || {
-        bodies(&bob, &room).await.contains(&"before".to_owned())
+        bob.latest_bodies(&room)
+            .await
+            .contains(&"before".to_owned())
     })
     .await;
 
@@ -104,7 +79,7 @@ async fn catches_up_after(kill: bool) {
     let mut expected = vec!["before".to_owned()];
     expected.extend(sent.iter().cloned());
     wait_until("bob's /messages has all 30, in order", WAIT, async || {
-        bodies(&bob, &room).await == expected
+        bob.latest_bodies(&room).await == expected
     })
     .await;
     assert_eq!(synced_bodies(&bob, &room).await, expected, "bob's /sync");
@@ -129,7 +104,7 @@ async fn concurrent_sends_on_both_sides_end_in_the_same_state() {
     let bob = hs2.register_user("bob").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
     alice.set_power_level(&room, &bob.user_id, 50).await;
-    join_via(&bob, &room, "hs1.test").await.ok();
+    bob.join_via(&room, "hs1.test").await.ok();
     wait_until("hs2 knows bob's power", WAIT, async || {
         let (_, _, members) = summary(&bob, &room).await;
         members.len() == 2
@@ -182,7 +157,7 @@ async fn concurrent_sends_on_both_sides_end_in_the_same_state() {
     expected.sort();
 
     let sorted = async |user: &User| {
-        let mut b = bodies(user, &room).await;
+        let mut b = user.latest_bodies(&room).await;
         b.sort();
         b
     };
@@ -231,7 +206,7 @@ async fn a_server_denied_by_the_acl_can_neither_join_nor_send() {
     let bob = hs2.register_user("bob").await;
     let carol = hs3.register_user("carol").await;
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
-    join_via(&bob, &room, "hs1.test").await.ok();
+    bob.join_via(&room, "hs1.test").await.ok();
     alice
         .set_state(
             &room,
@@ -252,7 +227,7 @@ async fn a_server_denied_by_the_acl_can_neither_join_nor_send() {
     reply.assert_status(403);
 
     // Carol's join through hs1 fails, and hs1 never lists her.
-    let reply = join_via(&carol, &room, "hs1.test").await;
+    let reply = carol.join_via(&room, "hs1.test").await;
     assert!(reply.status >= 400, "carol joined: {reply:?}");
     assert_eq!(carol.joined_rooms().await, Vec::<String>::new());
 
@@ -284,7 +259,8 @@ async fn a_server_denied_by_the_acl_can_neither_join_nor_send() {
         .to_owned();
     assert!(error.contains("server ACL"), "{answer}");
     assert!(
-        !bodies(&alice, &room)
+        !alice
+            .latest_bodies(&room)
             .await
             .contains(&"from a denied server".to_owned())
     );
@@ -330,7 +306,7 @@ impl WithPeer {
         let alice = hs1.register_user("alice").await;
         let bob = hs2.register_user("bob").await;
         let room = alice.create_room(json!({"preset": "public_chat"})).await;
-        join_via(&bob, &room, "hs1.test").await.ok();
+        bob.join_via(&room, "hs1.test").await.ok();
 
         let dave = peer.user_id("dave");
         let uri = format!(
@@ -423,12 +399,13 @@ async fn a_forged_event_from_a_peer_is_rejected_and_seen_by_nobody() {
     // A real message after it reaches bob; the forged one is nowhere.
     alice.send_message(room, "after").await;
     wait_until("bob sees alice's message", WAIT, async || {
-        bodies(bob, room).await.contains(&"after".to_owned())
+        bob.latest_bodies(room).await.contains(&"after".to_owned())
     })
     .await;
     for user in [alice, bob] {
         assert!(
-            !bodies(user, room)
+            !user
+                .latest_bodies(room)
                 .await
                 .contains(&"forged words".to_owned())
         );
@@ -501,12 +478,12 @@ async fn a_gap_longer_than_one_get_missing_events_answer_is_filled() {
         results.values().all(|r| r == &json!({})),
         "the last message refused: {answer}"
     );
-    assert_eq!(bodies(&with.alice, &with.room).await, expected);
+    assert_eq!(with.alice.latest_bodies(&with.room).await, expected);
     with.alice.send_message(&with.room, "after").await;
     let mut expected = expected;
     expected.push("after".to_owned());
     wait_until("bob on hs2 sees the whole gap", WAIT, async || {
-        bodies(&with.bob, &with.room).await == expected
+        with.bob.latest_bodies(&with.room).await == expected
     })
     .await;
 }

@@ -15,36 +15,9 @@ async fn two_servers(federation: &Federation) -> (Server, Server) {
     (hs1, hs2)
 }
 
-/// `POST /join/{roomIdOrAlias}?server_name=…`.
-async fn join_via(user: &User, room: &str, server: &str) -> complement_tests::Reply {
-    let path = format!(
-        "/_matrix/client/v3/join/{}?server_name={}",
-        encode(room),
-        encode(server)
-    );
-    user.post(&path, json!({})).await
-}
-
 /// A full `/sync` of `user`.
 async fn sync(user: &User) -> Value {
     user.get("/_matrix/client/v3/sync?timeout=0").await.ok()
-}
-
-/// The message bodies of `room` in `user`'s `/messages`, oldest first.
-async fn bodies(user: &User, room: &str) -> Vec<String> {
-    let reply = user
-        .get(&room_path(room, "messages?dir=b&limit=50"))
-        .await
-        .ok();
-    let mut bodies: Vec<String> = reply["chunk"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    bodies.reverse();
-    bodies
 }
 
 /// The state events of `room` in a full `/sync`'s join section (state and timeline).
@@ -71,7 +44,7 @@ async fn a_user_joins_a_room_of_another_server_and_messages_flow_both_ways() {
         )
         .await;
 
-    let joined = join_via(&bob, &room, "hs1.test").await.ok();
+    let joined = bob.join_via(&room, "hs1.test").await.ok();
     assert_eq!(joined["room_id"], room.as_str());
 
     // hs2 now has the room, with its name, in bob's /sync.
@@ -87,7 +60,7 @@ async fn a_user_joins_a_room_of_another_server_and_messages_flow_both_ways() {
     // Alice speaks on hs1; bob hears it on hs2.
     alice.send_message(&room, "hello from hs1").await;
     wait_until("bob sees alice's message", WAIT, async || {
-        bodies(&bob, &room)
+        bob.latest_bodies(&room)
             .await
             .contains(&"hello from hs1".to_owned())
     })
@@ -96,7 +69,8 @@ async fn a_user_joins_a_room_of_another_server_and_messages_flow_both_ways() {
     // Bob answers on hs2; alice hears it on hs1.
     bob.send_message(&room, "hello from hs2").await;
     wait_until("alice sees bob's message", WAIT, async || {
-        bodies(&alice, &room)
+        alice
+            .latest_bodies(&room)
             .await
             .contains(&"hello from hs2".to_owned())
     })
@@ -131,7 +105,8 @@ async fn a_user_joins_a_room_of_another_server_by_its_alias() {
     assert_eq!(bob.joined_rooms().await, vec![room.clone()]);
     bob.send_message(&room, "found it by alias").await;
     wait_until("alice sees bob's message", WAIT, async || {
-        bodies(&alice, &room)
+        alice
+            .latest_bodies(&room)
             .await
             .contains(&"found it by alias".to_owned())
     })
@@ -147,7 +122,7 @@ async fn joining_through_a_server_that_is_down_or_lacks_the_room_fails_cleanly()
     let room = alice.create_room(json!({"preset": "public_chat"})).await;
 
     // hs3 is never started.
-    let reply = join_via(&bob, "!lost:hs3.test", "hs3.test").await;
+    let reply = bob.join_via("!lost:hs3.test", "hs3.test").await;
     assert!(
         reply.status == 502 || reply.status == 404,
         "a server that is down: {reply}"
@@ -159,7 +134,7 @@ async fn joining_through_a_server_that_is_down_or_lacks_the_room_fails_cleanly()
 
     // hs1 does not have this room.
     let unknown = "!nowhere:hs1.test";
-    join_via(&bob, unknown, "hs1.test")
+    bob.join_via(unknown, "hs1.test")
         .await
         .assert_error(404, "M_NOT_FOUND");
 
@@ -189,7 +164,7 @@ async fn joining_through_a_server_that_is_down_or_lacks_the_room_fails_cleanly()
 
     // A server that is down is skipped for the next one: here the room id's own server.
     assert_eq!(
-        join_via(&bob, &room, "hs3.test").await.ok()["room_id"],
+        bob.join_via(&room, "hs3.test").await.ok()["room_id"],
         room.as_str()
     );
     assert_eq!(bob.joined_rooms().await, vec![room]);
@@ -241,12 +216,17 @@ async fn a_user_invited_from_another_server_sees_the_invite_and_joins() {
 
     alice.send_message(&room, "welcome").await;
     wait_until("bob sees alice's welcome", WAIT, async || {
-        bodies(&bob, &room).await.contains(&"welcome".to_owned())
+        bob.latest_bodies(&room)
+            .await
+            .contains(&"welcome".to_owned())
     })
     .await;
     bob.send_message(&room, "thanks").await;
     wait_until("alice sees bob's thanks", WAIT, async || {
-        bodies(&alice, &room).await.contains(&"thanks".to_owned())
+        alice
+            .latest_bodies(&room)
+            .await
+            .contains(&"thanks".to_owned())
     })
     .await;
 }

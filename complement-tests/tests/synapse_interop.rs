@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use complement_tests::{
-    Federation, Reply, Server, ServerKey, Synapse, User, Value, encode, json, now_ms, room_path,
+    Federation, Server, ServerKey, Synapse, User, Value, encode, json, now_ms, room_path,
     state_path, wait_until,
 };
 
@@ -123,33 +123,6 @@ async fn profiles_are_read_across_plexus_and_synapse_both_ways() {
         .assert_error(404, "M_NOT_FOUND");
 }
 
-/// `POST /join/{roomIdOrAlias}?server_name=…`.
-async fn join_via(user: &User, room: &str, server: &str) -> Reply {
-    let path = format!(
-        "/_matrix/client/v3/join/{}?server_name={}",
-        encode(room),
-        encode(server)
-    );
-    user.post(&path, json!({})).await
-}
-
-/// The message bodies of `room` in `user`'s `/messages`, oldest first.
-async fn bodies(user: &User, room: &str) -> Vec<String> {
-    let reply = user
-        .get(&room_path(room, "messages?dir=b&limit=50"))
-        .await
-        .ok();
-    let mut bodies: Vec<String> = reply["chunk"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    bodies.reverse();
-    bodies
-}
-
 /// `guest` (of the other server) joins `host`'s public room "Garden" through the host's server;
 /// then they talk both ways, both servers agree on the members, and the guest's leave reaches
 /// the host's server.
@@ -171,14 +144,15 @@ async fn join_talk_and_leave(
         .create_room(json!({"preset": "public_chat", "name": "Garden"}))
         .await;
 
-    let joined = join_via(guest, &room, host_server).await;
+    let joined = guest.join_via(&room, host_server).await;
     assert_eq!(joined.ok()["room_id"], room.as_str(), "{}", logs());
     let name = guest.get(&state_path(&room, "m.room.name", "")).await;
     assert_eq!(name.ok()["name"], "Garden", "{}", logs());
 
     host.send_message(&room, "hello from the host").await;
     wait_until("the guest sees the host's message", WAIT, async || {
-        bodies(guest, &room)
+        guest
+            .latest_bodies(&room)
             .await
             .contains(&"hello from the host".to_owned())
     })
@@ -186,7 +160,7 @@ async fn join_talk_and_leave(
 
     guest.send_message(&room, "hello from the guest").await;
     wait_until("the host sees the guest's message", WAIT, async || {
-        bodies(host, &room)
+        host.latest_bodies(&room)
             .await
             .contains(&"hello from the guest".to_owned())
     })
@@ -265,12 +239,17 @@ async fn invite_accept_and_talk(plexus: &Server, synapse: &Synapse, host: &User,
 
     host.send_message(&room, "welcome").await;
     wait_until("the guest sees the welcome", WAIT, async || {
-        bodies(guest, &room).await.contains(&"welcome".to_owned())
+        guest
+            .latest_bodies(&room)
+            .await
+            .contains(&"welcome".to_owned())
     })
     .await;
     guest.send_message(&room, "thanks").await;
     wait_until("the host sees the thanks", WAIT, async || {
-        bodies(host, &room).await.contains(&"thanks".to_owned())
+        host.latest_bodies(&room)
+            .await
+            .contains(&"thanks".to_owned())
     })
     .await;
     let mut both = vec![host.user_id.clone(), guest.user_id.clone()];

@@ -315,7 +315,10 @@ async fn a_sync_loop_sees_every_message_exactly_once() {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
-    assert!(from_memory > 0, "the fast path answered some syncs:\n{metrics}");
+    assert!(
+        from_memory > 0,
+        "the fast path answered some syncs:\n{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -489,11 +492,15 @@ async fn typing_and_receipts_reach_the_other_members_and_wake_their_long_polls()
     // A token taken once Bob's unread count includes the message, so the long-poll below is woken
     // by the typing and not by the count catching up.
     let mut since = String::new();
-    wait_until("Bob's unread count includes the message", Duration::from_secs(10), async || {
-        let body = sync(&bob, "").await;
-        since = body["next_batch"].as_str().unwrap().to_owned();
-        joined(&body, &room)["unread_notifications"]["notification_count"] == 1
-    })
+    wait_until(
+        "Bob's unread count includes the message",
+        Duration::from_secs(10),
+        async || {
+            let body = sync(&bob, "").await;
+            since = body["next_batch"].as_str().unwrap().to_owned();
+            joined(&body, &room)["unread_notifications"]["notification_count"] == 1
+        },
+    )
     .await;
 
     let poll = tokio::spawn({
@@ -649,7 +656,9 @@ async fn an_initial_sync_of_many_rooms_has_every_room_whole() {
     let alice = server.register_user("alice").await;
     let mut rooms = Vec::new();
     for i in 0..60 {
-        let room = alice.create_room(json!({"name": format!("ward {i}")})).await;
+        let room = alice
+            .create_room(json!({"name": format!("ward {i}")}))
+            .await;
         alice.send_message(&room, &format!("round {i}")).await;
         rooms.push(room);
     }

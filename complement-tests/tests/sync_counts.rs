@@ -42,9 +42,11 @@ async fn a_long_polling_client_learns_a_new_count_without_another_event() {
         let body = sync(&bob, &format!("?since={since}&timeout=5000")).await;
         since = body["next_batch"].as_str().unwrap().to_owned();
         let timeline = &body["rooms"]["join"][room.as_str()]["timeline"]["events"];
-        saw_message |= timeline
-            .as_array()
-            .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == "handover at six"));
+        saw_message |= timeline.as_array().is_some_and(|events| {
+            events
+                .iter()
+                .any(|e| e["content"]["body"] == "handover at six")
+        });
         if unread(&body, &room)["notification_count"] == 1 {
             break;
         }
@@ -88,8 +90,7 @@ async fn thread_counts_are_apart_only_when_the_filter_asks_and_threaded_receipts
     let started = Instant::now();
     let body = loop {
         let body = sync(&bob, &threaded).await;
-        if body["rooms"]["join"][room.as_str()]["unread_thread_notifications"][root.as_str()]
-            ["notification_count"]
+        if body["rooms"]["join"][room.as_str()]["unread_thread_notifications"][root.as_str()]["notification_count"]
             == 2
         {
             break body;
@@ -97,9 +98,17 @@ async fn thread_counts_are_apart_only_when_the_filter_asks_and_threaded_receipts
         assert!(started.elapsed() < Duration::from_secs(10), "{body:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(unread(&body, &room)["notification_count"], 1, "main timeline only");
+    assert_eq!(
+        unread(&body, &room)["notification_count"],
+        1,
+        "main timeline only"
+    );
     let plain = sync(&bob, "").await;
-    assert_eq!(unread(&plain, &room)["notification_count"], 3, "all threads together");
+    assert_eq!(
+        unread(&plain, &room)["notification_count"],
+        3,
+        "all threads together"
+    );
     assert!(
         plain["rooms"]["join"][room.as_str()]
             .get("unread_thread_notifications")
@@ -116,7 +125,10 @@ async fn thread_counts_are_apart_only_when_the_filter_asks_and_threaded_receipts
         ))
         .await
         .ok();
-    let latest = thread_events["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let latest = thread_events["chunk"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     bob.post(
         &format!(
             "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
@@ -135,7 +147,10 @@ async fn thread_counts_are_apart_only_when_the_filter_asks_and_threaded_receipts
         thread_count.is_null() || *thread_count == 0,
         "thread read: {after:#}"
     );
-    assert_eq!(unread(&sync(&bob, "").await, &room)["notification_count"], 1);
+    assert_eq!(
+        unread(&sync(&bob, "").await, &room)["notification_count"],
+        1
+    );
 }
 
 async fn presence_of(viewer: &User, user: &User) -> Value {
