@@ -91,6 +91,24 @@ impl Services {
         reason: Option<&str>,
         via: &[OwnedServerName],
     ) -> Result<OwnedRoomId> {
+        let (room_id, remote) = self.membership_target(session, room, via).await?;
+        if let Some(servers) = remote {
+            self.join_remote(&session.user_id, &room_id, &servers, reason)
+                .await?;
+            return Ok(room_id);
+        }
+        self.enter(session, room_id.as_str(), "join", reason).await
+    }
+
+    /// Where a join or knock by id or alias goes: the room, and — when this server has no joined
+    /// member in it — the servers to go through (`via`, those an alias of another server names,
+    /// the inviter's, the room id's), in the order to try them.
+    pub(super) async fn membership_target(
+        &self,
+        session: &UserSession,
+        room: &str,
+        via: &[OwnedServerName],
+    ) -> Result<(OwnedRoomId, Option<Vec<OwnedServerName>>)> {
         let mut servers = via.to_vec();
         let room_id = match RoomAliasId::parse(room) {
             Ok(alias) if alias.server_name() != self.server_name() => {
@@ -100,14 +118,11 @@ impl Services {
             }
             _ => self.resolve_room(room).await?,
         };
-        let user = &session.user_id;
-        let candidates = self.join_candidates(&room_id, user, &servers).await?;
-        if self.joins_remotely(&room_id, &candidates).await? {
-            self.join_remote(user, &room_id, &candidates, reason)
-                .await?;
-            return Ok(room_id);
-        }
-        self.enter(session, room_id.as_str(), "join", reason).await
+        let candidates = self
+            .join_candidates(&room_id, &session.user_id, &servers)
+            .await?;
+        let remote = self.joins_remotely(&room_id, &candidates).await?;
+        Ok((room_id, remote.then_some(candidates)))
     }
 
     /// Asks to join a room whose join rule is `knock`.

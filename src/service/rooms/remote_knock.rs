@@ -20,9 +20,7 @@ use std::sync::Arc;
 use ruma::api::federation::membership::{
     RawStrippedState, create_knock_event, prepare_knock_event,
 };
-use ruma::{
-    EventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId, ServerName, UserId,
-};
+use ruma::{EventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value as JsonValue;
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -57,18 +55,9 @@ impl Services {
         reason: Option<&str>,
         via: &[OwnedServerName],
     ) -> Result<OwnedRoomId> {
-        let mut servers = via.to_vec();
-        let room_id = match RoomAliasId::parse(room) {
-            Ok(alias) if alias.server_name() != self.server_name() => {
-                let (room_id, alias_servers) = self.resolve_remote_alias(&alias).await?;
-                servers.extend(alias_servers);
-                room_id
-            }
-            _ => self.resolve_room(room).await?,
-        };
+        let (room_id, remote) = self.membership_target(session, room, via).await?;
         let user = &session.user_id;
-        let candidates = self.join_candidates(&room_id, user, &servers).await?;
-        if self.joins_remotely(&room_id, &candidates).await? {
+        if let Some(candidates) = remote {
             let none = || Error::NotFound(format!("room {room_id} is not known here"));
             through_each(&room_id, &candidates, "knock", none, |server| {
                 self.knock_through(user, &room_id, server, reason)

@@ -41,22 +41,13 @@ impl ServerViewer {
         })
     }
 
-    fn field(
-        &mut self,
-        conn: &Connection,
-        group: Option<i64>,
-        key: Option<KeyNid>,
-        field: &str,
-    ) -> Result<Option<String>> {
-        self.fields.get(conn, group, key, field)
-    }
-
     pub fn can_see(&mut self, conn: &Connection, event: &EventRow) -> Result<bool> {
         if event.room_id != self.room_id {
             return Ok(false);
         }
         let visibility = self
-            .field(
+            .fields
+            .get(
                 conn,
                 event.state_before,
                 self.history_key,
@@ -74,7 +65,7 @@ impl ServerViewer {
         };
         for index in 0..self.member_keys.len() {
             let key = Some(self.member_keys[index]);
-            match self.field(conn, group, key, "membership")?.as_deref() {
+            match self.fields.get(conn, group, key, "membership")?.as_deref() {
                 Some("join") => return Ok(true),
                 Some("invite") if visibility == "invited" => return Ok(true),
                 _ => {}
@@ -96,4 +87,3 @@ impl ServerViewer {
                 .is_some_and(|(_, server)| server == self.server)
     }
 }
-

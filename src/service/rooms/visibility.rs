@@ -49,22 +49,13 @@ impl Viewer {
         self.forgotten
     }
 
-    fn field(
-        &mut self,
-        conn: &Connection,
-        group: Option<i64>,
-        key: Option<i64>,
-        field: &str,
-    ) -> Result<Option<String>> {
-        self.fields.get(conn, group, key, field)
-    }
-
     pub fn can_see(&mut self, conn: &Connection, event: &EventRow) -> Result<bool> {
         if event.room_id != self.room_id {
             return Ok(false);
         }
         let visibility = self
-            .field(
+            .fields
+            .get(
                 conn,
                 event.state_before,
                 self.history_key,
@@ -85,7 +76,9 @@ impl Viewer {
         } else {
             event.state_before
         };
-        let membership = self.field(conn, group, self.member_key, "membership")?;
+        let membership = self
+            .fields
+            .get(conn, group, self.member_key, "membership")?;
         match membership.as_deref() {
             Some("join") => return Ok(true),
             Some("invite") if visibility == "invited" => return Ok(true),
