@@ -129,7 +129,9 @@ impl Services {
     /// The users `user_id` ignores (`m.ignored_user_list`).
     pub async fn ignored_users(&self, user_id: &UserId) -> Result<BTreeSet<OwnedUserId>> {
         let user = user_id.to_owned();
-        self.db.read(move |c| Ok(ignored_users_in(c, &user))).await?
+        self.db
+            .read(move |c| Ok(ignored_users_in(c, &user)))
+            .await?
     }
 
     /// The account data of `user_id` changed after position `since` (0: all of it), each piece

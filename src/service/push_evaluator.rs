@@ -58,7 +58,10 @@ impl Services {
             .db
             .read(|c| {
                 let position = storage::push_actions::progress(c)?;
-                Ok((position, storage::push_actions::events_after(c, position, BATCH)?))
+                Ok((
+                    position,
+                    storage::push_actions::events_after(c, position, BATCH)?,
+                ))
             })
             .await?;
         let Some(last) = rows.last().map(|r| r.nid) else {
@@ -208,7 +211,10 @@ impl Services {
 /// (`m.thread` relation), else `main`.
 fn thread_of(event: &JsonValue) -> String {
     let relation = event.pointer("/content/m.relates_to");
-    match relation.and_then(|r| r.get("rel_type")).and_then(JsonValue::as_str) {
+    match relation
+        .and_then(|r| r.get("rel_type"))
+        .and_then(JsonValue::as_str)
+    {
         Some("m.thread") => relation
             .and_then(|r| r.get("event_id"))
             .and_then(JsonValue::as_str)

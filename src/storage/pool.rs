@@ -60,7 +60,11 @@ impl ReaderPool {
         let outcome = match conn.execute_batch("BEGIN DEFERRED") {
             Ok(()) => {
                 let outcome = f(&conn);
-                let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                let end = if outcome.is_ok() {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                };
                 if let Err(e) = conn.execute_batch(end) {
                     tracing::warn!(error = %e, "ending a read transaction failed");
                     let _ = conn.execute_batch("ROLLBACK");

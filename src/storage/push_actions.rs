@@ -134,7 +134,11 @@ impl UnreadCounts {
 
 /// A user's read positions in a room per receipt thread ('' for unthreaded receipts, `main`, or a
 /// thread root), the later of `m.read` and `m.read.private`.
-fn receipts_by_thread(conn: &Connection, user_id: &str, room_id: &str) -> Result<HashMap<String, i64>> {
+fn receipts_by_thread(
+    conn: &Connection,
+    user_id: &str,
+    room_id: &str,
+) -> Result<HashMap<String, i64>> {
     let mut stmt = conn.prepare_cached(
         "SELECT thread_id, MAX(event_stream_ordering) FROM receipts
          WHERE room_id = ?1 AND user_id = ?2 AND receipt_type IN ('m.read', 'm.read.private')
@@ -284,7 +288,10 @@ mod tests {
         // A receipt that overtook the evaluator: the late action is already read.
         read(&conn, "", 20);
         record_batch_txn(&conn, &[action(15, "main", false)], 15).unwrap();
-        assert_eq!(unread_counts(&conn, "@bob:x", "!a:x").unwrap(), UnreadCounts::default());
+        assert_eq!(
+            unread_counts(&conn, "@bob:x", "!a:x").unwrap(),
+            UnreadCounts::default()
+        );
         record_batch_txn(&conn, &[action(21, "$root", false)], 21).unwrap();
         let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
         assert_eq!(counts.threads, vec![("$root".to_owned(), 1, 0)]);

@@ -148,7 +148,9 @@ impl Services {
                     continue;
                 }
                 if let Some(sent) = &sent_members
-                    && !sent.get(room).is_some_and(|members| members.contains(&event.sender))
+                    && !sent
+                        .get(room)
+                        .is_some_and(|members| members.contains(&event.sender))
                 {
                     // The client lacks this sender's member event: the full pass adds it.
                     return Ok(Hot::Slow);
@@ -187,7 +189,9 @@ impl Services {
             .db
             .read(move |c| {
                 if push > from {
-                    for room in storage::push_actions::rooms_notified_between(c, &user_text, from, push)? {
+                    for room in
+                        storage::push_actions::rooms_notified_between(c, &user_text, from, push)?
+                    {
                         if joined.contains(&room) && !room_ids.contains(&room) {
                             room_ids.push(room);
                         }

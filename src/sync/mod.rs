@@ -203,7 +203,10 @@ impl Services {
                                     .keep(device_key, &result.next_batch, base, wakers);
                                 Ok(result)
                             }
-                            None => self.sync_once(session, since, &request).await.map(|(r, _)| r),
+                            None => self
+                                .sync_once(session, since, &request)
+                                .await
+                                .map(|(r, _)| r),
                         },
                     };
                 }
@@ -275,7 +278,11 @@ impl Services {
                 .rooms
                 .as_ref()
                 .map(|r| r.iter().map(|r| r.to_string()).collect()),
-            not_rooms: room_filter.not_rooms.iter().map(|r| r.to_string()).collect(),
+            not_rooms: room_filter
+                .not_rooms
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
             types: timeline.types.clone().unwrap_or_default(),
             not_types: timeline.not_types.clone(),
             senders: timeline.senders.as_deref().map(strings).unwrap_or_default(),
@@ -390,8 +397,7 @@ impl Services {
                 .or_default()
                 .push(json!({ "type": "m.receipt", "content": content }));
         }
-        let presence =
-            self.presence_events(&session.user_id, &presence_changed, &snapshot.sharing);
+        let presence = self.presence_events(&session.user_id, &presence_changed, &snapshot.sharing);
         let rooms_sync = snapshot.rooms;
         if params.lazy.is_some() {
             let mut cache = self.lazy_members.lock().unwrap_or_else(|p| p.into_inner());
@@ -446,7 +452,11 @@ impl Services {
             .read_connections
             .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
-        let chunk = snapshot.memberships.len().div_ceil(readers).max(MIN_PARALLEL_ROOMS);
+        let chunk = snapshot
+            .memberships
+            .len()
+            .div_ceil(readers)
+            .max(MIN_PARALLEL_ROOMS);
         let reads = snapshot.memberships.chunks(chunk).map(|memberships| {
             let (params, memberships) = (params.clone(), memberships.to_vec());
             let (not_senders, ignored) = (snapshot.not_senders.clone(), snapshot.ignored.clone());

@@ -152,7 +152,9 @@ impl RoomTails {
     pub fn window(&self, room: &str, after: i64, upto: i64) -> Option<Window> {
         let inner = self.inner();
         match inner.rooms.get(room) {
-            None => (inner.complete_after_untracked <= after).then(|| Window { events: Vec::new() }),
+            None => {
+                (inner.complete_after_untracked <= after).then(|| Window { events: Vec::new() })
+            }
             Some(tail) if tail.complete_after <= after => Some(Window {
                 events: tail
                     .events
@@ -210,7 +212,12 @@ impl Inner {
         let oldest = self
             .rooms
             .iter()
-            .map(|(room, tail)| (tail.events.back().map_or(tail.complete_after, |e| e.nid), room))
+            .map(|(room, tail)| {
+                (
+                    tail.events.back().map_or(tail.complete_after, |e| e.nid),
+                    room,
+                )
+            })
             .min()
             .map(|(last, room)| (last, room.clone()));
         if let Some((last, room)) = oldest {
@@ -236,8 +243,9 @@ fn tail_event(row: EventRow) -> Option<TailEvent> {
             return None;
         }
     };
-    let relates =
-        fields.content.relates_to.is_some() || fields.redacts.is_some() || fields.content.redacts.is_some();
+    let relates = fields.content.relates_to.is_some()
+        || fields.redacts.is_some()
+        || fields.content.redacts.is_some();
     Some(TailEvent {
         nid: row.nid,
         sender: fields.sender,
@@ -266,8 +274,12 @@ mod tests {
     }
 
     fn message(nid: i64, room: &str) -> TailEvent {
-        tail_event(row(nid, room, r#"{"sender":"@a:x","type":"m.room.message","content":{}}"#))
-            .unwrap()
+        tail_event(row(
+            nid,
+            room,
+            r#"{"sender":"@a:x","type":"m.room.message","content":{}}"#,
+        ))
+        .unwrap()
     }
 
     #[test]

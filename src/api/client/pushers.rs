@@ -52,7 +52,9 @@ async fn set(
 /// that is not a JSON object) goes on to ruma's parsing unchanged.
 async fn require_fields(request: Request) -> Result<Request, ApiError> {
     // A request without credentials goes straight on, to be refused by authentication first.
-    let credentials = request.headers().contains_key(axum::http::header::AUTHORIZATION)
+    let credentials = request
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
         || request
             .uri()
             .query()

@@ -2,8 +2,8 @@
 
 use axum::Router;
 use ruma::api::client::filter::FilterDefinition;
-use ruma::api::client::sync::sync_events::v3 as sync;
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+use ruma::api::client::sync::sync_events::v3 as sync;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UInt};
 
 use super::rooms::to_raw;

@@ -111,7 +111,8 @@ impl Services {
         match update {
             Some((state, status_msg)) => {
                 let state = PresenceState::from(state.as_str());
-                self.set_presence(user_id, user_id, &state, status_msg).await
+                self.set_presence(user_id, user_id, &state, status_msg)
+                    .await
             }
             None => Ok(()),
         }
@@ -167,7 +168,10 @@ impl Services {
             .await?
             .into_iter()
             .collect();
-        Ok((self.presence_events(user_id, &candidates, &sharing), position))
+        Ok((
+            self.presence_events(user_id, &candidates, &sharing),
+            position,
+        ))
     }
 
     /// The users whose presence changed after position `since`, and the current position: the

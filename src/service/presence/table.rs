@@ -148,7 +148,12 @@ impl Table {
     /// brings an offline user to the wanted state, an online one to unavailable when asked, and
     /// renews an online user's activity once per announcement granularity; an explicit
     /// "unavailable" is kept.
-    pub(super) fn sync_update(&self, user: &UserId, wanted: State, now: i64) -> Option<(State, Option<String>)> {
+    pub(super) fn sync_update(
+        &self,
+        user: &UserId,
+        wanted: State,
+        now: i64,
+    ) -> Option<(State, Option<String>)> {
         let Some(record) = self.users.get(user) else {
             return (wanted != State::Offline).then_some((wanted, None));
         };
