@@ -134,6 +134,7 @@ impl Services {
             .await?
     }
 
+    #[cfg(test)]
     /// The account data of `user_id` changed after position `since` (0: all of it), each piece
     /// with its current content, and the position the answer is complete up to.
     pub async fn account_data_since(
@@ -147,6 +148,7 @@ impl Services {
             .await?
     }
 
+    #[cfg(test)]
     /// The position of the latest committed account-data change (0 before the first).
     pub async fn account_data_position(&self) -> Result<i64> {
         Ok(self.db.read(storage::account_data::max_stream_id).await?)
@@ -171,7 +173,9 @@ pub(crate) fn ignored_users_in(
         .collect())
 }
 
-/// `account_data_since` over an open connection.
+/// The account data of `user_id` changed after position `since` (0: all of it), each piece with
+/// its current content, and the position the answer is complete up to; read over an open
+/// connection, inside `/sync`'s one read.
 pub(crate) fn account_data_changes(
     c: &rusqlite::Connection,
     user_id: &UserId,

@@ -2,7 +2,7 @@
 //! sees) records the latest event a user has read in a room, unthreaded, in the main timeline or
 //! in one thread; it only ever moves forward. Each change takes the next position of the receipt
 //! stream (in the write transaction) and wakes the room's listeners; `/sync` reads them back as
-//! `m.receipt` content through `receipts_since`.
+//! `m.receipt` content through `receipts_changes`.
 //!
 //! The `m.fully_read` marker is room account data (see `account_data.rs`), set here because
 //! clients may not set it through `/account_data`; it also only moves forward.
@@ -105,6 +105,7 @@ impl Services {
         Ok(())
     }
 
+    #[cfg(test)]
     /// Provider for `/sync`: the `m.receipt` content of each room of `rooms` whose receipts
     /// changed after receipt position `since` (0: all of them), leaving out other users' private
     /// receipts, and the position the answer is complete up to (the next `since`).
@@ -121,6 +122,7 @@ impl Services {
             .await?
     }
 
+    #[cfg(test)]
     /// The position of the latest committed receipt (0 before the first).
     pub async fn receipts_position(&self) -> Result<i64> {
         Ok(self.db.read(storage::receipts::max_stream_id).await?)
@@ -200,7 +202,9 @@ impl Services {
     }
 }
 
-/// `receipts_since` over an open connection, for the rooms in `wanted`.
+/// The receipts of the rooms in `wanted` after receipt position `since`, grouped into
+/// `m.receipt` content per room, and the position the answer is complete up to; read over an
+/// open connection, inside `/sync`'s one read.
 pub(crate) fn receipts_changes(
     c: &rusqlite::Connection,
     viewer: &UserId,

@@ -1,7 +1,7 @@
 //! Typing notifications: who is typing in which room, kept in memory only (a restart forgets
 //! them, as it should: they expire within seconds anyway). Every change of a room's typing set
 //! takes the next position of the typing stream, an in-memory counter, and wakes the room's
-//! listeners; `/sync` asks `typing_since(room, P)` for the rooms it syncs.
+//! listeners; `/sync` asks `typing_changed_since(P)` for the rooms whose typing changed.
 //!
 //! A typing user is forgotten at their timeout (capped at `MAX_TIMEOUT`): a timer task per
 //! notification removes them then, so a long-polling `/sync` sees the stop without anyone else
@@ -104,6 +104,7 @@ impl Typing {
         changed
     }
 
+    #[cfg(test)]
     fn since(&self, room: &RoomId, since: u64, now: Instant) -> Option<(Vec<OwnedUserId>, u64)> {
         let state = self.state();
         let entry = state.rooms.get(room).filter(|e| e.changed > since)?;
@@ -159,6 +160,7 @@ impl Services {
         Ok(())
     }
 
+    #[cfg(test)]
     /// Provider for `/sync`: the users typing in `room` now and the position of the room's
     /// latest typing change, when that change is after `since`; `None` when nothing changed.
     pub fn typing_since(&self, room: &RoomId, since: u64) -> Option<(Vec<OwnedUserId>, u64)> {

@@ -149,6 +149,7 @@ impl Services {
         ))
     }
 
+    #[cfg(test)]
     /// Provider for `/sync`: an `m.presence` event for each user sharing a joined room with
     /// `user_id` (and `user_id` themself) whose presence changed after presence position `since`,
     /// and the position the answer is complete up to (the next `since`).
@@ -175,7 +176,7 @@ impl Services {
     }
 
     /// The users whose presence changed after position `since`, and the current position: the
-    /// in-memory half of `presence_since`.
+    /// first half of what `/sync` sends.
     pub(crate) async fn presence_changes(&self, since: u64) -> Result<(Vec<OwnedUserId>, u64)> {
         self.load_presence().await?;
         let mut table = self.presence.table();
@@ -205,6 +206,7 @@ impl Services {
             .collect()
     }
 
+    #[cfg(test)]
     /// The position of the latest presence change: the `since` of the next `/sync`.
     pub async fn presence_position(&self) -> Result<u64> {
         self.load_presence().await?;
