@@ -36,6 +36,8 @@ pub struct TailEvent {
     pub is_state: bool,
     /// It relates to or redacts another event (bundling and redaction then matter).
     pub relates: bool,
+    /// The event it redacts, for a redaction.
+    redacts: Option<String>,
     /// Changed since it was committed (redacted): only the database has it right.
     stale: AtomicBool,
     row: EventRow,
@@ -184,7 +186,7 @@ impl RoomTails {
 impl Inner {
     fn push(&mut self, event: TailEvent) {
         let room = event.row.room_id.clone();
-        if let Some(target) = &event.redacts_target()
+        if let Some(target) = &event.redacts
             && let Some(tail) = self.rooms.get(&room)
             && let Some(redacted) = tail.events.iter().find(|e| e.row.event_id == *target)
         {
@@ -227,14 +229,6 @@ impl Inner {
     }
 }
 
-impl TailEvent {
-    /// The event this one redacts, if it is a redaction.
-    fn redacts_target(&self) -> Option<String> {
-        let fields: Fields = serde_json::from_str(&self.row.json).ok()?;
-        fields.redacts.or(fields.content.redacts)
-    }
-}
-
 fn tail_event(row: EventRow) -> Option<TailEvent> {
     let fields: Fields = match serde_json::from_str(&row.json) {
         Ok(fields) => fields,
@@ -243,14 +237,13 @@ fn tail_event(row: EventRow) -> Option<TailEvent> {
             return None;
         }
     };
-    let relates = fields.content.relates_to.is_some()
-        || fields.redacts.is_some()
-        || fields.content.redacts.is_some();
+    let redacts = fields.redacts.or(fields.content.redacts);
     Some(TailEvent {
         nid: row.nid,
         sender: fields.sender,
         is_state: fields.state_key.is_some(),
-        relates,
+        relates: fields.content.relates_to.is_some() || redacts.is_some(),
+        redacts,
         stale: AtomicBool::new(false),
         row,
         client: OnceLock::new(),
