@@ -64,6 +64,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_create_push_summary",
         include_str!("../../migrations/0014_create_push_summary.sql"),
     ),
+    (
+        "0015_create_e2e_keys",
+        include_str!("../../migrations/0015_create_e2e_keys.sql"),
+    ),
+    (
+        "0016_create_to_device_and_key_backup",
+        include_str!("../../migrations/0016_create_to_device_and_key_backup.sql"),
+    ),
+    (
+        "0017_create_media",
+        include_str!("../../migrations/0017_create_media.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -17,7 +17,7 @@ use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions};
 use serde_json::Value as JsonValue;
 
 use super::rooms::{JoinedRoom, RoomsSync};
-use super::{SyncResult, SyncToken};
+use super::{DeviceListSync, SyncResult, SyncToken, ToDeviceSync};
 use crate::service::account_data::AccountDataChanges;
 use crate::service::rooms::StreamToken;
 use crate::service::{Result, Services, UserSession};
@@ -35,6 +35,8 @@ pub struct HotBase {
     pub joined: Vec<String>,
     pub ignored: HashSet<String>,
     pub ephemeral_generation: u64,
+    /// The key counts of the full pass, unchanged until the user's channel says otherwise.
+    pub device_lists: DeviceListSync,
 }
 
 impl HotBase {
@@ -65,6 +67,11 @@ impl HotBase {
             },
             ephemeral: Default::default(),
             presence: Vec::new(),
+            to_device: ToDeviceSync {
+                events: Vec::new(),
+                position: self.token.to_device,
+            },
+            device_lists: self.device_lists.clone(),
         }
     }
 }
@@ -248,6 +255,11 @@ impl Services {
             },
             ephemeral: Default::default(),
             presence: Vec::new(),
+            to_device: ToDeviceSync {
+                events: Vec::new(),
+                position: base.token.to_device,
+            },
+            device_lists: base.device_lists.clone(),
         })))
     }
 }

@@ -3,10 +3,12 @@
 //! and device lists join as their issues land), and this module assembles them, long-polling
 //! through the notifier when there is nothing new.
 
+pub mod device_lists;
 mod hot;
 mod resume;
 pub mod rooms;
 pub mod tails;
+pub mod to_device;
 pub mod token;
 
 use std::collections::{HashMap, HashSet};
@@ -22,8 +24,10 @@ use crate::service::account_data::{self, AccountDataChanges};
 use crate::service::receipts;
 use crate::service::{Result, Services, UserSession};
 use crate::storage;
+pub use device_lists::DeviceListSync;
 pub use resume::ResumeCache;
 pub use rooms::{JoinedRoom, RoomsSync, Summary};
+pub use to_device::ToDeviceSync;
 pub use token::SyncToken;
 
 /// The longest a request waits for something new, whatever the client asked.
@@ -53,6 +57,8 @@ pub struct SyncResult {
     /// Ephemeral events (`m.typing`, `m.receipt`) per joined room.
     pub ephemeral: HashMap<OwnedRoomId, Vec<JsonValue>>,
     pub presence: Vec<JsonValue>,
+    pub to_device: ToDeviceSync,
+    pub device_lists: DeviceListSync,
 }
 
 impl SyncResult {
@@ -61,6 +67,8 @@ impl SyncResult {
             && self.account_data.is_empty()
             && self.ephemeral.is_empty()
             && self.presence.is_empty()
+            && self.to_device.events.is_empty()
+            && !self.device_lists.has_changes()
     }
 }
 
@@ -136,6 +144,7 @@ impl Services {
                     joined: pass.joined,
                     ignored: pass.ignored,
                     ephemeral_generation,
+                    device_lists: result.device_lists.unchanged(),
                 };
                 if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline
                 {
@@ -239,6 +248,7 @@ impl Services {
         request: &SyncRequest,
     ) -> Result<(SyncResult, Pass)> {
         let user_id = session.user_id.clone();
+        let device_id = session.device_id.clone();
         let room_filter = &request.filter.room;
         let timeline = &room_filter.timeline;
         let strings =
@@ -319,6 +329,14 @@ impl Services {
                         account_data::account_data_changes(c, &user_id, since_token.account_data)?;
                     let (receipts, receipts_position) =
                         receipts::receipts_changes(c, &user_id, &joined, since_token.receipts)?;
+                    let to_device =
+                        to_device::read(c, &user_id, &device_id, since_token.to_device)?;
+                    let device_lists = device_lists::read(
+                        c,
+                        &user_id,
+                        &device_id,
+                        since.map(|s| s.device_lists),
+                    )?;
                     let sharing: HashSet<String> = if want_presence {
                         storage::presence::users_sharing_a_room(c, user)?
                             .into_iter()
@@ -363,6 +381,8 @@ impl Services {
                         receipts_position,
                         sharing,
                         rooms,
+                        to_device,
+                        device_lists,
                     })
                 })())
             })
@@ -419,6 +439,8 @@ impl Services {
             typing: typing_position,
             presence: presence_position,
             push: snapshot.push_upto.max(since_token.push),
+            to_device: snapshot.to_device.position,
+            device_lists: snapshot.device_lists.position,
         };
         Ok((
             SyncResult {
@@ -428,6 +450,8 @@ impl Services {
                 account_data: snapshot.account_data,
                 ephemeral,
                 presence,
+                to_device: snapshot.to_device,
+                device_lists: snapshot.device_lists,
             },
             Pass {
                 watched,
@@ -522,4 +546,6 @@ struct Snapshot {
     receipts_position: i64,
     sharing: HashSet<String>,
     rooms: RoomsSync,
+    to_device: ToDeviceSync,
+    device_lists: DeviceListSync,
 }

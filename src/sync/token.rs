@@ -1,7 +1,8 @@
 //! The `/sync` token: a named, versioned encoding of the positions of every stream a client
-//! syncs, so a stream can be added later without breaking tokens clients hold. Version 4 is
-//! `s4_<events>_<account_data>_<receipts>_<typing>_<presence>_<push>` (`push`: how far the push
-//! evaluator had got, so rooms whose unread counts changed since are sent again); older versions
+//! syncs, so a stream can be added later without breaking tokens clients hold. Version 5 is
+//! `s5_<events>_<account_data>_<receipts>_<typing>_<presence>_<push>_<to_device>_<device_lists>`
+//! (`push`: how far the push evaluator had got, so rooms whose unread counts changed since are
+//! sent again; `to_device` and `device_lists`: the positions of those two streams); older versions
 //! (and `/messages` tokens, `s1_<events>`) parse with the missing positions at zero, and the push
 //! position at the event position.
 
@@ -15,13 +16,22 @@ pub struct SyncToken {
     pub typing: u64,
     pub presence: u64,
     pub push: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
 }
 
 impl SyncToken {
     pub fn encode(&self) -> String {
         format!(
-            "s4_{}_{}_{}_{}_{}_{}",
-            self.events, self.account_data, self.receipts, self.typing, self.presence, self.push
+            "s5_{}_{}_{}_{}_{}_{}_{}_{}",
+            self.events,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.presence,
+            self.push,
+            self.to_device,
+            self.device_lists
         )
     }
 
@@ -33,6 +43,7 @@ impl SyncToken {
             Some("s2") => 2,
             Some("s3") => 5,
             Some("s4") => 6,
+            Some("s5") => 8,
             _ => return Err(invalid()),
         };
         let numbers: Vec<i64> = parts
@@ -52,6 +63,8 @@ impl SyncToken {
             // Tokens from before the push position existed: counts were current as of their
             // event position.
             push: if fields >= 6 { at(5) } else { at(0) },
+            to_device: at(6),
+            device_lists: at(7),
         })
     }
 }
@@ -69,6 +82,8 @@ mod tests {
             typing: 5,
             presence: 6,
             push: 7,
+            to_device: 8,
+            device_lists: 9,
         };
         assert_eq!(SyncToken::parse(&token.encode()).unwrap(), token);
         assert_eq!(

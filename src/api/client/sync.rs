@@ -63,6 +63,17 @@ async fn sync_events(state: AppState, request: Ruma<sync::Request>) -> ApiResult
         .map(to_raw)
         .collect::<ApiResult<_>>()?;
     response.account_data.events = account_data_events(&result.account_data.global)?;
+    response.to_device.events = result
+        .to_device
+        .events
+        .iter()
+        .map(to_raw)
+        .collect::<ApiResult<_>>()?;
+    let devices = result.device_lists;
+    response.device_lists.changed = devices.changed;
+    response.device_lists.left = devices.left;
+    response.device_one_time_keys_count = devices.one_time_keys_count;
+    response.device_unused_fallback_key_types = Some(devices.unused_fallback_key_types);
     for room in result.rooms.leave {
         let room_id = room_id(&room.room_id)?;
         let mut left = sync::LeftRoom::new();
