@@ -73,6 +73,78 @@ impl Joined {
         self.pdu_on(None, sender, kind, state_key, content).await
     }
 
+    /// An event from `sender` on `prev` citing exactly `auth` as its auth events.
+    fn pdu_citing(
+        &mut self,
+        prev: &str,
+        auth: Vec<String>,
+        sender: &str,
+        kind: &str,
+        state_key: Option<&str>,
+        content: Value,
+    ) -> PeerPdu {
+        self.depth += 1;
+        let mut event = json!({
+            "room_id": self.room_id,
+            "sender": sender,
+            "type": kind,
+            "content": content,
+            "depth": self.depth,
+            "prev_events": [prev],
+            "auth_events": auth,
+        });
+        if let Some(state_key) = state_key {
+            event["state_key"] = json!(state_key);
+        }
+        self.peer.sign_pdu(&self.version, event)
+    }
+
+    /// The ids of the room's create event (except in version 12, where it is no auth event) and
+    /// power levels, as auth events cite them.
+    async fn base_auth(&self) -> Vec<String> {
+        let state = self.alice.state_events(&self.room_id).await;
+        let mut kinds = vec!["m.room.power_levels"];
+        if self.version != "12" {
+            kinds.push("m.room.create");
+        }
+        state
+            .iter()
+            .filter(|e| kinds.contains(&e["type"].as_str().unwrap_or_default()))
+            .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// A signed rename of `user` (a member) on `prev`, citing the room's current state.
+    async fn rename(&mut self, prev: &str, user: &str, name: &str) -> PeerPdu {
+        let state = self.alice.state_events(&self.room_id).await;
+        let mut auth = self.base_auth().await;
+        auth.extend(
+            state
+                .iter()
+                .filter(|e| {
+                    e["type"] == "m.room.join_rules"
+                        || (e["type"] == "m.room.member" && e["state_key"] == user)
+                })
+                .filter_map(|e| e["event_id"].as_str().map(str::to_owned)),
+        );
+        let content = json!({"membership": "join", "displayname": name});
+        self.pdu_citing(prev, auth, user, "m.room.member", Some(user), content)
+    }
+
+    /// `user`'s display name in the room's current state.
+    async fn display_name(&self, user: &str) -> Option<String> {
+        let state = self.alice.state_events(&self.room_id).await;
+        state
+            .iter()
+            .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
+            .and_then(|e| e["content"]["displayname"].as_str().map(str::to_owned))
+    }
+
+    /// The id of the room's latest event as Alice sees it.
+    async fn latest(&self) -> String {
+        self.timeline().await.first().cloned().expect("a latest event")
+    }
+
     /// Like `pdu`, on `prev` when given.
     async fn pdu_on(
         &mut self,
@@ -379,4 +451,118 @@ async fn missing_prev_events_are_fetched_from_the_origin() {
             && position(&first.event_id).is_some(),
         "both in order (newest first): {timeline:?}"
     );
+}
+
+#[tokio::test]
+async fn unknown_auth_events_are_fetched_with_event_auth() {
+    let mut room = joined().await;
+    let bob = room.bob.clone();
+    let latest = room.latest().await;
+    // Bob changed his display name in an event the server never received; his message cites it.
+    let rename = room.rename(&latest, &bob, "Bob B").await;
+    let mut auth = room.base_auth().await;
+    auth.push(rename.event_id.clone());
+    let content = json!({"msgtype": "m.text", "body": "cites an unknown event"});
+    let message = room.pdu_citing(&latest, auth, &bob, "m.room.message", None, content);
+    let chain = rename.json.clone();
+    room.peer.handle(
+        "GET",
+        "/_matrix/federation/v1/event_auth/{roomId}/{eventId}",
+        move |_| (200, json!({"auth_chain": [chain.clone()]})),
+    );
+
+    let answer = room.send("auth", vec![message.json.clone()], vec![]).await.ok();
+    assert_eq!(answer["pdus"][&message.event_id], json!({}), "{answer}");
+    let asked = room
+        .peer
+        .wait_for_request("GET", "/_matrix/federation/v1/event_auth/")
+        .await;
+    let id = &message.event_id;
+    assert!(
+        asked.path.ends_with(&encode(id)) || asked.path.ends_with(id.as_str()),
+        "{}",
+        asked.path
+    );
+    assert_eq!(room.latest().await, message.event_id);
+    // The fetched event is an outlier: not in the timeline, and not the current state.
+    assert!(!room.timeline().await.contains(&rename.event_id));
+    assert_eq!(room.display_name(&bob).await, None);
+}
+
+#[tokio::test]
+async fn a_gap_the_origin_cannot_fill_is_crossed_with_the_state_at_it() {
+    let mut room = joined().await;
+    let bob = room.bob.clone();
+    let latest = room.latest().await;
+    // Bob renames himself and writes twice; the server only receives his second message, and
+    // the origin answers `/get_missing_events` with nothing.
+    let rename = room.rename(&latest, &bob, "Bob B").await;
+    let mut auth = room.base_auth().await;
+    auth.push(rename.event_id.clone());
+    let first = room.pdu_citing(
+        &rename.event_id,
+        auth.clone(),
+        &bob,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "first"}),
+    );
+    let second = room.pdu_citing(
+        &first.event_id,
+        auth,
+        &bob,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "second"}),
+    );
+    room.peer.handle(
+        "POST",
+        "/_matrix/federation/v1/get_missing_events/{roomId}",
+        |_| (200, json!({"events": []})),
+    );
+    // The state at `first`: the room's state as the server knows it, with Bob's new name.
+    let mut state_ids: Vec<String> = room
+        .alice
+        .state_events(&room.room_id)
+        .await
+        .iter()
+        .filter(|e| !(e["type"] == "m.room.member" && e["state_key"] == bob.as_str()))
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect();
+    state_ids.push(rename.event_id.clone());
+    let answer_ids = json!({"pdu_ids": state_ids, "auth_chain_ids": []});
+    room.peer.handle(
+        "GET",
+        "/_matrix/federation/v1/state_ids/{roomId}",
+        move |_| (200, answer_ids.clone()),
+    );
+    let events: Vec<(String, Value)> = vec![
+        (rename.event_id.clone(), rename.json.clone()),
+        (first.event_id.clone(), first.json.clone()),
+    ];
+    let origin = room.peer.server_name().to_owned();
+    room.peer.handle("GET", "/_matrix/federation/v1/event/{eventId}", move |request| {
+        let wanted = |id: &String| {
+            request.path.ends_with(&encode(id)) || request.path.ends_with(id.as_str())
+        };
+        match events.iter().find(|(id, _)| wanted(id)) {
+            Some((_, pdu)) => (
+                200,
+                json!({"origin": origin, "origin_server_ts": 1, "pdus": [pdu]}),
+            ),
+            None => (404, json!({"errcode": "M_NOT_FOUND", "error": "unknown event"})),
+        }
+    });
+
+    let answer = room.send("gap", vec![second.json.clone()], vec![]).await.ok();
+    assert_eq!(answer["pdus"][&second.event_id], json!({}), "{answer}");
+    let asked = room
+        .peer
+        .wait_for_request("GET", "/_matrix/federation/v1/state_ids/")
+        .await;
+    assert!(asked.uri.contains("event_id="), "{}", asked.uri);
+    // Bob's second message is in the timeline, and the rename made in the gap is in the room's
+    // state (resolved over both sides of the gap).
+    assert_eq!(room.latest().await, second.event_id);
+    assert_eq!(room.display_name(&bob).await.as_deref(), Some("Bob B"));
 }

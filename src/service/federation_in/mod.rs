@@ -207,7 +207,22 @@ impl Services {
             self.fetch_missing_prev_events(origin, rules, &checked.pdu)
                 .await?;
         }
-        Ok(match self.ingest_pdu(rules, checked.pdu).await? {
+        let pdu = Arc::new(checked.pdu);
+        let mut ingested = self.ingest_pdu(rules, pdu.clone()).await?;
+        if matches!(ingested, Ingested::Refused(_)) {
+            // Events it needs are unknown here: its auth events from `/event_auth`, and for a gap
+            // `/get_missing_events` could not close, the state at each missing prev event.
+            self.fetch_missing_auth_events(origin, rules, &pdu).await?;
+            if fetch_missing {
+                let missing = self.unknown_events(pdu.prev_events.iter().cloned()).await?;
+                for prev in missing {
+                    self.fetch_state_at_gap(origin, rules, room_id, &prev)
+                        .await?;
+                }
+            }
+            ingested = self.ingest_pdu(rules, pdu).await?;
+        }
+        Ok(match ingested {
             Ingested::Accepted | Ingested::SoftFailed(_) => Ok(()),
             Ingested::Rejected(reason) | Ingested::Refused(reason) => Err(reason),
         })

@@ -69,7 +69,11 @@ enum StateBefore {
 impl Services {
     /// Authorises and stores a received PDU whose signatures and content hash were checked (or
     /// which was redacted for a wrong hash); see the module docs.
-    pub(crate) async fn ingest_pdu(&self, rules: &RoomVersionRules, pdu: Pdu) -> Result<Ingested> {
+    pub(crate) async fn ingest_pdu(
+        &self,
+        rules: &RoomVersionRules,
+        pdu: Arc<Pdu>,
+    ) -> Result<Ingested> {
         let room_id = pdu.room_id.clone();
         let mut guard = self.room_locks.lock(&room_id).await;
         // Local events written before this one may still be in flight while the room has a cached
@@ -87,7 +91,6 @@ impl Services {
                 None => Ingested::Accepted,
             });
         }
-        let pdu = Arc::new(pdu);
         let events = parse_events(&loaded.events, &pdu)?;
         let fetch = |id: &EventId| events.get(id).cloned();
 

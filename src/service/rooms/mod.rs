@@ -15,6 +15,7 @@ mod head;
 mod hierarchy;
 mod ingest;
 mod membership;
+mod outliers;
 mod read;
 mod relations;
 mod remote_backfill;
