@@ -10,12 +10,14 @@
 //! `Federation::verify_key` at the event's `origin_server_ts`); a wrong content hash carries on
 //! with the redacted form. `prev_events` unknown here are asked from the origin with
 //! `/get_missing_events` (`MISSING_EVENTS_LIMIT` per answer); a longer gap is asked again from
-//! the oldest fetched events, up to `MISSING_EVENTS_ROUNDS` rounds (of the specification's two
-//! fallbacks, repeating rather than `/state_ids` at the gap, so every event of the gap reaches the
-//! timeline); the fetched events are processed oldest first, without asking again for theirs. A
-//! gap still open refuses the PDU ("prev events unknown here"); fetching unknown `auth_events`
-//! with `/event_auth` is not done (such a PDU is refused too, nothing stored). A server the
-//! room's `m.room.server_acl` denies is refused (`acl.rs`, also for `make_*`/`send_*`).
+//! the oldest fetched events, up to `MISSING_EVENTS_ROUNDS` rounds (repeating first, so every
+//! event of the gap that can be had reaches the timeline); the fetched events are processed
+//! oldest first, without asking again for theirs. When the ingest still refuses the PDU for want
+//! of events, its unknown auth events are fetched with `/event_auth`, and for a gap still open
+//! the state at each missing prev event with `/state_ids` and `/event` (`rooms::outliers` checks
+//! them and stores them as outliers); then it is ingested again, and refused if something is
+//! still missing (nothing stored). A server the room's `m.room.server_acl` denies is refused
+//! (`acl.rs`, also for `make_*`/`send_*`).
 //! Authorization and storage are `rooms::ingest`'s.
 //!
 //! EDUs: `m.typing` and `m.receipt` of the origin's users in rooms where the origin is allowed are
