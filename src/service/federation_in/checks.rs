@@ -8,8 +8,8 @@ use ruma::events::room::server_acl::RoomServerAclEventContent;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::{PublicKeyMap, Verified};
 use ruma::{
-    CanonicalJsonObject, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedServerSigningKeyId,
-    RoomId, RoomVersionId, ServerName,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
+    OwnedServerSigningKeyId, RoomId, RoomVersionId, ServerName,
 };
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -23,6 +23,15 @@ pub fn room_id_of(json: &CanonicalJsonObject) -> Result<OwnedRoomId, String> {
         .and_then(|v| v.as_str())
         .ok_or("the PDU has no room_id")?;
     RoomId::parse(id).map_err(|e| format!("room_id {id:?} is invalid: {e}"))
+}
+
+/// The `prev_events` of a PDU as they are written (empty when malformed; the format check says
+/// why).
+pub fn prev_event_ids(json: &CanonicalJsonObject) -> Vec<&str> {
+    match json.get("prev_events") {
+        Some(CanonicalJsonValue::Array(ids)) => ids.iter().filter_map(|id| id.as_str()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The event id of a PDU whose room (and so version) is unknown here, to key the error answered

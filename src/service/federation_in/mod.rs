@@ -43,7 +43,7 @@ use ruma::{
 use serde_json::Value as JsonValue;
 use serde_json::value::RawValue as RawJsonValue;
 
-use super::rooms::Ingested;
+use super::rooms::{IngestChain, Ingested};
 use super::{Error, Result, Services};
 use crate::room;
 use crate::storage::{self, received};
@@ -97,11 +97,16 @@ impl Services {
         }
 
         let mut results = PduResults::new();
+        let mut chain = IngestChain::default();
         for pdu in pdus {
-            if let Some((event_id, outcome)) = self.receive_pdu(origin, pdu, true).await? {
+            if let Some((event_id, outcome)) =
+                self.receive_pdu(origin, pdu, true, &mut chain).await?
+            {
                 results.insert(event_id, outcome);
             }
         }
+        // Every PDU answered is committed before the answer.
+        self.flush_chain(&mut chain).await?;
         for edu in edus {
             self.receive_edu(origin, edu).await;
         }
@@ -130,6 +135,7 @@ impl Services {
         origin: &'a ServerName,
         raw: &'a RawJsonValue,
         fetch_missing: bool,
+        chain: &'a mut IngestChain,
     ) -> Pin<Box<dyn Future<Output = Result<PduAnswer>> + Send + 'a>> {
         Box::pin(async move {
             let Ok(json) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else {
@@ -140,8 +146,13 @@ impl Services {
                 Ok(room_id) => room_id,
                 Err(e) => return Ok(checks::fallback_event_id(&json).map(|id| (id, Err(e)))),
             };
-            let rules = match self.room_rules(&room_id).await {
-                Ok((_, rules)) => rules,
+            let known_rules = chain.rules_for(&room_id).cloned();
+            let rules = match known_rules {
+                Some(rules) => Ok(rules),
+                None => self.room_rules(&room_id).await.map(|(_, rules)| rules),
+            };
+            let rules = match rules {
+                Ok(rules) => rules,
                 Err(Error::NotFound(_)) => {
                     let error = format!("room {room_id} is not known here");
                     return Ok(checks::fallback_event_id(&json).map(|id| (id, Err(error))));
@@ -160,6 +171,7 @@ impl Services {
                     event_id.clone(),
                     json,
                     fetch_missing,
+                    chain,
                 )
                 .await?;
             if let Err(error) = &outcome {
@@ -177,14 +189,22 @@ impl Services {
         event_id: OwnedEventId,
         json: CanonicalJsonObject,
         fetch_missing: bool,
+        chain: &mut IngestChain,
     ) -> Result<std::result::Result<(), String>> {
-        if let Err(e) = self.origin_may_send(origin, room_id).await? {
+        // A PDU on the event this transaction just added is new here, from an origin that may
+        // send into the room (see `rooms::ingest_chain`).
+        let on_chain = chain.follows(room_id, &checks::prev_event_ids(&json));
+        if !on_chain {
+            // Everything below reads what is committed.
+            self.flush_chain(chain).await?;
+        }
+        if !on_chain && let Err(e) = self.origin_may_send(origin, room_id).await? {
             return Ok(Err(e));
         }
         if let Err(e) = room::check_format(rules, &json) {
             return Ok(Err(format!("malformed PDU: {e}")));
         }
-        if let Some(known) = self.known_outcome(&event_id).await? {
+        if !on_chain && let Some(known) = self.known_outcome(&event_id).await? {
             return Ok(known);
         }
         let keys = match checks::keys_to_fetch(rules, &json) {
@@ -205,12 +225,12 @@ impl Services {
         if checked.redacted {
             tracing::info!(server.name = %origin, event.id = %event_id, "content hash mismatch; keeping the redacted form");
         }
-        if fetch_missing {
-            self.fetch_missing_prev_events(origin, rules, &checked.pdu)
+        if fetch_missing && !on_chain {
+            self.fetch_missing_prev_events(origin, rules, &checked.pdu, chain)
                 .await?;
         }
         let pdu = Arc::new(checked.pdu);
-        let mut ingested = self.ingest_pdu(rules, pdu.clone()).await?;
+        let mut ingested = self.ingest_pdu(rules, pdu.clone(), chain).await?;
         if matches!(ingested, Ingested::Refused(_)) {
             // Events it needs are unknown here: its auth events from `/event_auth`, and for a gap
             // `/get_missing_events` could not close, the state at each missing prev event.
@@ -222,7 +242,7 @@ impl Services {
                         .await?;
                 }
             }
-            ingested = self.ingest_pdu(rules, pdu).await?;
+            ingested = self.ingest_pdu(rules, pdu, chain).await?;
         }
         Ok(match ingested {
             Ingested::Accepted | Ingested::SoftFailed(_) => Ok(()),
@@ -309,6 +329,7 @@ impl Services {
         origin: &ServerName,
         rules: &RoomVersionRules,
         pdu: &room::Pdu,
+        chain: &mut IngestChain,
     ) -> Result<()> {
         let ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
         let room = pdu.room_id.to_string();
@@ -397,7 +418,7 @@ impl Services {
             .collect();
         events.sort_by_key(|(depth, _)| *depth);
         for (_, raw) in events {
-            self.receive_pdu(origin, &raw, false).await?;
+            self.receive_pdu(origin, &raw, false, chain).await?;
         }
         Ok(())
     }

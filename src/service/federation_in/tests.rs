@@ -102,7 +102,7 @@ async fn fixture(version: RoomVersionId) -> Fixture {
     assert_eq!(
         fixture
             .services
-            .ingest_pdu(&fixture.rules, Arc::new(join))
+            .ingest_pdu(&fixture.rules, Arc::new(join), &mut Default::default())
             .await
             .unwrap(),
         Ingested::Accepted
@@ -280,7 +280,11 @@ async fn a_message_from_a_joined_remote_user_joins_the_timeline_and_wakes_the_ro
         assert_eq!(f.extremities().await, [pdu.event_id.to_string()]);
         assert_eq!(f.timeline().await[0], pdu.event_id.as_str());
         // Brought again by another path meanwhile: the same outcome, nothing written twice.
-        let again = f.services.ingest_pdu(&f.rules, Arc::new(pdu.clone())).await.unwrap();
+        let again = f
+            .services
+            .ingest_pdu(&f.rules, Arc::new(pdu.clone()), &mut Default::default())
+            .await
+            .unwrap();
         assert_eq!(again, Ingested::Accepted);
 
         // A local event builds on it.

@@ -20,6 +20,7 @@ use serde_json::Value as JsonValue;
 
 use super::super::{Error, Result, Services};
 use super::append::{membership_of, pdu_from_row};
+use super::ingest_chain::{ChainStart, IngestChain};
 use crate::room::{self, Pdu, StateMap};
 use crate::storage::events::NewEvent;
 use crate::storage::received::{self, ReceivedKind, StoredEvent};
@@ -51,10 +52,13 @@ struct Loaded {
     /// The states of the groups after its prev events and after the other extremities.
     groups: HashMap<i64, StateRows>,
     current: StateRows,
+    /// In linear history, the state keys whose entries `current` holds (present or not): what
+    /// the authorization of the event needed. `None` when the whole state was read.
+    known_keys: Option<Vec<(String, String)>>,
 }
 
 /// How the state before the event is stored.
-enum StateBefore {
+pub(super) enum StateBefore {
     /// A rejected event keeps none.
     None,
     /// The state after its one prev event (or after several that share it).
@@ -69,11 +73,17 @@ enum StateBefore {
 impl Services {
     /// Authorises and stores a received PDU whose signatures and content hash were checked (or
     /// which was redacted for a wrong hash); see the module docs.
+    /// `chain` carries what the PDUs of one transaction share (see `ingest_chain`).
     pub(crate) async fn ingest_pdu(
         &self,
         rules: &RoomVersionRules,
         pdu: Arc<Pdu>,
+        chain: &mut IngestChain,
     ) -> Result<Ingested> {
+        if let Some(ingested) = self.ingest_on_chain(rules, &pdu, chain)? {
+            return Ok(ingested);
+        }
+        self.flush_chain(chain).await?;
         let room_id = pdu.room_id.clone();
         let mut guard = self.room_locks.lock(&room_id).await;
         // Local events written before this one may still be in flight while the room has a cached
@@ -193,6 +203,16 @@ impl Services {
         };
         let changes = diff(&current, &new_current);
         let redaction = self.redaction_to_apply(rules, &pdu).await?;
+        // A message on the only forward extremity: the PDUs after it in the transaction may
+        // follow it on the chain.
+        let chain_group = match (&stored_before, &loaded.known_keys) {
+            (StateBefore::Group(group), Some(_))
+                if pdu.state_key.is_none() && redaction.is_none() =>
+            {
+                Some(*group)
+            }
+            _ => None,
+        };
         let nid = self
             .store_received_with(
                 &pdu,
@@ -205,7 +225,19 @@ impl Services {
         // The cached head (extremities, depth, state) no longer holds; the next local event
         // reads it afresh.
         *guard = None;
-        drop(guard);
+        if let (Some(group), Some(keys)) = (chain_group, loaded.known_keys) {
+            chain.start(ChainStart {
+                guard,
+                rules: rules.clone(),
+                last: pdu.clone(),
+                group,
+                events,
+                current,
+                known_keys: keys,
+            });
+        } else {
+            drop(guard);
+        }
         tracing::debug!(room.id = %room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted received event");
         self.announce(&pdu, nid);
         Ok(Ingested::Accepted)
@@ -265,19 +297,20 @@ impl Services {
                 group_ids.sort_unstable();
                 group_ids.dedup();
                 let forks = extremities.iter().any(|(id, _)| !prev.contains(id));
-                let (groups, current) = match (&auth_keys, &group_ids[..]) {
+                let (groups, current, known_keys) = match (&auth_keys, &group_ids[..]) {
                     // Linear history: the state before the event is the current state, and the
                     // rules only read the auth keys of it; the event changes at most its own key.
                     (Some(keys), [group]) if !forks => {
                         let (in_group, in_current) = auth_state_txn(c, &room, *group, keys)?;
-                        (HashMap::from([(*group, in_group)]), in_current)
+                        let groups = HashMap::from([(*group, in_group)]);
+                        (groups, in_current, Some(keys.clone()))
                     }
                     _ => {
                         let mut groups = HashMap::new();
                         for group in &group_ids {
                             groups.insert(*group, received::state_ids_of_group(c, *group)?);
                         }
-                        (groups, received::current_state_ids(c, &room)?)
+                        (groups, received::current_state_ids(c, &room)?, None)
                     }
                 };
 
@@ -311,6 +344,7 @@ impl Services {
                     extremities,
                     groups,
                     current,
+                    known_keys,
                 })
             })
             .await
@@ -398,98 +432,107 @@ impl Services {
         current: Vec<((String, String), Option<String>)>,
         redaction: Option<(String, String)>,
     ) -> Result<i64> {
+        let write = self.received_write(pdu, kind, state_before, current, redaction)?;
+        Ok(write.await?)
+    }
+
+    /// Queues the write of a received event (see `store_received_with`) and returns what
+    /// resolves to its stream ordering once committed.
+    pub(super) fn received_write(
+        &self,
+        pdu: &Arc<Pdu>,
+        kind: ReceivedKind,
+        state_before: StateBefore,
+        current: Vec<((String, String), Option<String>)>,
+        redaction: Option<(String, String)>,
+    ) -> Result<PendingWrite> {
         let pdu = pdu.clone();
         let json = pdu
             .canonical_json()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let membership = membership_of(&pdu);
         let relation = relation_of(&pdu);
-        let nid = self
-            .db
-            .write("persist_received_event", move |c| {
-                let room = pdu.room_id.as_str();
-                let state_before = match state_before {
-                    StateBefore::None => None,
-                    StateBefore::Group(group) => Some(group),
-                    StateBefore::Derived { parent, changes } => {
-                        let rows = state_rows_txn(c, &changes)?;
-                        Some(state::create_group_txn(c, room, Some(parent), &rows)?)
-                    }
-                };
-                let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-                let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
-                let event_kind = pdu.kind.to_string();
-                let nid = received::insert_received_event_txn(
-                    c,
-                    &NewEvent {
-                        event_id: pdu.event_id.as_str(),
-                        room_id: room,
-                        sender: pdu.sender.as_str(),
-                        kind: &event_kind,
-                        state_key: pdu.state_key.as_deref(),
-                        membership: membership.as_deref(),
-                        depth: pdu.depth as i64,
-                        origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
-                        json: &json,
-                        prev_events: &prev,
-                        auth_events: &auth,
-                        state_before,
-                        txn: None,
-                    },
-                    &kind,
-                )?;
-                if matches!(kind, ReceivedKind::Rejected(_)) {
-                    return Ok(nid);
+        let write = self.db.submit("persist_received_event", move |c| {
+            let room = pdu.room_id.as_str();
+            let state_before = match state_before {
+                StateBefore::None => None,
+                StateBefore::Group(group) => Some(group),
+                StateBefore::Derived { parent, changes } => {
+                    let rows = state_rows_txn(c, &changes)?;
+                    Some(state::create_group_txn(c, room, Some(parent), &rows)?)
                 }
-                if let Some(state_key) = &pdu.state_key {
-                    let key = state::intern_key_txn(c, &event_kind, state_key)?;
-                    let group =
-                        state::create_group_txn(c, room, state_before, &[(key, Some(nid))])?;
-                    storage::events::set_state_after_txn(c, nid, group)?;
-                }
-                if kind != ReceivedKind::Timeline {
-                    return Ok(nid);
-                }
-                let own = (pdu.event_id.to_string(), nid, membership.clone());
-                let ids: Vec<String> = current.iter().filter_map(|(_, id)| id.clone()).collect();
-                let mut nids = received::event_nids(c, &ids)?;
-                nids.insert(own.0, (own.1, own.2));
-                for ((kind, state_key), id) in &current {
-                    match id.as_ref().and_then(|id| nids.get(id)) {
-                        Some((event_nid, membership)) => state::set_current_state_txn(
-                            c,
-                            room,
-                            kind,
-                            state_key,
-                            *event_nid,
-                            membership.as_deref(),
-                        )?,
-                        None => received::remove_current_state_txn(c, room, kind, state_key)?,
-                    }
-                }
-                if let Some((target, redacted_json)) = &redaction {
-                    storage::events::redact_event_txn(
+            };
+            let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+            let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
+            let event_kind = pdu.kind.to_string();
+            let nid = received::insert_received_event_txn(
+                c,
+                &NewEvent {
+                    event_id: pdu.event_id.as_str(),
+                    room_id: room,
+                    sender: pdu.sender.as_str(),
+                    kind: &event_kind,
+                    state_key: pdu.state_key.as_deref(),
+                    membership: membership.as_deref(),
+                    depth: pdu.depth as i64,
+                    origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
+                    json: &json,
+                    prev_events: &prev,
+                    auth_events: &auth,
+                    state_before,
+                    txn: None,
+                },
+                &kind,
+            )?;
+            if matches!(kind, ReceivedKind::Rejected(_)) {
+                return Ok(nid);
+            }
+            if let Some(state_key) = &pdu.state_key {
+                let key = state::intern_key_txn(c, &event_kind, state_key)?;
+                let group = state::create_group_txn(c, room, state_before, &[(key, Some(nid))])?;
+                storage::events::set_state_after_txn(c, nid, group)?;
+            }
+            if kind != ReceivedKind::Timeline {
+                return Ok(nid);
+            }
+            let own = (pdu.event_id.to_string(), nid, membership.clone());
+            let ids: Vec<String> = current.iter().filter_map(|(_, id)| id.clone()).collect();
+            let mut nids = received::event_nids(c, &ids)?;
+            nids.insert(own.0, (own.1, own.2));
+            for ((kind, state_key), id) in &current {
+                match id.as_ref().and_then(|id| nids.get(id)) {
+                    Some((event_nid, membership)) => state::set_current_state_txn(
                         c,
-                        target,
-                        redacted_json,
-                        pdu.event_id.as_str(),
-                    )?;
-                }
-                if let Some((relates_to, rel_type)) = &relation {
-                    storage::events::insert_relation_txn(
-                        c,
-                        pdu.event_id.as_str(),
-                        relates_to,
-                        rel_type,
                         room,
-                    )?;
+                        kind,
+                        state_key,
+                        *event_nid,
+                        membership.as_deref(),
+                    )?,
+                    None => received::remove_current_state_txn(c, room, kind, state_key)?,
                 }
-                Ok(nid)
-            })
-            .await?;
-        Ok(nid)
+            }
+            if let Some((target, redacted_json)) = &redaction {
+                storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
+            }
+            if let Some((relates_to, rel_type)) = &relation {
+                storage::events::insert_relation_txn(
+                    c,
+                    pdu.event_id.as_str(),
+                    relates_to,
+                    rel_type,
+                    room,
+                )?;
+            }
+            Ok(nid)
+        });
+        Ok(Box::pin(write))
     }
 }
+
+/// A queued write of a received event: its stream ordering once committed.
+pub(super) type PendingWrite =
+    std::pin::Pin<Box<dyn std::future::Future<Output = storage::Result<i64>> + Send>>;
 
 /// The entries of `keys` in state group `group` and in the room's current state.
 fn auth_state_txn(

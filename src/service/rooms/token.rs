@@ -20,24 +20,25 @@ impl StreamToken {
         }
     }
 
-    /// Parses a pagination token, or a `/sync` token (`s2_…` to `s4_…`: the events position comes
+    /// Parses a pagination token, or a `/sync` token (`s2_…` to `s5_…`: the events position comes
     /// first), since clients may paginate from where a sync left off.
     pub fn parse(text: &str) -> Result<StreamToken> {
-        let mut parts = text.split('_');
-        let version = parts.next();
-        let versioned = matches!(version, Some("s1" | "s2" | "s3" | "s4"));
-        parts
-            .next()
-            .filter(|_| versioned)
-            .and_then(|n| match n.strip_prefix('m') {
-                Some(minus) if version == Some("s1") => {
-                    minus.parse::<i64>().ok().filter(|m| *m > 0).map(|m| -m)
-                }
-                Some(_) => None,
-                None => n.parse::<i64>().ok().filter(|n| *n >= 0),
-            })
+        let invalid = || Error::InvalidParam(format!("invalid pagination token {text:?}"));
+        match text.split_once('_') {
+            Some(("s1", position)) => match position.strip_prefix('m') {
+                Some(minus) => minus.parse::<i64>().ok().filter(|m| *m > 0).map(|m| -m),
+                None => position.parse::<i64>().ok().filter(|n| *n >= 0),
+            }
             .map(|events| StreamToken { events })
-            .ok_or_else(|| Error::InvalidParam(format!("invalid pagination token {text:?}")))
+            .ok_or_else(invalid),
+            // The sync token knows its own versions.
+            Some(_) => crate::sync::SyncToken::parse(text)
+                .map(|token| StreamToken {
+                    events: token.events,
+                })
+                .map_err(|_| invalid()),
+            None => Err(invalid()),
+        }
     }
 }
 
