@@ -142,7 +142,11 @@ impl Joined {
 
     /// The id of the room's latest event as Alice sees it.
     async fn latest(&self) -> String {
-        self.timeline().await.first().cloned().expect("a latest event")
+        self.timeline()
+            .await
+            .first()
+            .cloned()
+            .expect("a latest event")
     }
 
     /// Like `pdu`, on `prev` when given.
@@ -471,7 +475,10 @@ async fn unknown_auth_events_are_fetched_with_event_auth() {
         move |_| (200, json!({"auth_chain": [chain.clone()]})),
     );
 
-    let answer = room.send("auth", vec![message.json.clone()], vec![]).await.ok();
+    let answer = room
+        .send("auth", vec![message.json.clone()], vec![])
+        .await
+        .ok();
     assert_eq!(answer["pdus"][&message.event_id], json!({}), "{answer}");
     let asked = room
         .peer
@@ -541,20 +548,30 @@ async fn a_gap_the_origin_cannot_fill_is_crossed_with_the_state_at_it() {
         (first.event_id.clone(), first.json.clone()),
     ];
     let origin = room.peer.server_name().to_owned();
-    room.peer.handle("GET", "/_matrix/federation/v1/event/{eventId}", move |request| {
-        let wanted = |id: &String| {
-            request.path.ends_with(&encode(id)) || request.path.ends_with(id.as_str())
-        };
-        match events.iter().find(|(id, _)| wanted(id)) {
-            Some((_, pdu)) => (
-                200,
-                json!({"origin": origin, "origin_server_ts": 1, "pdus": [pdu]}),
-            ),
-            None => (404, json!({"errcode": "M_NOT_FOUND", "error": "unknown event"})),
-        }
-    });
+    room.peer.handle(
+        "GET",
+        "/_matrix/federation/v1/event/{eventId}",
+        move |request| {
+            let wanted = |id: &String| {
+                request.path.ends_with(&encode(id)) || request.path.ends_with(id.as_str())
+            };
+            match events.iter().find(|(id, _)| wanted(id)) {
+                Some((_, pdu)) => (
+                    200,
+                    json!({"origin": origin, "origin_server_ts": 1, "pdus": [pdu]}),
+                ),
+                None => (
+                    404,
+                    json!({"errcode": "M_NOT_FOUND", "error": "unknown event"}),
+                ),
+            }
+        },
+    );
 
-    let answer = room.send("gap", vec![second.json.clone()], vec![]).await.ok();
+    let answer = room
+        .send("gap", vec![second.json.clone()], vec![])
+        .await
+        .ok();
     assert_eq!(answer["pdus"][&second.event_id], json!({}), "{answer}");
     let asked = room
         .peer
