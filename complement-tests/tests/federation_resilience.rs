@@ -267,6 +267,29 @@ async fn a_server_denied_by_the_acl_can_neither_join_nor_send() {
     let mut members = vec![alice.user_id.clone(), bob.user_id.clone()];
     members.sort();
     assert_eq!(alice.joined_members(&room).await, members);
+
+    // The room's history and hierarchy are refused to hs3 too, though the room is public.
+    let event = encode(prev.as_str().unwrap_or_default());
+    let room_path = encode(&room);
+    for uri in [
+        format!("/_matrix/federation/v1/state/{room_path}?event_id={event}"),
+        format!("/_matrix/federation/v1/state_ids/{room_path}?event_id={event}"),
+        format!("/_matrix/federation/v1/event_auth/{room_path}/{event}"),
+        format!("/_matrix/federation/v1/backfill/{room_path}?v={event}&limit=10"),
+        format!("/_matrix/federation/v1/event/{event}"),
+        format!("/_matrix/federation/v1/hierarchy/{room_path}"),
+    ] {
+        let reply = signed(&hs3_key, &hs1, Method::GET, &uri, None).await;
+        reply.assert_error(403, "M_FORBIDDEN");
+    }
+    let uri = format!("/_matrix/federation/v1/get_missing_events/{room_path}");
+    let body = json!({"earliest_events": [], "latest_events": [prev], "limit": 10});
+    let reply = signed(&hs3_key, &hs1, Method::POST, &uri, Some(&body)).await;
+    reply.assert_error(403, "M_FORBIDDEN");
+    // hs2, allowed, still reads it.
+    let hs2_key = ServerKey::of(&hs2);
+    let uri = format!("/_matrix/federation/v1/event/{event}");
+    signed(&hs2_key, &hs1, Method::GET, &uri, None).await.ok();
 }
 
 /// hs1 and hs2 (Bob joined to Alice's room on hs1) and a test peer whose Dave joined too.

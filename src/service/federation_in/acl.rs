@@ -1,8 +1,11 @@
 //! The room's `m.room.server_acl` as it applies to a server's requests about the room: every
 //! Server-Server endpoint naming a room refuses a server the room's current ACL denies (the
 //! specification's "Server Access Control Lists"). `/send` PDUs and EDUs check it per room
-//! (`origin_may_send`); the join and leave handshakes check it through `ensure_acl_allows`.
+//! (`origin_may_send`); the membership handshakes and invites through `ensure_acl_allows`; the
+//! history reads (`/event`, `/state`, `/state_ids`, `/event_auth`, `/backfill`,
+//! `/get_missing_events`) and `/hierarchy` inside their read, through `acl_allows_in`.
 
+use rusqlite::Connection;
 use ruma::{RoomId, ServerName};
 use serde_json::Value as JsonValue;
 
@@ -13,30 +16,10 @@ use crate::storage;
 impl Services {
     /// Whether the current `m.room.server_acl` of `room_id` lets `server` in (no ACL: yes).
     pub async fn acl_allows(&self, server: &ServerName, room_id: &RoomId) -> Result<bool> {
-        let room = room_id.to_string();
-        let acl = self
-            .db
-            .read(move |c| {
-                Ok(
-                    storage::state::current_state_event(c, &room, "m.room.server_acl", "")?
-                        .map(|nid| storage::events::get_event_by_nid(c, nid))
-                        .transpose()?
-                        .flatten()
-                        .map(|row| row.json),
-                )
-            })
-            .await?;
-        Ok(match acl {
-            Some(json) => match serde_json::from_str::<JsonValue>(&json)
-                .ok()
-                .and_then(|event| event.get("content").cloned())
-                .and_then(|content| serde_json::value::to_raw_value(&content).ok())
-            {
-                Some(content) => checks::server_allowed(&content, server),
-                None => true,
-            },
-            None => true,
-        })
+        let (server, room) = (server.to_owned(), room_id.to_string());
+        self.db
+            .read(move |c| Ok(acl_allows_in(c, &server, &room)))
+            .await?
     }
 
     /// `M_FORBIDDEN` when the room's server ACL denies `server`.
@@ -49,4 +32,20 @@ impl Services {
             )))
         }
     }
+}
+
+/// `acl_allows` inside a read: whether the current ACL of `room_id` (if any) lets `server` in.
+pub(crate) fn acl_allows_in(c: &Connection, server: &ServerName, room_id: &str) -> Result<bool> {
+    let Some(nid) = storage::state::current_state_event(c, room_id, "m.room.server_acl", "")?
+    else {
+        return Ok(true);
+    };
+    let Some(row) = storage::events::get_event_by_nid(c, nid)? else {
+        return Ok(true);
+    };
+    Ok(serde_json::from_str::<JsonValue>(&row.json)
+        .ok()
+        .and_then(|event| event.get("content").cloned())
+        .and_then(|content| serde_json::value::to_raw_value(&content).ok())
+        .is_none_or(|content| checks::server_allowed(&content, server)))
 }

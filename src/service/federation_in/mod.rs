@@ -24,7 +24,7 @@
 //! applied (the user must be joined), and `m.presence` of the origin's users; other EDUs are
 //! ignored (see `edus.rs`).
 
-mod acl;
+pub(crate) mod acl;
 mod checks;
 mod edus;
 

@@ -2,6 +2,7 @@
 //! a local alias points (`/query/directory`, with the servers in the room) and a space with its
 //! children (`/hierarchy`). The public room directory is `directory.rs`, shared with clients.
 
+use crate::service::federation_in::acl::acl_allows_in;
 use ruma::room::{JoinRuleSummary, RoomSummary};
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName};
 use rusqlite::Connection;
@@ -80,6 +81,11 @@ fn hierarchy(
     suggested_only: bool,
 ) -> Result<FederationHierarchy> {
     let room = match read_summary(c, root)? {
+        Some(_) if !acl_allows_in(c, origin, root.as_str())? => {
+            return Err(Error::Forbidden(format!(
+                "{origin} is denied by the server ACL of {root}"
+            )));
+        }
         Some(summary) if may_preview(c, &summary, origin)? => summary,
         _ => {
             return Err(Error::NotFound(format!(

@@ -20,6 +20,7 @@ use super::super::{Error, Result, Services};
 use super::append::pdu_from_row;
 use super::server_visibility::ServerViewer;
 use crate::room;
+use crate::service::federation_in::acl::acl_allows_in;
 use crate::storage::{self, dag::DagEvent, events::EventRow, state};
 
 /// The most events one `/backfill` or `/get_missing_events` answer holds.
@@ -224,6 +225,11 @@ impl<'c> RoomRead<'c> {
         let room = storage::events::get_room(conn, room_id)?.ok_or_else(|| {
             Error::NotFound(format!("room {room_id} is not known to this server"))
         })?;
+        if !acl_allows_in(conn, origin, room_id)? {
+            return Err(Error::Forbidden(format!(
+                "{origin} is denied by the server ACL of {room_id}"
+            )));
+        }
         let version = ruma::RoomVersionId::try_from(room.room_version.as_str())
             .map_err(|e| Error::Internal(format!("stored room version is invalid: {e}")))?;
         let rules = room::rules_for(&version)

@@ -154,6 +154,7 @@ impl Services {
         event: &RawJsonValue,
         invite_room_state: &[RawStrippedState],
     ) -> Result<CanonicalJsonObject> {
+        self.ensure_acl_allows(origin, room_id).await?;
         let rules = room::rules_for(version)
             .ok_or_else(|| Error::IncompatibleRoomVersion(version.clone()))?;
         let mut json: CanonicalJsonObject = serde_json::from_str(event.get())
