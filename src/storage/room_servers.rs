@@ -22,6 +22,20 @@ pub fn joined_servers(conn: &Connection, room_id: &str) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The servers with a joined member in any room `user_id` is joined to (the user's own
+/// included), in name order.
+pub fn servers_sharing_a_room(conn: &Connection, user_id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT substr(other.user_id, instr(other.user_id, ':') + 1) AS server
+         FROM room_memberships mine
+         JOIN room_memberships other ON other.room_id = mine.room_id
+         WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'
+         ORDER BY server",
+    )?;
+    let rows = stmt.query_map([user_id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Whether `server` has a joined member in the room now.
 pub fn server_is_joined(conn: &Connection, room_id: &str, server: &str) -> Result<bool> {
     server_has_member(conn, room_id, server, "join")

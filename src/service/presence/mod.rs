@@ -85,9 +85,44 @@ impl Services {
             .await?;
         if announce {
             self.wake_presence_watchers(user_id).await?;
+            self.federate_presence(user_id).await;
         }
         watch_deadlines(Arc::downgrade(self), user_id.to_owned(), generation);
         Ok(())
+    }
+
+    /// Sends a local user's presence, as others now see it, in an `m.presence` EDU to every
+    /// other server sharing a room with them. Those servers run the idle and offline clocks
+    /// themselves (`remote.rs` here), so only changes are sent.
+    async fn federate_presence(&self, user_id: &UserId) {
+        if user_id.server_name() != self.server_name() || !self.federation.is_enabled() {
+            return;
+        }
+        let view = {
+            let table = self.presence.table();
+            table.users.get(user_id).map(|r| r.view(now_ms()))
+        };
+        let Some(view) = view else {
+            return;
+        };
+        let user = user_id.to_string();
+        let servers = match self
+            .db
+            .read(move |c| storage::room_servers::servers_sharing_a_room(c, &user))
+            .await
+        {
+            Ok(servers) => servers,
+            Err(e) => {
+                tracing::warn!(error = %e, user.id = %user_id, "cannot tell which servers to send a presence change to");
+                return;
+            }
+        };
+        let own = self.server_name().as_str();
+        let destinations: Vec<String> = servers.into_iter().filter(|s| s != own).collect();
+        let mut update = presence_event(user_id, &view)["content"].clone();
+        update["user_id"] = json!(user_id);
+        self.queue_edu(destinations, "m.presence", json!({ "push": [update] }))
+            .await;
     }
 
     /// `/sync`'s `set_presence`: marks the syncing user online (or idle) unless their presence
@@ -295,6 +330,7 @@ fn watch_deadlines(services: Weak<Services>, user: OwnedUserId, generation: u64)
                 if let Err(e) = services.wake_presence_watchers(&user).await {
                     tracing::warn!(error = %e, user.id = %user, "cannot announce a presence change");
                 }
+                services.federate_presence(&user).await;
             }
         }
     });
