@@ -40,6 +40,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub well_known: WellKnownConfig,
     pub federation: FederationConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -180,6 +181,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             well_known: WellKnownConfig::default(),
             federation: FederationConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -374,6 +376,7 @@ impl Config {
             ));
         }
         self.federation.validate()?;
+        self.media.validate()?;
         Ok(())
     }
 
@@ -412,6 +415,85 @@ impl FederationConfig {
         }
         Ok(())
     }
+}
+
+/// The media repository: uploads, downloads, thumbnails, remote media and URL previews.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The largest file accepted (uploads and remote media), in bytes; larger ones get 413
+    /// `M_TOO_LARGE`.
+    pub max_upload_size: u64,
+    /// Serve the legacy unauthenticated `/_matrix/media/v3/download`, `/thumbnail`, `/config` and
+    /// `/preview_url`. Off (the specification's freeze): they answer 404 `M_NOT_FOUND` and clients
+    /// use the authenticated `/_matrix/client/v1/media/...` endpoints. On: they serve every
+    /// medium, old or new, to anyone who knows its id.
+    pub legacy_unauthenticated: bool,
+    /// How many ids from `POST /_matrix/media/v1/create` a user may hold unused at once; more get
+    /// 429 `M_LIMIT_EXCEEDED`.
+    pub max_pending_uploads: u32,
+    /// How long an id from `/create` may wait for its upload before it is forgotten, in seconds.
+    pub pending_upload_lifetime_secs: u64,
+    /// The largest image (width × height, in pixels) the thumbnailer decodes; larger images get
+    /// no thumbnail. With the decoder's allocation limit this keeps decompression bombs harmless.
+    pub max_image_pixels: u64,
+    /// Enable `GET /_matrix/client/v1/media/preview_url` (the server fetches pages for clients).
+    pub url_preview: bool,
+    /// Address ranges (CIDR, "10.1.0.0/16", "::1/128") URL previews may fetch even though they are
+    /// private, loopback or link-local, which are otherwise refused.
+    pub url_preview_allow: Vec<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            max_upload_size: 100 * 1024 * 1024,
+            legacy_unauthenticated: false,
+            max_pending_uploads: 10,
+            pending_upload_lifetime_secs: 24 * 60 * 60,
+            max_image_pixels: 32_000_000,
+            url_preview: false,
+            url_preview_allow: Vec::new(),
+        }
+    }
+}
+
+impl MediaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_pending_uploads == 0 {
+            return Err(ConfigError(
+                "media.max_pending_uploads: must be at least 1".into(),
+            ));
+        }
+        if self.max_image_pixels == 0 {
+            return Err(ConfigError(
+                "media.max_image_pixels: must be at least 1".into(),
+            ));
+        }
+        for range in &self.url_preview_allow {
+            if parse_cidr(range).is_none() {
+                return Err(ConfigError(format!(
+                    "media.url_preview_allow: {range:?} is not an address range like \"10.0.0.0/8\""
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An address range "ADDR/BITS" (a plain address means just that address).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, bits) = match text.split_once('/') {
+        Some((addr, bits)) => (addr, Some(bits)),
+        None => (text, None),
+    };
+    let addr: std::net::IpAddr = addr.trim().parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(bits) => bits.trim().parse::<u8>().ok().filter(|b| *b <= max)?,
+        None => max,
+    };
+    Some((addr, bits))
 }
 
 /// Merges `overlay` into `base`: tables merge key by key, any other value replaces.
@@ -583,6 +665,27 @@ mod tests {
         assert_eq!(config.rate_limits.login.burst, 7);
         let err = load_text("", vec![("PLEXUS__NO_SUCH_KEY", "1")]).unwrap_err();
         assert!(err.to_string().contains("no_such_key"), "{err}");
+    }
+
+    #[test]
+    fn the_media_section_checks_its_address_ranges() {
+        let config = load_text(
+            "[media]\nurl_preview = true\nurl_preview_allow = [\"127.0.0.1/32\", \"::1\"]\n",
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(config.media.url_preview);
+        assert_eq!(
+            parse_cidr("10.0.0.0/8"),
+            Some(("10.0.0.0".parse().unwrap(), 8))
+        );
+        assert_eq!(parse_cidr("::1"), Some(("::1".parse().unwrap(), 128)));
+        for bad in ["10.0.0.0/33", "nowhere/8", "::1/129", ""] {
+            assert_eq!(parse_cidr(bad), None, "{bad}");
+        }
+        let err = load_text("[media]\nurl_preview_allow = [\"10/8\"]\n", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("media.url_preview_allow"), "{err}");
+        assert!(Config::default().media.max_upload_size >= 100 * 1024 * 1024);
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl ApiError {
                 S::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
                 S::MissingParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::MissingParam),
                 S::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
+                S::InvalidSignature(_) => (StatusCode::BAD_REQUEST, invalid_signature_kind()),
                 S::InvalidUsername(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername),
                 S::UserInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::UserInUse),
                 S::WeakPassword(_) => (StatusCode::BAD_REQUEST, ErrorKind::WeakPassword),
@@ -103,6 +104,12 @@ impl ApiError {
             },
         }
     }
+}
+
+/// `M_INVALID_SIGNATURE`, which ruma's `ErrorKind` has no variant for.
+fn invalid_signature_kind() -> ErrorKind {
+    serde_json::from_value(serde_json::json!({ "errcode": "M_INVALID_SIGNATURE" }))
+        .unwrap_or(ErrorKind::Unknown)
 }
 
 impl IntoResponse for ApiError {

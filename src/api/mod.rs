@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod extract;
 pub mod federation;
+pub mod media;
 mod observe;
 pub mod route;
 
@@ -26,7 +27,9 @@ pub type AppState = Arc<Services>;
 
 /// The whole HTTP surface of the server.
 pub fn router(services: AppState) -> Router {
-    let mut router = client::routes(Router::new()).merge(admin::routes(Router::new()));
+    let mut router = client::routes(Router::new())
+        .merge(admin::routes(Router::new()))
+        .merge(media::routes(Router::new()));
     if services.config.metrics.enabled {
         router = router.route("/metrics", axum::routing::get(metrics));
     }
@@ -43,7 +46,7 @@ pub fn router(services: AppState) -> Router {
 
 /// The Server-Server API, for the federation listeners: no client endpoints, no CORS.
 pub fn federation_router(services: AppState) -> Router {
-    federation::routes(Router::new())
+    media::federation_routes(federation::routes(Router::new()))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

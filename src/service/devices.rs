@@ -59,6 +59,9 @@ impl Services {
             )
             .await?;
         self.delete_devices(&session.user_id, devices).await?;
+        // Deleting a device with published keys changed the device list (the database records
+        // that itself); whoever shares a room with the user should hear of it.
+        self.device_list_changed(&session.user_id).await?;
         self.finish_uiaa(uiaa.session_id).await
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     MissingParam(String),
     #[error("{0}")]
     BadJson(String),
+    /// A signed object whose signature is missing or does not verify (`M_INVALID_SIGNATURE`).
+    #[error("{0}")]
+    InvalidSignature(String),
     #[error("{0}")]
     InvalidUsername(String),
     #[error("{0}")]

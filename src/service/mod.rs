@@ -10,6 +10,9 @@ mod devices;
 mod error;
 mod federation_in;
 mod filters;
+pub mod key_backup;
+pub mod keys;
+pub mod media;
 pub mod notifier;
 pub mod openid;
 mod outbox;
@@ -26,6 +29,7 @@ mod remote_profile;
 pub mod rooms;
 pub mod shared_secret;
 mod tags;
+pub mod to_device;
 mod token_cache;
 pub mod tokens;
 mod typing;
@@ -76,6 +80,8 @@ pub struct Services {
     pub tails: std::sync::Arc<crate::sync::tails::RoomTails>,
     /// What each device's last long-poll knew, for the request that continues from it.
     pub sync_resume: crate::sync::ResumeCache,
+    /// The media repository's files, waiters and background thumbnailing.
+    pub media: media::Media,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -92,6 +98,7 @@ impl Services {
         metrics: Metrics,
     ) -> Services {
         let rate_limiter = rate_limit::RateLimiter::new(&config.rate_limits);
+        let media = media::Media::new(&config, db.clone());
         let tails = std::sync::Arc::new(crate::sync::tails::RoomTails::default());
         let fed = tails.clone();
         if let Err(e) = db.set_commit_observer(std::sync::Arc::new(move |c| fed.feed(c))) {
@@ -114,6 +121,7 @@ impl Services {
             lazy_members: Mutex::new(HashMap::new()),
             tails,
             sync_resume: crate::sync::ResumeCache::default(),
+            media,
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),

@@ -149,7 +149,9 @@ impl Services {
                 if since.is_none() || !result.is_empty() || tokio::time::Instant::now() >= deadline
                 {
                     self.metrics.observe_sync_answer(false);
-                    if hot_allowed && !missed {
+                    // After to-device messages, the next request takes a full pass, which
+                    // deletes the messages its token acknowledges.
+                    if hot_allowed && !missed && result.to_device.events.is_empty() {
                         self.sync_resume
                             .keep(device_key, &result.next_batch, base, wakers);
                     }
@@ -331,12 +333,9 @@ impl Services {
                         receipts::receipts_changes(c, &user_id, &joined, since_token.receipts)?;
                     let to_device =
                         to_device::read(c, &user_id, &device_id, since_token.to_device)?;
-                    let device_lists = device_lists::read(
-                        c,
-                        &user_id,
-                        &device_id,
-                        since.map(|s| s.device_lists),
-                    )?;
+                    let to_device_acknowledged =
+                        to_device::acknowledged(c, &user_id, &device_id, since_token.to_device)?;
+                    let device_lists = device_lists::read(c, &user_id, &device_id, since)?;
                     let sharing: HashSet<String> = if want_presence {
                         storage::presence::users_sharing_a_room(c, user)?
                             .into_iter()
@@ -382,11 +381,19 @@ impl Services {
                         sharing,
                         rooms,
                         to_device,
+                        to_device_acknowledged,
                         device_lists,
                     })
                 })())
             })
             .await??;
+        if snapshot.to_device_acknowledged {
+            self.delete_acknowledged_to_device(
+                &session.user_id,
+                &session.device_id,
+                since_token.to_device,
+            );
+        }
         if parallel {
             snapshot.rooms = self.sync_rooms_in_parallel(&params, &snapshot).await?;
         }
@@ -547,5 +554,7 @@ struct Snapshot {
     sharing: HashSet<String>,
     rooms: RoomsSync,
     to_device: ToDeviceSync,
+    /// Messages the token acknowledged are still stored (see `to_device.rs`).
+    to_device_acknowledged: bool,
     device_lists: DeviceListSync,
 }

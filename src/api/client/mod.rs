@@ -6,6 +6,8 @@ mod devices;
 mod directory;
 mod discovery;
 mod filter;
+mod key_backup;
+mod keys;
 mod membership;
 mod openid;
 mod presence;
@@ -23,6 +25,7 @@ mod session;
 mod sync;
 mod tags;
 mod timestamp;
+mod to_device;
 mod typing;
 
 use axum::Router;
@@ -52,6 +55,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = typing::routes(router);
     let router = receipts::routes(router);
     let router = presence::routes(router);
+    let router = keys::routes(router);
+    let router = to_device::routes(router);
+    let router = key_backup::routes(router);
     let router = openid::routes(router);
     directory::routes(router)
 }

@@ -5,8 +5,8 @@
 //! history reads (`/event`, `/state`, `/state_ids`, `/event_auth`, `/backfill`,
 //! `/get_missing_events`) and `/hierarchy` inside their read, through `acl_allows_in`.
 
-use rusqlite::Connection;
 use ruma::{RoomId, ServerName};
+use rusqlite::Connection;
 use serde_json::Value as JsonValue;
 
 use super::checks;

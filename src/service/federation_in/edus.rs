@@ -2,8 +2,10 @@
 //! services as if the remote user had sent them locally, provided the user belongs to the origin,
 //! the origin may take part in the room (a joined member, not refused by its server ACL) and the
 //! user is joined. `m.presence` updates of the origin's users go to presence (in memory, shown to
-//! local users sharing a room with them). Anything else — other EDU types, malformed content, users of other servers —
-//! is ignored: an EDU has no answer, so refusals are only logged.
+//! local users sharing a room with them). `m.direct_to_device` messages go to local devices
+//! (`service/to_device.rs`, once per message id). Anything else — other EDU types, malformed
+//! content, users of other servers — is ignored: an EDU has no answer, so refusals are only
+//! logged.
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ impl Services {
             Some("m.typing") => self.receive_typing(origin, content).await,
             Some("m.receipt") => self.receive_receipts(origin, content).await,
             Some("m.presence") => self.receive_presence(origin, content).await,
+            Some("m.direct_to_device") => self.receive_direct_to_device(origin, content).await,
             _ => {}
         }
     }

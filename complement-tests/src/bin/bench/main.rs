@@ -14,6 +14,8 @@
 //!   that 100 idle long-polls cost (`sync_scenarios.rs`).
 //! - `fed-send`, `fed-join`: an incoming federation transaction of 50 PDUs, and joining a remote
 //!   room of 1,000 members over federation (`federation_scenarios.rs`).
+//! - `media`: the server's memory growth while a 200 MB file goes up and comes back, and the
+//!   throughput of 100 concurrent downloads of a 1 MB file (`media_scenarios.rs`).
 //!
 //! Run it with `cargo build --release -p plexus && cargo run --release -p complement-tests --bin
 //! bench [-- scenario... --flag value]`; `--help` lists the flags. It is a benchmark, not a test:
@@ -31,7 +33,7 @@ use complement_tests::{Server, User, encode, json, room_path};
 use serde_json::Value;
 
 /// The scenarios, in the order they run when none is named.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "send",
     "messages",
     "members",
@@ -40,6 +42,7 @@ const SCENARIOS: [&str; 8] = [
     "sync-idle",
     "fed-send",
     "fed-join",
+    "media",
 ];
 /// The numeric flags: name, default, meaning.
 const FLAGS: &[(&str, usize, &str)] = &[
@@ -91,6 +94,16 @@ const FLAGS: &[(&str, usize, &str)] = &[
         3,
         "federated joins (one room each) in `fed-join`",
     ),
+    (
+        "media-mb",
+        200,
+        "MB of the file uploaded and downloaded in `media`",
+    ),
+    (
+        "media-downloads",
+        1_000,
+        "1 MB downloads (100 at a time) in `media`",
+    ),
 ];
 
 /// Targets from the issue, on a 2-core machine.
@@ -124,12 +137,14 @@ macro_rules! progress {
 mod federation_scenarios;
 mod machine;
 mod measure;
+mod media_scenarios;
 mod scenarios;
 mod sync_scenarios;
 
 use federation_scenarios::*;
 use machine::*;
 use measure::*;
+use media_scenarios::*;
 use scenarios::*;
 use sync_scenarios::*;
 
@@ -225,7 +240,7 @@ impl Options {
 
 fn usage() -> String {
     let mut text = "usage: bench [send] [messages] [members] [sync-fanout] [sync-initial] \
-                    [sync-idle] [fed-send] [fed-join] [--flag value]...\n\
+                    [sync-idle] [fed-send] [fed-join] [media] [--flag value]...\n\
                     (no scenario: all of them)\n"
         .to_owned();
     for (name, default, meaning) in FLAGS {
@@ -255,6 +270,7 @@ async fn run(options: Options, bin: PathBuf) {
             "sync-idle" => sync_idle_scenario(&options, &mut table).await,
             "fed-send" => fed_send_scenario(&options, &mut table).await,
             "fed-join" => fed_join_scenario(&options, &mut table).await,
+            "media" => media_scenario(&options, &mut table).await,
             _ => members_scenario(&options, &mut table).await,
         }
         progress!("{scenario} took {:.0?}", scenario_started.elapsed());

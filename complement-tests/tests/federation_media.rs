@@ -1,0 +1,242 @@
+//! Media across servers: a user downloads a file and thumbnails uploaded on another server, which
+//! their server fetches over federation (`/_matrix/federation/v1/media/download` and
+//! `/thumbnail`, multipart answers) and caches; other servers' requests must be signed.
+
+use std::time::Duration;
+
+use complement_tests::{Federation, FederationPeer, Method, ServerKey, User, Value, json};
+
+async fn upload(user: &User, body: Vec<u8>, content_type: &str, filename: &str) -> String {
+    let answer = http()
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename={filename}",
+            user.client().base_url()
+        ))
+        .bearer_auth(&user.access_token)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    body["content_uri"].as_str().unwrap().to_owned()
+}
+
+/// Status, content type, content disposition and bytes of a GET with the user's token.
+async fn get(user: &User, path: &str) -> (u16, String, String, Vec<u8>) {
+    let answer = http()
+        .get(format!("{}{path}", user.client().base_url()))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let header = |name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (content_type, disposition) = (header("content-type"), header("content-disposition"));
+    (
+        status,
+        content_type,
+        disposition,
+        answer.bytes().await.unwrap().to_vec(),
+    )
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_user_downloads_media_of_another_server_which_is_then_cached() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let mut hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation.server("hs2.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let file = upload(&alice, data.clone(), "application/pdf", "care-plan.pdf").await;
+    let image = upload(&alice, png(640, 480), "image/png", "wound.png").await;
+    let file_path = file.strip_prefix("mxc://").unwrap();
+    let image_path = image.strip_prefix("mxc://").unwrap();
+
+    let (status, content_type, disposition, bytes) = get(
+        &bob,
+        &format!("/_matrix/client/v1/media/download/{file_path}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/pdf");
+    assert_eq!(disposition, "attachment; filename=\"care-plan.pdf\"");
+    assert!(bytes == data, "the file came across different");
+
+    let (status, content_type, _, bytes) = get(
+        &bob,
+        &format!("/_matrix/client/v1/media/thumbnail/{image_path}?width=96&height=96&method=crop"),
+    )
+    .await;
+    assert_eq!((status, content_type.as_str()), (200, "image/png"));
+    let thumbnail = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((thumbnail.width(), thumbnail.height()), (96, 96));
+
+    // With hs1 gone, hs2 still serves what it fetched.
+    hs1.stop().await;
+    let (status, _, _, bytes) = get(
+        &bob,
+        &format!("/_matrix/client/v1/media/download/{file_path}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(bytes == data);
+    let (status, _, _, _) = get(
+        &bob,
+        &format!("/_matrix/client/v1/media/thumbnail/{image_path}?width=96&height=96&method=crop"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Something never fetched cannot be had now.
+    let (status, _, _, _) = get(
+        &bob,
+        &format!("/_matrix/client/v1/media/download/{image_path}"),
+    )
+    .await;
+    assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn unknown_media_and_unknown_servers_are_not_found() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let _hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation.server("hs2.test").start().await;
+    let bob = hs2.register_user("bob").await;
+
+    let (status, _, _, body) = get(
+        &bob,
+        "/_matrix/client/v1/media/download/hs1.test/NoSuchMedia",
+    )
+    .await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("M_NOT_FOUND"));
+
+    // A server name with nothing behind it.
+    let (status, _, _, _) = get(
+        &bob,
+        "/_matrix/client/v1/media/download/nowhere.invalid/abc",
+    )
+    .await;
+    assert!(status == 502 || status == 404, "{status}");
+}
+
+#[tokio::test]
+async fn federation_media_is_signed_multipart_and_only_for_local_media() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation.server("hs2.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+    let file = upload(&alice, b"signed only".to_vec(), "text/plain", "a.txt").await;
+    let media_id = file.rsplit('/').next().unwrap().to_owned();
+    let path = format!("/_matrix/federation/v1/media/download/{media_id}");
+
+    hs1.federation_client()
+        .get(&path)
+        .await
+        .assert_error(401, "M_UNAUTHORIZED");
+
+    let as_hs2 = ServerKey::of(&hs2);
+    let signed_get = |path: String| {
+        let authorization = as_hs2.authorization("GET", &path, "hs1.test", None);
+        hs1.federation_client()
+            .request(Method::GET, &path)
+            .header("Authorization", &authorization)
+            .send()
+    };
+    let reply = signed_get(path.clone()).await;
+    reply.assert_status(200);
+    let content_type = reply.header("content-type").unwrap_or_default().to_owned();
+    let boundary = content_type
+        .strip_prefix("multipart/mixed; boundary=")
+        .expect("a multipart answer");
+    let expected = format!(
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\n\
+         Content-Type: text/plain\r\nContent-Disposition: inline; filename=\"a.txt\"\r\n\r\n\
+         signed only\r\n--{boundary}--\r\n"
+    );
+    assert_eq!(reply.text, expected);
+
+    // Media of another server, cached on hs1, is not hs1's to serve.
+    let bobs = upload(&bob, b"from hs2".to_vec(), "text/plain", "b.txt").await;
+    let (status, _, _, _) = get(
+        &alice,
+        &format!(
+            "/_matrix/client/v1/media/download/{}",
+            bobs.strip_prefix("mxc://").unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let bobs_id = bobs.rsplit('/').next().unwrap();
+    signed_get(format!("/_matrix/federation/v1/media/download/{bobs_id}"))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    signed_get(format!(
+        "/_matrix/federation/v1/media/thumbnail/{media_id}?width=32&height=32&method=crop"
+    ))
+    .await
+    .assert_error(400, "M_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_server_without_authenticated_media_is_asked_the_legacy_way() {
+    let peer = FederationPeer::start().await;
+    let hs1 = peer.server("hs1.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    // The peer knows no `/_matrix/federation/v1/media/...` (404 M_UNRECOGNIZED), only the old
+    // unauthenticated download.
+    peer.handle(
+        "GET",
+        "/_matrix/media/v3/download/{serverName}/{mediaId}",
+        |_| (200, json!({"old": "server"})),
+    );
+    let path = format!(
+        "/_matrix/client/v1/media/download/{}/OldMedia",
+        peer.server_name()
+    );
+    let (status, content_type, _, bytes) = get(&alice, &path).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(content_type, "application/json");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap(),
+        json!({"old": "server"})
+    );
+    let asked = peer
+        .wait_for_request("GET", "/_matrix/media/v3/download/")
+        .await;
+    assert!(asked.uri.contains("allow_remote=false"), "{}", asked.uri);
+    peer.wait_for_request("GET", "/_matrix/federation/v1/media/download/OldMedia")
+        .await;
+}
