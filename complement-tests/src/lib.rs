@@ -33,6 +33,7 @@ mod admin;
 mod binary;
 mod client;
 mod config;
+pub mod e2ee;
 mod federation;
 mod federation_peer;
 mod process;

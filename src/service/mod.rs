@@ -5,7 +5,6 @@
 
 pub mod account_data;
 pub mod accounts;
-mod device_lists;
 mod devices;
 mod error;
 mod federation_in;
@@ -40,7 +39,6 @@ use std::sync::Mutex;
 
 use ruma::{OwnedDeviceId, OwnedUserId};
 
-pub use device_lists::DeviceList;
 pub use error::{Error, Result};
 pub use registration_tokens::NewRegistrationToken;
 pub use tokens::{IssuedTokens, UserSession};

@@ -356,6 +356,23 @@ pub fn add_device_list_change_txn(
     Ok(stream_id)
 }
 
+/// The latest `limit` changes of a user's device list, newest first: (stream id, device id;
+/// `None` for their cross-signing keys).
+pub fn latest_device_list_changes(
+    conn: &Connection,
+    user_id: &str,
+    limit: usize,
+) -> Result<Vec<(i64, Option<String>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT stream_id, device_id FROM device_list_changes WHERE user_id = ?1
+         ORDER BY stream_id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![user_id, limit as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The position of the latest committed device-list change (0 before the first).
 pub fn max_device_list_position(conn: &Connection) -> Result<i64> {
     Ok(conn

@@ -46,7 +46,11 @@ async fn query(
     request: Ruma<get_keys::v3::Request>,
 ) -> ApiResult<get_keys::v3::Response> {
     let answer = state
-        .query_keys(&request.identity.user_id, request.body.device_keys)
+        .query_keys(
+            &request.identity.user_id,
+            request.body.device_keys,
+            request.body.timeout,
+        )
         .await?;
     let mut response = get_keys::v3::Response::new();
     response.device_keys = answer.device_keys;
@@ -62,7 +66,8 @@ async fn claim(
     state: AppState,
     request: Ruma<claim_keys::v3::Request>,
 ) -> ApiResult<claim_keys::v3::Response> {
-    let (keys, failures) = state.claim_keys(request.body.one_time_keys).await?;
+    let body = request.body;
+    let (keys, failures) = state.claim_keys(body.one_time_keys, body.timeout).await?;
     let mut response = claim_keys::v3::Response::new(keys);
     response.failures = failures;
     Ok(response)

@@ -3,7 +3,9 @@
 //! the origin may take part in the room (a joined member, not refused by its server ACL) and the
 //! user is joined. `m.presence` updates of the origin's users go to presence (in memory, shown to
 //! local users sharing a room with them). `m.direct_to_device` messages go to local devices
-//! (`service/to_device.rs`, once per message id). Anything else — other EDU types, malformed
+//! (`service/to_device.rs`, once per message id); `m.device_list_update` and
+//! `m.signing_key_update` record a change of the user's device list (`service/keys`). Anything
+//! else — other EDU types, malformed
 //! content, users of other servers — is ignored: an EDU has no answer, so refusals are only
 //! logged.
 
@@ -29,6 +31,9 @@ impl Services {
             Some("m.receipt") => self.receive_receipts(origin, content).await,
             Some("m.presence") => self.receive_presence(origin, content).await,
             Some("m.direct_to_device") => self.receive_direct_to_device(origin, content).await,
+            Some("m.device_list_update" | "m.signing_key_update") => {
+                self.receive_device_list_update(origin, content).await
+            }
             _ => {}
         }
     }

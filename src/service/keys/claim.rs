@@ -10,7 +10,7 @@ use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId};
 use serde_json::Value as JsonValue;
 use serde_json::value::RawValue as RawJsonValue;
 
-use super::remote_failure;
+use super::federation::remote_timeout;
 use crate::service::{Error, Result, Services};
 use crate::storage::e2e_keys;
 
@@ -21,11 +21,13 @@ const MAX_CLAIMS: usize = 10_000;
 pub type Claims = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>;
 
 impl Services {
-    /// `POST /keys/claim`: keys of local devices; unknown users and devices and devices without
-    /// keys are left out. Servers of remote users are reported under the failures.
+    /// `POST /keys/claim`: keys of local devices, and of other servers' devices from their
+    /// servers within `timeout`; unknown users and devices and devices without keys are left
+    /// out, servers that could not be asked are reported under the failures.
     pub async fn claim_keys(
         &self,
         claims: Claims,
+        timeout: Option<std::time::Duration>,
     ) -> Result<(
         BTreeMap<OwnedUserId, OneTimeKeys>,
         BTreeMap<String, JsonValue>,
@@ -33,12 +35,14 @@ impl Services {
         let (local, remote): (Claims, Claims) = claims
             .into_iter()
             .partition(|(user, _)| user.server_name() == self.server_name());
-        let keys = self.claim_local_one_time_keys(local).await?;
-        // The federation client goes here: `/user/keys/claim` to each server of `remote`.
-        let failures = remote
-            .keys()
-            .map(|user| remote_failure(user.server_name()))
-            .collect();
+        let mut keys = self.claim_local_one_time_keys(local).await?;
+        if remote.is_empty() {
+            return Ok((keys, BTreeMap::new()));
+        }
+        let (remote_keys, failures) = self
+            .claim_remote_keys(remote, remote_timeout(timeout))
+            .await;
+        keys.extend(remote_keys);
         Ok((keys, failures))
     }
 

@@ -6,23 +6,23 @@
 //! The server never checks what keys are for, only that what it hands out is what the device
 //! signed: identity keys carry the device's self-signature, signed one-time and fallback keys the
 //! device's signature, cross-signing keys and signatures the keys the specification names. Keys of
-//! users of other servers are not fetched yet: queries and claims report their servers under
-//! `failures`, which is where the federation client plugs in (`local_device_keys` and
-//! `claim_local_one_time_keys` are what this server answers other servers with).
+//! users of other servers are asked from their servers, and other servers are answered and told
+//! about changes, in `federation`.
 
 mod claim;
 mod cross_signing;
+mod federation;
 mod query;
 pub(crate) mod signed;
 mod upload;
 
 pub use cross_signing::SigningKeysUpload;
+pub use federation::DeviceList;
 pub use query::KeysQueryAnswer;
 pub use upload::KeysUpload;
 pub(crate) use upload::one_time_key_counts;
 
-use ruma::{OwnedUserId, ServerName, UserId};
-use serde_json::{Value as JsonValue, json};
+use ruma::{OwnedUserId, UserId};
 
 use super::{Result, Services};
 use crate::storage;
@@ -48,7 +48,7 @@ impl Services {
             }
         }
         self.notifier.user_changed(user, position);
-        Ok(())
+        self.federate_device_list_change(user).await
     }
 
     /// The device list of `user` may have changed outside this module (devices deleted: the
@@ -65,15 +65,4 @@ impl Services {
             .read(storage::e2e_keys::max_device_list_position)
             .await?)
     }
-}
-
-/// What `failures` says about a server whose users' keys cannot be asked for yet.
-fn remote_failure(server: &ServerName) -> (String, JsonValue) {
-    (
-        server.to_string(),
-        json!({
-            "status": 503,
-            "message": "keys of users of other servers cannot be fetched yet",
-        }),
-    )
 }

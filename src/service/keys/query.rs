@@ -7,13 +7,14 @@
 //! only to its owner.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ruma::encryption::{CrossSigningKey, DeviceKeys};
 use ruma::serde::Raw;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value as JsonValue;
 
-use super::remote_failure;
+use super::federation::remote_timeout;
 use super::signed::add_signature;
 use crate::service::{Error, Result, Services};
 use crate::storage::{Conn, e2e_keys};
@@ -33,20 +34,21 @@ pub struct KeysQueryAnswer {
 
 impl Services {
     /// `POST /keys/query` for `requester`: the devices asked for (all of a user's devices for an
-    /// empty list) and the cross-signing keys of each user.
+    /// empty list) and the cross-signing keys of each user; other servers' users are asked from
+    /// their servers within `timeout` (see `remote_timeout`).
     pub async fn query_keys(
         &self,
         requester: &UserId,
         users: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+        timeout: Option<Duration>,
     ) -> Result<KeysQueryAnswer> {
         let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) = users
             .into_iter()
             .partition(|(user, _)| user.server_name() == self.server_name());
         let mut answer = self.local_device_keys(Some(requester), local).await?;
-        // The federation client goes here: `/user/keys/query` to each server of `remote`.
-        for user in remote.keys() {
-            let (server, failure) = remote_failure(user.server_name());
-            answer.failures.insert(server, failure);
+        if !remote.is_empty() {
+            self.query_remote_keys(remote, remote_timeout(timeout), &mut answer)
+                .await;
         }
         Ok(answer)
     }
