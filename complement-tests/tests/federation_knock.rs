@@ -126,3 +126,40 @@ async fn a_knock_on_a_remote_room_that_does_not_allow_it_is_refused_and_leaves_n
         Vec::<(String, String)>::new()
     );
 }
+
+#[tokio::test]
+async fn a_knock_on_a_room_of_another_server_can_be_withdrawn() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation.server("hs2.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+    let room = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "initial_state": [
+                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}},
+            ],
+        }))
+        .await;
+    let path = format!(
+        "/_matrix/client/v3/knock/{}?server_name=hs1.test",
+        encode(&room)
+    );
+    bob.post(&path, json!({"reason": "let me in"})).await.ok();
+    assert_eq!(alice.members(&room, "?membership=knock").await.len(), 1);
+
+    // Bob changes his mind: his leave goes to hs1, and the knock is gone on both sides.
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", encode(&room)),
+        json!({}),
+    )
+    .await
+    .ok();
+    assert!(sync(&bob).await["rooms"]["knock"][&room].is_null());
+    assert_eq!(
+        alice.members(&room, "?membership=leave").await,
+        [(bob.user_id.clone(), "leave".to_owned())]
+    );
+    assert!(alice.members(&room, "?membership=knock").await.is_empty());
+}

@@ -169,8 +169,8 @@ impl Services {
         .await
     }
 
-    /// Leaves a room (or rejects an invite, or withdraws a knock). An invite to a room this
-    /// server is not in is rejected through the inviting server (`remote_invite.rs`).
+    /// Leaves a room (or rejects an invite, or withdraws a knock). An invite to, or a knock on,
+    /// a room this server is not in is answered through the room's servers (`remote_invite.rs`).
     pub async fn leave(
         &self,
         session: &UserSession,
@@ -181,7 +181,7 @@ impl Services {
             .membership_of(room_id, &session.user_id)
             .await?
             .as_deref()
-            == Some("invite")
+            .is_some_and(|m| matches!(m, "invite" | "knock"))
             && self
                 .joins_remotely(
                     room_id,

@@ -285,9 +285,10 @@ impl Services {
 }
 
 impl Services {
-    /// Rejects an invite to a room this server is not in, through the inviting server (or the
-    /// room id's): `make_leave`, then `send_leave` v2 of the leave built from its template. The
-    /// leave is kept as an outlier and the user's membership becomes `leave`.
+    /// Rejects an invite to (or withdraws a knock on) a room this server is not in, through the
+    /// servers `join_candidates` names: `make_leave`, then `send_leave` v2 of the leave built
+    /// from its template. The leave is kept as an outlier and the user's membership becomes
+    /// `leave`.
     pub(super) async fn reject_remote_invite(
         &self,
         user_id: &UserId,

@@ -65,8 +65,9 @@ impl Services {
     }
 
     /// The servers to ask about `room_id`, in order: `via`, then those an alias lookup named,
-    /// then the server of the user's invite, then the server in the room id (before v12); this
-    /// server left out.
+    /// then the server of the user's invite (or, after a knock, the servers of the senders of
+    /// the stripped state the knock was answered with, the creator's first), then the server in
+    /// the room id (before v12); this server left out.
     pub(super) async fn join_candidates(
         &self,
         room_id: &RoomId,
@@ -75,24 +76,32 @@ impl Services {
     ) -> Result<Vec<OwnedServerName>> {
         let mut servers: Vec<OwnedServerName> = via.to_vec();
         let (room, user) = (room_id.to_string(), user_id.to_string());
-        let invite = self
+        let pending = self
             .db
             .read(move |c| {
                 let Some(row) = storage::rooms::membership(c, &room, &user)? else {
                     return Ok(None);
                 };
-                if row.membership != "invite" {
+                if !matches!(row.membership.as_str(), "invite" | "knock") {
                     return Ok(None);
                 }
                 storage::events::get_event_by_nid(c, row.event_nid)
             })
             .await?;
-        if let Some(row) = invite
+        if let Some(row) = pending
             && let Ok(event) = serde_json::from_str::<JsonValue>(&row.json)
-            && let Some(sender) = event["sender"].as_str()
-            && let Ok(sender) = UserId::parse(sender)
         {
-            servers.push(sender.server_name().to_owned());
+            let server_of = |sender: &JsonValue| {
+                sender
+                    .as_str()
+                    .and_then(|s| UserId::parse(s).ok())
+                    .map(|s| s.server_name().to_owned())
+            };
+            servers.extend(server_of(&event["sender"]));
+            let stripped = event["unsigned"]["invite_room_state"].as_array();
+            let mut senders: Vec<&JsonValue> = stripped.into_iter().flatten().collect();
+            senders.sort_by_key(|e| e["type"] != "m.room.create");
+            servers.extend(senders.iter().filter_map(|e| server_of(&e["sender"])));
         }
         if let Some(server) = room_id.server_name() {
             servers.push(server.to_owned());
