@@ -96,6 +96,37 @@ async fn a_server_killed_catches_up_on_everything_it_missed() {
 }
 
 #[tokio::test]
+async fn a_server_that_is_back_gets_what_was_queued_without_waiting_out_the_back_off() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let hs1 = federation.server("hs1.test").start().await;
+    let mut hs2 = federation.server("hs2.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join_via(&room, "hs1.test").await.ok();
+
+    hs2.stop().await;
+    alice.send_message(&room, "while away").await;
+    // Attempts fail at once, then after 2 s and 4 s more: hs1 now waits 8 s before the next.
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    hs2.restart().await;
+    // hs2 speaks to hs1 (bob's message); hs1 takes that as hs2 being back.
+    let back = std::time::Instant::now();
+    bob.send_message(&room, "I am back").await;
+    wait_until("bob gets alice's message", WAIT, async || {
+        bob.latest_bodies(&room)
+            .await
+            .contains(&"while away".to_owned())
+    })
+    .await;
+    let waited = back.elapsed();
+    assert!(
+        waited < Duration::from_secs(4),
+        "hs1 retried {waited:?} after hearing from hs2, instead of at once"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_sends_on_both_sides_end_in_the_same_state() {
     let federation = Federation::new(["hs1.test", "hs2.test"]).await;
     let hs1 = federation.server("hs1.test").start().await;

@@ -70,6 +70,9 @@ pub struct Services {
     pub pusher_wake: tokio::sync::Notify,
     /// Wakes the federation outbox when events are committed or EDUs queued.
     pub federation_wake: tokio::sync::Notify,
+    /// Destinations the federation sender is backing off from, so that a request from one of
+    /// them (it is back) can end the back-off without a database read per request.
+    backed_off: Mutex<HashSet<String>>,
     /// The one HTTP client for push gateways.
     pub push_client: reqwest::Client,
     /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
@@ -115,6 +118,7 @@ impl Services {
             push_rules_generation: std::sync::atomic::AtomicU64::new(0),
             pusher_wake: tokio::sync::Notify::new(),
             federation_wake: tokio::sync::Notify::new(),
+            backed_off: Mutex::new(HashSet::new()),
             push_client: outbox::push_gateway::gateway_client(),
             lazy_members: Mutex::new(HashMap::new()),
             tails,

@@ -195,6 +195,15 @@ pub fn record_failure_txn(txn: &Connection, destination: &str) -> Result<i64> {
         .query_row([destination], |r| r.get(0))?)
 }
 
+/// Ends `destination`'s back-off: it is tried at once, and its next failure counts as the first.
+pub fn clear_backoff_txn(txn: &Connection, destination: &str) -> Result<()> {
+    txn.prepare_cached(
+        "UPDATE federation_destinations SET retry_ts = NULL, failures = 0 WHERE destination = ?1",
+    )?
+    .execute([destination])?;
+    Ok(())
+}
+
 /// The time (ms since the epoch) before which `destination` is not tried again.
 pub fn set_retry_txn(txn: &Connection, destination: &str, retry_ts: i64) -> Result<()> {
     txn.prepare_cached("UPDATE federation_destinations SET retry_ts = ?2 WHERE destination = ?1")?

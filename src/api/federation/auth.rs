@@ -61,6 +61,7 @@ where
                 AuthError::Unauthorized(message) => ApiError::Unauthorized(message),
             })?;
         tracing::Span::current().record("server.name", origin.as_str());
+        state.heard_from(&origin);
 
         let bytes = if bytes.is_empty() && parts.method != http::Method::GET {
             axum::body::Bytes::from_static(b"{}")

@@ -73,6 +73,37 @@ pub fn backoff(failures: i64) -> Duration {
 }
 
 impl Services {
+    /// A verified request came from `server`: if the sender was backing off from it, it is
+    /// reachable again, so what is queued for it goes now rather than when the back-off ends.
+    pub fn heard_from(self: &Arc<Self>, server: &ServerName) {
+        if !self.backed_off().remove(server.as_str()) {
+            return;
+        }
+        let (this, destination) = (self.clone(), server.to_string());
+        tokio::spawn(async move {
+            let dest = destination.clone();
+            let cleared = this
+                .db
+                .write("clear_federation_backoff", move |txn| {
+                    storage::federation_queue::clear_backoff_txn(txn, &dest)
+                })
+                .await;
+            match cleared {
+                Ok(()) => {
+                    tracing::info!(server.name = %destination, "server is back; retrying now");
+                    this.federation_wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, server.name = %destination, "cannot end a back-off")
+                }
+            }
+        });
+    }
+
+    fn backed_off(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.backed_off.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Runs the federation outbox forever; started once with the server. Deliveries are futures
     /// of this one task, so aborting it stops them all at once.
     pub async fn run_federation_sender(self: Arc<Self>) {
@@ -201,6 +232,7 @@ impl Services {
             }
             if let Some(at) = retry_ts.filter(|at| *at > now) {
                 wait = wait.min(Duration::from_millis((at - now).unsigned_abs()));
+                self.backed_off().insert(destination);
                 continue;
             }
             active.insert(destination.clone());
