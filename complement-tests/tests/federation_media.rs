@@ -240,3 +240,60 @@ async fn a_server_without_authenticated_media_is_asked_the_legacy_way() {
     peer.wait_for_request("GET", "/_matrix/federation/v1/media/download/OldMedia")
         .await;
 }
+
+#[tokio::test]
+async fn older_servers_get_legacy_downloads_on_the_federation_listener_only_when_switched_on() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let closed = federation.server("hs1.test").start().await;
+    let open = federation
+        .server("hs2.test")
+        .config("media.legacy_unauthenticated", true)
+        .start()
+        .await;
+    for (server, status) in [(&closed, 404), (&open, 200)] {
+        let alice = server.register_user("alice").await;
+        let file = upload(&alice, b"for old servers".to_vec(), "text/plain", "o.txt").await;
+        let path = format!(
+            "/_matrix/media/v3/download/{}?allow_remote=false",
+            file.strip_prefix("mxc://").unwrap()
+        );
+        let reply = server.federation_client().get(&path).await;
+        reply.assert_status(status);
+        if status == 200 {
+            assert_eq!(reply.text, "for old servers");
+        } else {
+            assert_eq!(reply.errcode(), Some("M_NOT_FOUND"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn quarantined_remote_media_is_neither_fetched_nor_served() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation.server("hs2.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    let admin = hs2.register_admin("admin").await;
+    let bob = hs2.register_user("bob").await;
+    let fetched = upload(&alice, b"seen before".to_vec(), "text/plain", "s.txt").await;
+    let unseen = upload(&alice, b"never fetched".to_vec(), "text/plain", "u.txt").await;
+    let download = |mxc: &str| {
+        format!(
+            "/_matrix/client/v1/media/download/{}",
+            mxc.strip_prefix("mxc://").unwrap()
+        )
+    };
+    assert_eq!(get(&bob, &download(&fetched)).await.0, 200);
+
+    for mxc in [&fetched, &unseen] {
+        let path = format!(
+            "/_synapse/admin/v1/media/quarantine/{}",
+            mxc.strip_prefix("mxc://").unwrap()
+        );
+        admin.post(&path, json!({})).await.ok();
+        let (status, _, _, _) = get(&bob, &download(mxc)).await;
+        assert_eq!(status, 404, "{mxc}");
+    }
+    // hs1 still serves its own users.
+    assert_eq!(get(&alice, &download(&unseen)).await.0, 200);
+}

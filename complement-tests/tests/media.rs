@@ -4,191 +4,13 @@
 //! unauthenticated downloads stay off unless configured; operators quarantine and delete; and
 //! every bad input gets its Matrix error with nothing left behind.
 
-use std::path::Path;
+#[path = "media/support.rs"]
+mod support;
+
 use std::time::Duration;
 
-use complement_tests::{Server, User, Value, encode, json};
-
-/// A client that sends raw bodies and reads raw bytes, which the JSON-minded harness client
-/// does not.
-struct Media {
-    http: reqwest::Client,
-    base_url: String,
-    token: Option<String>,
-}
-
-/// What a media request answered.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    #[track_caller]
-    fn assert_error(&self, status: u16, errcode: &str) {
-        let body = self.json();
-        assert_eq!(
-            (self.status, body["errcode"].as_str().unwrap_or("")),
-            (status, errcode),
-            "{body}"
-        );
-    }
-}
-
-impl Media {
-    fn of(user: &User) -> Media {
-        let mut media = Media::anonymous(&user.client().base_url());
-        media.token = Some(user.access_token.clone());
-        media
-    }
-
-    fn anonymous(base_url: &str) -> Media {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Media {
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("an HTTP client"),
-            base_url: base_url.to_owned(),
-            token: None,
-        }
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("a body").to_vec();
-        Answer {
-            status,
-            headers,
-            bytes,
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(self.http.get(format!("{}{path}", self.base_url)))
-            .await
-    }
-
-    async fn get_range(&self, path: &str, range: &str) -> Answer {
-        let request = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .header("Range", range);
-        self.send(request).await
-    }
-
-    async fn upload_to(&self, path: &str, body: Vec<u8>, content_type: &str) -> Answer {
-        let request = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .header("Content-Type", content_type)
-            .body(body);
-        self.send(request).await
-    }
-
-    /// Uploads and returns the `mxc://` URI.
-    async fn upload(&self, body: Vec<u8>, content_type: &str, filename: Option<&str>) -> String {
-        let path = match filename {
-            Some(name) => format!("/_matrix/media/v3/upload?filename={}", encode(name)),
-            None => "/_matrix/media/v3/upload".to_owned(),
-        };
-        let answer = self.upload_to(&path, body, content_type).await;
-        assert_eq!(answer.status, 200, "{}", answer.json());
-        answer.json()["content_uri"]
-            .as_str()
-            .expect("a content_uri")
-            .to_owned()
-    }
-
-    async fn put(&self, mxc: &str, body: Vec<u8>, content_type: &str) -> Answer {
-        let request = self
-            .http
-            .put(format!(
-                "{}/_matrix/media/v3/upload/{}",
-                self.base_url,
-                mxc_path(mxc)
-            ))
-            .header("Content-Type", content_type)
-            .body(body);
-        self.send(request).await
-    }
-
-    async fn download(&self, mxc: &str) -> Answer {
-        self.get(&format!(
-            "/_matrix/client/v1/media/download/{}",
-            mxc_path(mxc)
-        ))
-        .await
-    }
-
-    async fn thumbnail(&self, mxc: &str, width: u32, height: u32, method: &str) -> Answer {
-        self.get(&format!(
-            "/_matrix/client/v1/media/thumbnail/{}?width={width}&height={height}&method={method}",
-            mxc_path(mxc)
-        ))
-        .await
-    }
-}
-
-/// `server/id` of `mxc://server/id`.
-fn mxc_path(mxc: &str) -> &str {
-    mxc.strip_prefix("mxc://").expect("an mxc:// URI")
-}
-
-/// Bytes that are not all alike, so a shifted or truncated copy is noticed.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 + i / 251) as u8).collect()
-}
-
-fn image_bytes(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
-    });
-    let mut bytes = Vec::new();
-    image::DynamicImage::ImageRgb8(image)
-        .write_to(&mut std::io::Cursor::new(&mut bytes), format)
-        .expect("encoding a test image");
-    bytes
-}
-
-/// The files the media store holds (temporary ones included), recursively.
-fn stored_files(data_dir: &Path) -> Vec<std::path::PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&data_dir.join("media"), &mut out);
-    out
-}
+use complement_tests::{Server, encode, json};
+use support::*;
 
 #[tokio::test]
 async fn files_come_back_byte_for_byte_with_safe_headers() {
@@ -394,13 +216,19 @@ async fn corrupt_and_foreign_files_get_no_thumbnail_and_the_server_carries_on() 
     let mut bomb = image_bytes(1, 1, image::ImageFormat::Png);
     bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
     bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
     let bomb = media.upload(bomb, "image/png", None).await;
 
-    for mxc in [&corrupt, &text, &bomb] {
-        media
-            .thumbnail(mxc, 96, 96, "crop")
-            .await
-            .assert_error(400, "M_UNKNOWN");
+    for (mxc, why) in [
+        (&corrupt, "cannot be decoded"),
+        (&text, "not an image"),
+        (&bomb, "too large"),
+    ] {
+        let answer = media.thumbnail(mxc, 96, 96, "crop").await;
+        answer.assert_error(400, "M_UNKNOWN");
+        let message = answer.json()["error"].as_str().unwrap_or("").to_owned();
+        assert!(message.contains(why), "{message}");
         // The file itself is still there to download.
         assert_eq!(media.download(mxc).await.status, 200);
     }
@@ -586,15 +414,16 @@ async fn oversized_uploads_are_refused_and_leave_nothing_behind() {
     let alice = server.register_user("alice").await;
     let media = Media::of(&alice);
 
-    // Declared too large: refused before the body is read.
-    media
-        .upload_to(
-            "/_matrix/media/v3/upload",
-            pattern(2 * 1024 * 1024),
-            "text/plain",
-        )
-        .await
-        .assert_error(413, "M_TOO_LARGE");
+    // Declared too large: refused on the headers alone, before any of the body is sent.
+    let (status, body) = declared_upload(
+        &server.base_url(),
+        &alice.access_token,
+        "POST /_matrix/media/v3/upload",
+        2 * 1024 * 1024,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("M_TOO_LARGE"), "{body}");
     // Streamed without a length (chunked): refused once the limit is passed.
     let (status, body) =
         chunked_upload(&server.base_url(), &alice.access_token, 32, 64 * 1024).await;
@@ -620,50 +449,18 @@ async fn oversized_uploads_are_refused_and_leave_nothing_behind() {
         )
         .await;
     let mxc = created.json()["content_uri"].as_str().unwrap().to_owned();
-    media
-        .put(&mxc, pattern(2 * 1024 * 1024), "text/plain")
-        .await
-        .assert_error(413, "M_TOO_LARGE");
+    let (status, body) = declared_upload(
+        &server.base_url(),
+        &alice.access_token,
+        &format!("PUT /_matrix/media/v3/upload/{}", mxc_path(&mxc)),
+        2 * 1024 * 1024,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
     assert_eq!(
         media.put(&mxc, b"ok".to_vec(), "text/plain").await.status,
         200
     );
-}
-
-/// Uploads `chunks` chunks of `size` bytes with `Transfer-Encoding: chunked` (no length given)
-/// over a raw connection; returns the status and body of the answer. The server may answer and
-/// close before the body is all sent, so write errors are ignored.
-async fn chunked_upload(base_url: &str, token: &str, chunks: usize, size: usize) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base_url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let chunk = pattern(size);
-    for _ in 0..chunks {
-        let frame = [
-            format!("{size:x}\r\n").into_bytes(),
-            chunk.clone(),
-            b"\r\n".to_vec(),
-        ]
-        .concat();
-        if stream.write_all(&frame).await.is_err() {
-            break;
-        }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n").await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 #[tokio::test]
@@ -874,52 +671,4 @@ async fn url_previews_are_off_by_default_and_refuse_private_addresses() {
     let stored = media.download(image).await;
     assert_eq!(stored.status, 200);
     assert_eq!(stored.header("content-type"), "image/png");
-}
-
-/// A web page with OpenGraph tags and an image, on loopback.
-struct PreviewPage {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PreviewPage {
-    async fn start() -> PreviewPage {
-        use axum::routing::get;
-        let png = image_bytes(20, 10, image::ImageFormat::Png);
-        let app = axum::Router::new()
-            .route(
-                "/rota",
-                get(|| async {
-                    (
-                        [("content-type", "text/html; charset=utf-8")],
-                        r#"<html><head><title>ignored</title>
-                        <meta property="og:title" content="Ward rota">
-                        <meta property="og:description" content="Who is on call &amp; when">
-                        <meta property="og:image" content="/logo.png"></head></html>"#,
-                    )
-                }),
-            )
-            .route(
-                "/logo.png",
-                get(move || {
-                    let png = png.clone();
-                    async move { ([("content-type", "image/png")], png) }
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        PreviewPage {
-            url: format!("http://{addr}/rota"),
-            task,
-        }
-    }
-}
-
-impl Drop for PreviewPage {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

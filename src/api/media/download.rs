@@ -39,9 +39,6 @@ const CHUNK: usize = 256 * 1024;
 
 type Params = Result<Path<HashMap<String, String>>, axum::extract::rejection::PathRejection>;
 
-// The legacy endpoints, deprecated since Matrix 1.11, are served on purpose (behind
-// `[media] legacy_unauthenticated`).
-#[allow(deprecated)]
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = on_endpoint::<download_v1::v1::Request>(
         router,
@@ -55,6 +52,14 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         router,
         on(method_of::<thumbnail_v1::v1::Request>(), thumbnail),
     );
+    legacy_routes(router)
+}
+
+/// The legacy unauthenticated download and thumbnail, also served on the federation listeners,
+/// where servers that predate authenticated media ask for them.
+// Deprecated since Matrix 1.11 and served on purpose, behind `[media] legacy_unauthenticated`.
+#[allow(deprecated)]
+pub fn legacy_routes(router: Router<AppState>) -> Router<AppState> {
     let router = on_endpoint::<download_v3::v3::Request>(
         router,
         on(method_of::<download_v3::v3::Request>(), legacy_download),

@@ -42,9 +42,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     admin::routes(router)
 }
 
-/// The federation media routes, for the federation listeners.
+/// The federation media routes, for the federation listeners (and the legacy unauthenticated
+/// download and thumbnail, which older servers ask there, when they are switched on).
 pub fn federation_routes(router: Router<AppState>) -> Router<AppState> {
-    federation::routes(router)
+    download::legacy_routes(federation::routes(router))
 }
 
 /// Registers `handler` on every path of ruma endpoint `T`, for `T`'s method.

@@ -4,9 +4,10 @@
 
 use ruma::{RoomId, UserId};
 
-use super::{MediaResult, not_found};
+use super::{MediaResult, not_found, valid_media_id};
 use crate::service::Services;
-use crate::storage::media as media_table;
+use crate::storage::media::{self as media_table, MediaRow};
+use crate::storage::now_ms;
 
 impl Services {
     /// Quarantines (or releases) one medium; not found when this server has no such row.
@@ -54,11 +55,14 @@ impl Services {
             .await?)
     }
 
+    /// Sets the quarantine flag. Quarantining another server's medium not fetched yet records a
+    /// placeholder, so it is never fetched; local ids without a row are skipped.
     async fn set_quarantined(
         &self,
         ids: Vec<(String, String)>,
         quarantined: bool,
     ) -> MediaResult<usize> {
+        let local = self.server_name().to_string();
         let changed = self
             .db
             .write("quarantine_media", move |txn| {
@@ -66,6 +70,22 @@ impl Services {
                 for (origin, media_id) in &ids {
                     if media_table::set_quarantined_txn(txn, origin, media_id, quarantined)? {
                         changed += 1;
+                    } else if quarantined && *origin != local && valid_media_id(media_id) {
+                        let placeholder = MediaRow {
+                            origin: origin.clone(),
+                            media_id: media_id.clone(),
+                            sha256: None,
+                            size: None,
+                            content_type: None,
+                            filename: None,
+                            uploader: None,
+                            created_ts: now_ms(),
+                            expires_ts: None,
+                            quarantined: true,
+                        };
+                        if media_table::insert_media_txn(txn, &placeholder)? {
+                            changed += 1;
+                        }
                     }
                 }
                 Ok(changed)

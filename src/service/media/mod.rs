@@ -187,11 +187,17 @@ impl Media {
     }
 
     /// Makes and stores the standard thumbnails of an image, in the background of its upload.
+    /// The task holds the repository only while it works on a size, so a server shutting down
+    /// is not kept waiting (its database handle closes once every holder is gone).
     fn pregenerate(&self, origin: String, media_id: String, sha256: String) {
-        let media = self.clone();
+        let weak = Arc::downgrade(&self.0);
         tokio::spawn(async move {
             let mut made = 0;
             for (width, height, method) in thumbnail::STANDARD_SIZES {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let media = Media(inner);
                 match media
                     .make_thumbnail(&origin, &media_id, &sha256, width, height, method)
                     .await
