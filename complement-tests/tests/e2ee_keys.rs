@@ -7,130 +7,15 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use complement_tests::{Method, Server, User, Value, canonical_json, encode, json};
-use vodozemac::olm::Account;
-use vodozemac::{Ed25519Keypair, Ed25519PublicKey, Ed25519Signature};
+use complement_tests::e2ee::{E2eeDevice, signed, verifies};
+use complement_tests::{Method, Server, User, Value, encode, json};
+use vodozemac::Ed25519Keypair;
 
 const UPLOAD: &str = "/_matrix/client/v3/keys/upload";
 const QUERY: &str = "/_matrix/client/v3/keys/query";
 const CLAIM: &str = "/_matrix/client/v3/keys/claim";
 const SIGNING_UPLOAD: &str = "/_matrix/client/v3/keys/device_signing/upload";
 const SIGNATURES_UPLOAD: &str = "/_matrix/client/v3/keys/signatures/upload";
-
-/// `value` with `signer`'s signature by `key_id` added, the way the specification signs JSON.
-fn signed(
-    mut value: Value,
-    signer: &str,
-    key_id: &str,
-    sign: impl Fn(&[u8]) -> Ed25519Signature,
-) -> Value {
-    let signature = sign(signable(&value).as_bytes()).to_base64();
-    value["signatures"][signer][key_id] = json!(signature);
-    value
-}
-
-/// The canonical JSON a signature covers: without `signatures` and `unsigned`.
-fn signable(value: &Value) -> String {
-    let mut value = value.clone();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("signatures");
-        object.remove("unsigned");
-    }
-    canonical_json(&value)
-}
-
-/// Whether `object` carries a valid signature by `signer`'s `key_id` from `public_key`.
-fn verifies(object: &Value, signer: &str, key_id: &str, public_key: &str) -> bool {
-    let Some(signature) = object["signatures"][signer][key_id].as_str() else {
-        return false;
-    };
-    let (Ok(key), Ok(signature)) = (
-        Ed25519PublicKey::from_base64(public_key),
-        Ed25519Signature::from_base64(signature),
-    ) else {
-        return false;
-    };
-    key.verify(signable(object).as_bytes(), &signature).is_ok()
-}
-
-/// A logged-in device with its Olm account.
-struct Device {
-    user: User,
-    account: Account,
-}
-
-impl Device {
-    fn new(user: User) -> Device {
-        Device {
-            user,
-            account: Account::new(),
-        }
-    }
-
-    fn user_id(&self) -> &str {
-        &self.user.user_id
-    }
-
-    fn device_id(&self) -> &str {
-        &self.user.device_id
-    }
-
-    fn ed25519(&self) -> String {
-        self.account.ed25519_key().to_base64()
-    }
-
-    /// `value` signed by this device's identity key.
-    fn sign(&self, value: Value) -> Value {
-        let key_id = format!("ed25519:{}", self.device_id());
-        signed(value, self.user_id(), &key_id, |m| self.account.sign(m))
-    }
-
-    fn device_keys(&self) -> Value {
-        let device = self.device_id();
-        self.sign(json!({
-            "user_id": self.user_id(),
-            "device_id": device,
-            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-            "keys": {
-                format!("curve25519:{device}"): self.account.curve25519_key().to_base64(),
-                format!("ed25519:{device}"): self.ed25519(),
-            },
-        }))
-    }
-
-    /// `count` new signed one-time keys, marked published.
-    fn one_time_keys(&mut self, count: usize) -> Value {
-        self.account.generate_one_time_keys(count);
-        let keys: serde_json::Map<String, Value> = self
-            .account
-            .one_time_keys()
-            .into_iter()
-            .map(|(id, key)| {
-                let object = self.sign(json!({ "key": key.to_base64() }));
-                (format!("signed_curve25519:{}", id.to_base64()), object)
-            })
-            .collect();
-        self.account.mark_keys_as_published();
-        Value::Object(keys)
-    }
-
-    /// A new signed fallback key.
-    fn fallback_key(&mut self) -> Value {
-        self.account.generate_fallback_key();
-        let (id, key) = self
-            .account
-            .fallback_key()
-            .into_iter()
-            .next()
-            .expect("a fallback key");
-        let object = self.sign(json!({ "key": key.to_base64(), "fallback": true }));
-        json!({ format!("signed_curve25519:{}", id.to_base64()): object })
-    }
-
-    async fn upload(&self, body: Value) -> Value {
-        self.user.post(UPLOAD, body).await.ok()
-    }
-}
 
 async fn query(user: &User, users: Value) -> Value {
     user.post(QUERY, json!({ "device_keys": users })).await.ok()
@@ -206,7 +91,7 @@ async fn key_changes(user: &User, from: &str, to: &str) -> Value {
 #[tokio::test]
 async fn uploaded_device_keys_are_served_to_others_with_a_self_signature_that_verifies() {
     let server = Server::start().await;
-    let mut alice = Device::new(server.register_user("alice").await);
+    let mut alice = E2eeDevice::new(server.register_user("alice").await);
     let bob = server.register_user("bob").await;
 
     let one_time_keys = alice.one_time_keys(5);
@@ -241,7 +126,7 @@ async fn uploaded_device_keys_are_served_to_others_with_a_self_signature_that_ve
     let devices = answer["device_keys"][alice.user_id()].as_object().unwrap();
     assert_eq!(devices.len(), 1, "{answer:#}");
     assert!(answer["device_keys"].get("@nobody:localhost").is_none());
-    // Users of other servers cannot be asked yet: their server is named under `failures`.
+    // A server that cannot be reached is named under `failures`.
     let answer = query(&bob, json!({ "@carol:elsewhere.test": [] })).await;
     assert!(
         answer["failures"].get("elsewhere.test").is_some(),
@@ -252,7 +137,7 @@ async fn uploaded_device_keys_are_served_to_others_with_a_self_signature_that_ve
 #[tokio::test]
 async fn claimed_keys_verify_are_never_handed_out_twice_and_the_fallback_key_comes_last() {
     let server = Server::start().await;
-    let mut alice = Device::new(server.register_user("alice").await);
+    let mut alice = E2eeDevice::new(server.register_user("alice").await);
     let bob = server.register_user("bob").await;
     let one_time_keys = alice.one_time_keys(12);
     let fallback = alice.fallback_key();
@@ -342,7 +227,7 @@ async fn claimed_keys_verify_are_never_handed_out_twice_and_the_fallback_key_com
 #[tokio::test]
 async fn bad_uploads_are_refused_and_store_nothing() {
     let server = Server::start().await;
-    let mut alice = Device::new(server.register_user("alice").await);
+    let mut alice = E2eeDevice::new(server.register_user("alice").await);
     let bob = server.register_user("bob").await;
     let alice_id = alice.user_id().to_owned();
     let stored = |answer: &Value| answer["device_keys"].get(&alice_id).is_some();
@@ -387,7 +272,7 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         .upload(json!({ "device_keys": alice.device_keys(), "one_time_keys": one_time_keys }))
         .await;
     assert_eq!(answer["one_time_key_counts"]["signed_curve25519"], 3);
-    let impostor = Device::new(alice.user.clone());
+    let impostor = E2eeDevice::new(alice.user.clone());
     alice
         .user
         .post(UPLOAD, json!({ "device_keys": impostor.device_keys() }))
@@ -417,14 +302,14 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     assert_eq!(answer["one_time_key_counts"]["signed_curve25519"], 3);
 
     // A one-time key signed by someone else.
-    let mut stranger = Device::new(bob.clone());
+    let mut stranger = E2eeDevice::new(bob.clone());
     let foreign = stranger.one_time_keys(1);
     let (foreign_id, foreign_key) = foreign.as_object().unwrap().iter().next().unwrap();
     let resigned = signed(
         json!({ "key": foreign_key["key"] }),
         alice.user_id(),
         &format!("ed25519:{}", alice.device_id()),
-        |m| stranger.account.sign(m),
+        |m| stranger.account().sign(m),
     );
     alice
         .user
@@ -457,7 +342,7 @@ async fn a_new_device_of_bob_wakes_alices_long_poll_with_bob_in_device_lists_cha
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let phone = Device::new(bob.login_new_device().await);
+    let phone = E2eeDevice::new(bob.login_new_device().await);
     phone
         .upload(json!({ "device_keys": phone.device_keys() }))
         .await;
@@ -470,7 +355,7 @@ async fn a_new_device_of_bob_wakes_alices_long_poll_with_bob_in_device_lists_cha
     let changes = key_changes(&alice, &since, &next_batch(&body)).await;
     assert_eq!(user_list(&changes["changed"]), vec![bob.user_id.clone()]);
     let carol_since = next_batch(&sync(&carol, None, 0).await);
-    let laptop = Device::new(bob.login_new_device().await);
+    let laptop = E2eeDevice::new(bob.login_new_device().await);
     laptop
         .upload(json!({ "device_keys": laptop.device_keys() }))
         .await;
@@ -478,7 +363,7 @@ async fn a_new_device_of_bob_wakes_alices_long_poll_with_bob_in_device_lists_cha
 
     // Bob's own first device hears of his new devices.
     let bob_since = next_batch(&sync(&bob, None, 0).await);
-    let tablet = Device::new(bob.login_new_device().await);
+    let tablet = E2eeDevice::new(bob.login_new_device().await);
     tablet
         .upload(json!({ "device_keys": tablet.device_keys() }))
         .await;
@@ -591,8 +476,8 @@ fn key_id(key: &Ed25519Keypair) -> String {
 #[tokio::test]
 async fn cross_signing_keys_and_signatures_are_served_and_verify() {
     let server = Server::start().await;
-    let alice = Device::new(server.register_user("alice").await);
-    let bob = Device::new(server.register_user("bob").await);
+    let alice = E2eeDevice::new(server.register_user("alice").await);
+    let bob = E2eeDevice::new(server.register_user("bob").await);
     alice
         .upload(json!({ "device_keys": alice.device_keys() }))
         .await;

@@ -7,15 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use complement_tests::e2ee::E2eeDevice;
 use complement_tests::{
-    FederationPeer, Method, Server, User, Value, canonical_json, encode, json, txn_id,
-    verify_signature, wait_until,
+    FederationPeer, Method, Server, User, Value, encode, json, txn_id, wait_until,
 };
-use vodozemac::Curve25519PublicKey;
-use vodozemac::megolm::{
-    GroupSession, InboundGroupSession, MegolmMessage, SessionConfig as MegolmConfig, SessionKey,
-};
-use vodozemac::olm::{Account, OlmMessage, SessionConfig as OlmConfig};
 
 fn send_path(event_type: &str, txn: &str) -> String {
     format!(
@@ -429,268 +424,71 @@ async fn messages_for_another_server_leave_as_one_direct_to_device_edu() {
     );
 }
 
-/// One side of an end-to-end encrypted conversation: a vodozemac Olm account for the device.
-struct Device {
-    user: User,
-    account: Account,
-}
-
-impl Device {
-    fn new(user: User) -> Device {
-        Device {
-            user,
-            account: Account::new(),
-        }
-    }
-
-    fn curve25519(&self) -> String {
-        self.account.curve25519_key().to_base64()
-    }
-
-    fn ed25519(&self) -> String {
-        self.account.ed25519_key().to_base64()
-    }
-
-    fn key_id(&self, algorithm: &str) -> String {
-        format!("{algorithm}:{}", self.user.device_id)
-    }
-
-    /// Signs a JSON object the way the specification signs JSON, with the device's ed25519 key.
-    fn sign(&self, object: &mut Value) {
-        let signature = self.account.sign(canonical_json(object)).to_base64();
-        object["signatures"] = json!({ &self.user.user_id: { self.key_id("ed25519"): signature } });
-    }
-
-    /// `POST /keys/upload`: the signed device keys and `count` signed one-time keys.
-    async fn upload_keys(&mut self, count: usize) {
-        let mut device_keys = json!({
-            "user_id": self.user.user_id,
-            "device_id": self.user.device_id,
-            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-            "keys": {
-                self.key_id("curve25519"): self.curve25519(),
-                self.key_id("ed25519"): self.ed25519(),
-            },
-        });
-        self.sign(&mut device_keys);
-        self.account.generate_one_time_keys(count);
-        let mut one_time_keys = serde_json::Map::new();
-        for (key_id, key) in self.account.one_time_keys() {
-            let mut signed = json!({"key": key.to_base64()});
-            self.sign(&mut signed);
-            one_time_keys.insert(format!("signed_curve25519:{}", key_id.to_base64()), signed);
-        }
-        let answer = self
-            .user
-            .post(
-                "/_matrix/client/v3/keys/upload",
-                json!({"device_keys": device_keys, "one_time_keys": one_time_keys}),
-            )
-            .await
-            .ok();
-        assert_eq!(answer["one_time_key_counts"]["signed_curve25519"], count);
-        self.account.mark_keys_as_published();
-    }
-
-    /// What this device learns of `other`'s device through `/keys/query` and `/keys/claim`: its
-    /// curve25519 identity key, ed25519 key and a one-time key, every signature checked.
-    async fn claim_keys_of(&self, other: &User) -> (String, String, Curve25519PublicKey) {
-        let (user, device) = (&other.user_id, &other.device_id);
-        let ed25519_id = format!("ed25519:{device}");
-        let query = self
-            .user
-            .post(
-                "/_matrix/client/v3/keys/query",
-                json!({"device_keys": { user: [] }}),
-            )
-            .await
-            .ok();
-        let keys = &query["device_keys"][user][device];
-        let ed25519 = keys["keys"][&ed25519_id]
-            .as_str()
-            .unwrap_or_else(|| panic!("{user}'s device keys are served: {query:#}"))
-            .to_owned();
-        verify_signature(keys, user, &ed25519_id, &ed25519).unwrap();
-        let curve25519 = keys["keys"][format!("curve25519:{device}")]
-            .as_str()
-            .unwrap()
-            .to_owned();
-
-        let claim = self
-            .user
-            .post(
-                "/_matrix/client/v3/keys/claim",
-                json!({"one_time_keys": { user: { device: "signed_curve25519" } }}),
-            )
-            .await
-            .ok();
-        let claimed = claim["one_time_keys"][user][device]
-            .as_object()
-            .and_then(|keys| keys.iter().next())
-            .unwrap_or_else(|| panic!("a one-time key of {user} is claimed: {claim:#}"));
-        assert!(claimed.0.starts_with("signed_curve25519:"));
-        verify_signature(claimed.1, user, &ed25519_id, &ed25519).unwrap();
-        let one_time =
-            Curve25519PublicKey::from_base64(claimed.1["key"].as_str().unwrap()).unwrap();
-        (curve25519, ed25519, one_time)
-    }
-}
-
 #[tokio::test]
 async fn an_olm_message_through_plexus_carries_a_megolm_key_that_decrypts_a_room_message() {
     let server = Server::start().await;
-    let mut alice = Device::new(server.register_user("alice").await);
-    let mut bob = Device::new(server.register_user("bob").await);
+    let mut alice = E2eeDevice::new(server.register_user("alice").await);
+    let mut bob = E2eeDevice::new(server.register_user("bob").await);
     alice.upload_keys(1).await;
     bob.upload_keys(2).await;
     let room = alice
         .user
-        .create_room(json!({"preset": "private_chat", "invite": [bob.user.user_id]}))
+        .create_room(json!({"preset": "private_chat", "invite": [bob.user_id()]}))
         .await;
     bob.user.join(&room).await;
-    let since = start(&bob.user).await;
+    bob.sync(0).await;
+    alice.sync(0).await;
 
     // Alice opens an Olm session to Bob's identity key and one of his one-time keys, both
-    // fetched from Plexus.
-    let (bob_identity, bob_ed25519, bob_one_time) = alice.claim_keys_of(&bob.user).await;
+    // fetched from Plexus with their signatures checked.
+    let bobs_device = alice.olm_session_with(bob.user_id(), bob.device_id()).await;
     assert_eq!(
-        (bob_identity.as_str(), bob_ed25519.as_str()),
-        (bob.curve25519().as_str(), bob.ed25519().as_str())
+        (bobs_device.curve25519, bobs_device.ed25519),
+        (bob.curve25519(), bob.ed25519())
     );
-    let mut olm = alice
-        .account
-        .create_outbound_session(
-            OlmConfig::version_1(),
-            Curve25519PublicKey::from_base64(&bob_identity).unwrap(),
-            bob_one_time,
-        )
-        .unwrap();
-
-    // A Megolm session for the room; its key travels to Bob in an `m.room_key` inside Olm.
-    let mut megolm = GroupSession::new(MegolmConfig::version_1());
-    let room_key = json!({
-        "type": "m.room_key",
-        "content": {
-            "algorithm": "m.megolm.v1.aes-sha2",
-            "room_id": room,
-            "session_id": megolm.session_id(),
-            "session_key": megolm.session_key().to_base64(),
-        },
-        "sender": alice.user.user_id,
-        "sender_device": alice.user.device_id,
-        "keys": {"ed25519": alice.ed25519()},
-        "recipient": bob.user.user_id,
-        "recipient_keys": {"ed25519": bob_ed25519},
-    });
-    let olm_message = olm.encrypt(room_key.to_string()).unwrap();
-    let encrypted = json!({
-        "algorithm": "m.olm.v1.curve25519-aes-sha2",
-        "sender_key": alice.curve25519(),
-        "ciphertext": { bob.curve25519(): serde_json_value(&olm_message) },
-    });
-    send(
-        &alice.user,
-        "m.room.encrypted",
-        &txn_id(),
-        json!({ &bob.user.user_id: { &bob.user.device_id: encrypted } }),
-    )
-    .await;
-
-    // Alice's room message, encrypted with Megolm.
-    let plaintext = json!({
-        "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": "the handover is at 7"},
-        "room_id": room,
-    });
-    let ciphertext = megolm.encrypt(plaintext.to_string()).to_base64();
-    alice
-        .user
-        .send_event(
-            &room,
-            "m.room.encrypted",
-            json!({
-                "algorithm": "m.megolm.v1.aes-sha2",
-                "sender_key": alice.curve25519(),
-                "ciphertext": ciphertext,
-                "session_id": megolm.session_id(),
-                "device_id": alice.user.device_id,
-            }),
-        )
+    // A Megolm session for the room: its key travels to Bob in an `m.room_key` inside Olm.
+    let session_id = alice
+        .share_megolm_session(&room, &[(bob.user_id(), bob.device_id())])
         .await;
+    alice.send_encrypted(&room, "the handover is at 7").await;
 
-    // Bob reads both from /sync: the Olm message first, whose pre-key message opens his inbound
-    // session and yields the Megolm key.
-    let body = sync(&bob.user, Some(&since), 0).await;
-    let received = to_device(&body);
-    assert_eq!(received.len(), 1, "one to-device message: {body:#}");
-    let event = &received[0];
-    assert_eq!(event["type"], "m.room.encrypted");
-    assert_eq!(event["sender"], alice.user.user_id.as_str());
-    let content = &event["content"];
-    let sender_key =
-        Curve25519PublicKey::from_base64(content["sender_key"].as_str().unwrap()).unwrap();
-    let mine = &content["ciphertext"][bob.curve25519()];
-    let message: OlmMessage = serde_json::from_value(mine.clone()).unwrap();
-    let OlmMessage::PreKey(pre_key) = message else {
-        panic!("the first message of a session is a pre-key message");
-    };
-    let inbound = bob
-        .account
-        .create_inbound_session(OlmConfig::version_1(), sender_key, &pre_key)
-        .unwrap();
-    let decrypted: Value = serde_json::from_slice(&inbound.plaintext).unwrap();
-    assert_eq!(decrypted["type"], "m.room_key");
-    assert_eq!(decrypted["recipient"], bob.user.user_id.as_str());
-    assert_eq!(decrypted["keys"]["ed25519"], alice.ed25519());
-    let session_key =
-        SessionKey::from_base64(decrypted["content"]["session_key"].as_str().unwrap()).unwrap();
-    let mut group = InboundGroupSession::new(&session_key, MegolmConfig::version_1());
-    assert_eq!(
-        decrypted["content"]["session_id"].as_str(),
-        Some(group.session_id().as_str())
+    // Bob reads both from one /sync: the Olm message, whose pre-key message opens his inbound
+    // session and yields the Megolm key, and Alice's encrypted message in the timeline.
+    let body = bob.sync(0).await;
+    assert_eq!(to_device(&body).len(), 1, "one to-device message: {body:#}");
+    assert_eq!(to_device(&body)[0]["type"], "m.room.encrypted");
+    let room_key = bob.receive_to_device("m.room_key").await;
+    assert!(
+        room_key.pre_key,
+        "the first message of a session is a pre-key message"
     );
+    assert_eq!(room_key.sender, alice.user_id());
+    assert_eq!(room_key.sender_key, Some(alice.curve25519()));
+    assert_eq!(
+        room_key.payload.as_ref().map(|p| &p["keys"]["ed25519"]),
+        Some(&json!(alice.ed25519()))
+    );
+    assert_eq!(room_key.content["session_id"], session_id);
+    let timeline = &body["rooms"]["join"][&room]["timeline"]["events"];
+    assert!(
+        timeline
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["type"] == "m.room.encrypted")),
+        "Alice's encrypted message is in Bob's timeline: {body:#}"
+    );
+    let message = bob.decrypt_room_message(&room).await;
+    assert_eq!(message.body(), "the handover is at 7");
+    assert_eq!(message.sender, alice.user_id());
+    assert_eq!(message.session_id, session_id);
 
-    let timeline = body["rooms"]["join"][&room]["timeline"]["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let encrypted_event = timeline
-        .iter()
-        .find(|e| e["type"] == "m.room.encrypted")
-        .unwrap_or_else(|| panic!("Alice's encrypted message is in Bob's timeline: {body:#}"));
-    let megolm_message =
-        MegolmMessage::from_base64(encrypted_event["content"]["ciphertext"].as_str().unwrap())
-            .unwrap();
-    let clear = group.decrypt(&megolm_message).unwrap();
-    let clear: Value = serde_json::from_slice(&clear.plaintext).unwrap();
-    assert_eq!(clear["content"]["body"], "the handover is at 7");
-    assert_eq!(clear["room_id"], room.as_str());
-
-    // Bob answers over the same Olm session; Alice decrypts a normal (not pre-key) message.
-    let mut bob_session = inbound.session;
-    let reply = bob_session.encrypt("thanks").unwrap();
-    let alice_since = start(&alice.user).await;
-    send(
-        &bob.user,
-        "m.room.encrypted",
-        &txn_id(),
-        json!({ &alice.user.user_id: { &alice.user.device_id: {
-            "algorithm": "m.olm.v1.curve25519-aes-sha2",
-            "sender_key": bob.curve25519(),
-            "ciphertext": { alice.curve25519(): serde_json_value(&reply) },
-        }}}),
-    )
-    .await;
-    let body = sync(&alice.user, Some(&alice_since), 0).await;
-    let received = to_device(&body);
-    assert_eq!(received.len(), 1);
-    let message: OlmMessage =
-        serde_json::from_value(received[0]["content"]["ciphertext"][alice.curve25519()].clone())
-            .unwrap();
-    assert!(matches!(message, OlmMessage::Normal(_)));
-    assert_eq!(olm.decrypt(&message).unwrap(), b"thanks");
-}
-
-fn serde_json_value(message: &OlmMessage) -> Value {
-    serde_json::to_value(message).unwrap()
+    // Bob answers over the same Olm session (Alice's only one-time key is gone), so Alice
+    // decrypts a normal, not a pre-key, message.
+    let alices_device = bob
+        .olm_session_with(alice.user_id(), alice.device_id())
+        .await;
+    bob.send_olm(&alices_device, "m.test", json!({"body": "thanks"}))
+        .await;
+    let reply = alice.receive_to_device("m.test").await;
+    assert!(!reply.pre_key);
+    assert_eq!(reply.content["body"], "thanks");
 }

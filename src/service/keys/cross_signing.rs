@@ -154,6 +154,28 @@ impl Services {
                 Ok(known)
             })
             .await?;
+        // Other servers' users can only have their master key signed (by the signer's
+        // user-signing key): it is asked of their server, and the signature kept here.
+        let remote: BTreeMap<OwnedUserId, Vec<ruma::OwnedDeviceId>> = signed_keys
+            .keys()
+            .filter(|user| user.server_name() != self.server_name())
+            .map(|user| (user.clone(), Vec::new()))
+            .collect();
+        let mut remote_masters: BTreeMap<OwnedUserId, (String, String)> = BTreeMap::new();
+        if !remote.is_empty() {
+            let mut answer = super::KeysQueryAnswer::default();
+            self.query_remote_keys(remote, super::federation::remote_timeout(None), &mut answer)
+                .await;
+            for (user, raw) in answer.master_keys {
+                if let Ok(object) = canonical_object(raw.json(), "a master key")
+                    && let [(_, public)] = &keys_of(&object)[..]
+                {
+                    let json = serde_json::to_string(&object)
+                        .map_err(|e| Error::Internal(format!("a master key: {e}")))?;
+                    remote_masters.insert(user, (public.clone(), json));
+                }
+            }
+        }
         let signer_keys = known.get(signer.as_str());
         let signer_cross = |key_type: &str| {
             signer_keys
@@ -162,29 +184,37 @@ impl Services {
         };
         for (target, keys) in &signed_keys {
             for (key_id, raw) in keys.iter() {
-                let outcome = match known.get(target.as_str()) {
-                    None => Err(failure(
-                        "M_UNRECOGNIZED",
-                        "signing keys of users of other servers is not possible yet",
+                let target_keys = match known.get(target.as_str()) {
+                    Some((devices, cross)) => Some((
+                        devices.as_slice(),
+                        cross
+                            .iter()
+                            .find(|k| k.key_type == MASTER)
+                            .map(|k| (&k.public_key, &k.key_json)),
                     )),
-                    Some((devices, cross)) => {
-                        let target_master = cross.iter().find(|k| k.key_type == MASTER);
-                        canonical_object(raw, "a signed key")
-                            .map_err(|e| failure("M_BAD_JSON", &e.to_string()))
-                            .and_then(|object| {
-                                check_signature_upload(SignatureUpload {
-                                    signer,
-                                    target,
-                                    key_id,
-                                    object: &object,
-                                    target_devices: devices,
-                                    target_master: target_master
-                                        .map(|k| (&k.public_key, &k.key_json)),
-                                    signer_self_signing: signer_cross(SELF_SIGNING).as_deref(),
-                                    signer_user_signing: signer_cross(USER_SIGNING).as_deref(),
-                                })
+                    None => remote_masters
+                        .get(target)
+                        .map(|(public, json)| (&[][..], Some((public, json)))),
+                };
+                let outcome = match target_keys {
+                    None => Err(failure(
+                        "M_NOT_FOUND",
+                        "the keys of this user could not be had from their server",
+                    )),
+                    Some((devices, target_master)) => canonical_object(raw, "a signed key")
+                        .map_err(|e| failure("M_BAD_JSON", &e.to_string()))
+                        .and_then(|object| {
+                            check_signature_upload(SignatureUpload {
+                                signer,
+                                target,
+                                key_id,
+                                object: &object,
+                                target_devices: devices,
+                                target_master,
+                                signer_self_signing: signer_cross(SELF_SIGNING).as_deref(),
+                                signer_user_signing: signer_cross(USER_SIGNING).as_deref(),
                             })
-                    }
+                        }),
                 };
                 match outcome {
                     Ok(mut new) => accepted.append(&mut new),

@@ -15,7 +15,7 @@ use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedDeviceId, OwnedUserId, 
 use serde_json::Value as JsonValue;
 
 use super::federation::remote_timeout;
-use super::signed::add_signature;
+use super::signed::{add_signature, keys_of};
 use crate::service::{Error, Result, Services};
 use crate::storage::{Conn, e2e_keys};
 use crate::sync::SyncToken;
@@ -49,8 +49,61 @@ impl Services {
         if !remote.is_empty() {
             self.query_remote_keys(remote, remote_timeout(timeout), &mut answer)
                 .await;
+            self.add_own_signatures_on_remote_masters(requester, &mut answer)
+                .await?;
         }
         Ok(answer)
+    }
+
+    /// Adds the signatures `requester` made (with their user-signing key) on the master keys of
+    /// other servers' users, which are kept here and shown only to them.
+    async fn add_own_signatures_on_remote_masters(
+        &self,
+        requester: &UserId,
+        answer: &mut KeysQueryAnswer,
+    ) -> Result<()> {
+        let own = self.server_name().to_owned();
+        let users: Vec<String> = answer
+            .master_keys
+            .keys()
+            .filter(|user| user.server_name() != own)
+            .map(|user| user.to_string())
+            .collect();
+        if users.is_empty() {
+            return Ok(());
+        }
+        let signer = requester.to_string();
+        let signatures = self
+            .db
+            .read(move |c| {
+                let mut found = Vec::new();
+                for user in users {
+                    for s in e2e_keys::signatures_on_user(c, &user)? {
+                        if s.signer_user_id == signer {
+                            found.push((user.clone(), s));
+                        }
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
+        for (user, s) in signatures {
+            let Ok(user) = OwnedUserId::try_from(user) else {
+                continue;
+            };
+            let Some(master) = answer.master_keys.get_mut(&user) else {
+                continue;
+            };
+            let mut object = parse(master.json().get())?;
+            if keys_of(&object)
+                .iter()
+                .any(|(_, public)| *public == s.target_key)
+            {
+                add_signature(&mut object, &s.signer_user_id, &s.signer_key, &s.signature);
+                *master = raw(&object)?;
+            }
+        }
+        Ok(())
     }
 
     /// The published keys of local users, as `requester` (a local user; `None` for another
