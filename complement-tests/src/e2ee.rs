@@ -34,7 +34,7 @@ use vodozemac::megolm::{
     GroupSession, InboundGroupSession, MegolmMessage, SessionConfig as MegolmConfig, SessionKey,
 };
 use vodozemac::olm::{Account, OlmMessage, Session, SessionConfig as OlmConfig};
-use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
+use vodozemac::{Curve25519PublicKey, Ed25519Keypair, Ed25519PublicKey, Ed25519Signature};
 
 use crate::client::encode;
 use crate::federation::canonical_json;
@@ -679,4 +679,63 @@ impl E2eeDevice {
         self.inbound
             .insert((room_id, session.session_id()), session);
     }
+}
+
+/// A cross-signing key object of `user` for `usage`, signed by `signer` (the master key) if any.
+pub fn cross_key(
+    user: &str,
+    usage: &str,
+    key: &Ed25519Keypair,
+    signer: Option<&Ed25519Keypair>,
+) -> Value {
+    let public = key.public_key().to_base64();
+    let value = json!({
+        "user_id": user,
+        "usage": [usage],
+        "keys": { format!("ed25519:{public}"): public },
+    });
+    match signer {
+        Some(master) => {
+            let id = format!("ed25519:{}", master.public_key().to_base64());
+            signed(value, user, &id, |m| master.sign(m))
+        }
+        None => value,
+    }
+}
+
+/// A user's three cross-signing keys.
+pub struct CrossSigning {
+    pub master: Ed25519Keypair,
+    pub self_signing: Ed25519Keypair,
+    pub user_signing: Ed25519Keypair,
+}
+
+impl Default for CrossSigning {
+    fn default() -> CrossSigning {
+        CrossSigning::new()
+    }
+}
+
+impl CrossSigning {
+    pub fn new() -> CrossSigning {
+        CrossSigning {
+            master: Ed25519Keypair::new(),
+            self_signing: Ed25519Keypair::new(),
+            user_signing: Ed25519Keypair::new(),
+        }
+    }
+
+    /// The body of `POST /keys/device_signing/upload` publishing the three keys.
+    pub fn upload_body(&self, user: &str) -> Value {
+        json!({
+            "master_key": cross_key(user, "master", &self.master, None),
+            "self_signing_key": cross_key(user, "self_signing", &self.self_signing, Some(&self.master)),
+            "user_signing_key": cross_key(user, "user_signing", &self.user_signing, Some(&self.master)),
+        })
+    }
+}
+
+/// The key id (`ed25519:<public key>`) of a cross-signing key.
+pub fn key_id(key: &Ed25519Keypair) -> String {
+    format!("ed25519:{}", key.public_key().to_base64())
 }

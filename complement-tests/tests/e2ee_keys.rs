@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use complement_tests::e2ee::{E2eeDevice, signed, verifies};
+use complement_tests::e2ee::{CrossSigning, E2eeDevice, cross_key, key_id, signed, verifies};
 use complement_tests::{Method, Server, User, Value, encode, json};
 use vodozemac::Ed25519Keypair;
 
@@ -421,56 +421,6 @@ async fn users_who_leave_the_only_shared_room_are_left_and_newcomers_changed() {
     alice.leave(&other).await;
     let body = sync(&alice, Some(&since), 0).await;
     assert_eq!(left(&body), vec![carol.user_id.clone()], "{body:#}");
-}
-
-/// A cross-signing key object of `user` for `usage`, signed by `signer` (the master key) if any.
-fn cross_key(
-    user: &str,
-    usage: &str,
-    key: &Ed25519Keypair,
-    signer: Option<&Ed25519Keypair>,
-) -> Value {
-    let public = key.public_key().to_base64();
-    let value = json!({
-        "user_id": user,
-        "usage": [usage],
-        "keys": { format!("ed25519:{public}"): public },
-    });
-    match signer {
-        Some(master) => {
-            let id = format!("ed25519:{}", master.public_key().to_base64());
-            signed(value, user, &id, |m| master.sign(m))
-        }
-        None => value,
-    }
-}
-
-struct CrossSigning {
-    master: Ed25519Keypair,
-    self_signing: Ed25519Keypair,
-    user_signing: Ed25519Keypair,
-}
-
-impl CrossSigning {
-    fn new() -> CrossSigning {
-        CrossSigning {
-            master: Ed25519Keypair::new(),
-            self_signing: Ed25519Keypair::new(),
-            user_signing: Ed25519Keypair::new(),
-        }
-    }
-
-    fn upload_body(&self, user: &str) -> Value {
-        json!({
-            "master_key": cross_key(user, "master", &self.master, None),
-            "self_signing_key": cross_key(user, "self_signing", &self.self_signing, Some(&self.master)),
-            "user_signing_key": cross_key(user, "user_signing", &self.user_signing, Some(&self.master)),
-        })
-    }
-}
-
-fn key_id(key: &Ed25519Keypair) -> String {
-    format!("ed25519:{}", key.public_key().to_base64())
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use complement_tests::e2ee::E2eeDevice;
+use complement_tests::e2ee::{CrossSigning, E2eeDevice, cross_key, key_id, signed, verifies};
 use complement_tests::{Federation, Server, User, json, wait_until};
+
+const SIGNING_UPLOAD: &str = "/_matrix/client/v3/keys/device_signing/upload";
 
 async fn two_servers(federation: &Federation) -> (Server, Server) {
     let hs1 = federation.server("hs1.test").start().await;
@@ -142,4 +144,76 @@ async fn a_server_that_cannot_be_reached_is_named_in_failures() {
     assert!(answer["failures"]["hs2.test"].is_object(), "{answer:#}");
     let keys = answer["one_time_keys"].as_object();
     assert!(keys.is_none_or(|k| k.is_empty()), "{answer:#}");
+}
+
+#[tokio::test]
+async fn a_user_signs_the_master_key_of_a_user_of_another_server() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let (hs1, hs2) = two_servers(&federation).await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+    let _room = shared_room(&alice, &bob).await;
+    let (alices, bobs) = (CrossSigning::new(), CrossSigning::new());
+    alice
+        .post(SIGNING_UPLOAD, alices.upload_body(&alice.user_id))
+        .await
+        .ok();
+    bob.post(SIGNING_UPLOAD, bobs.upload_body(&bob.user_id))
+        .await
+        .ok();
+
+    // Alice's user-signing key signs Bob's master key, which hs1 fetches from hs2 to check.
+    let bobs_master = cross_key(&bob.user_id, "master", &bobs.master, None);
+    let signature = signed(
+        bobs_master,
+        &alice.user_id,
+        &key_id(&alices.user_signing),
+        |m| alices.user_signing.sign(m),
+    );
+    let public = bobs.master.public_key().to_base64();
+    let answer = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            json!({ &bob.user_id: { public.as_str(): signature } }),
+        )
+        .await
+        .ok();
+    let failures = answer["failures"].as_object();
+    assert!(failures.is_none_or(|f| f.is_empty()), "{answer:#}");
+
+    // Alice's query shows Bob's master key (from hs2) with her signature (kept on hs1).
+    let query = json!({"device_keys": {&bob.user_id: []}});
+    let served = alice
+        .post("/_matrix/client/v3/keys/query", query.clone())
+        .await
+        .ok();
+    let master = &served["master_keys"][&bob.user_id];
+    let usk_public = alices.user_signing.public_key().to_base64();
+    assert!(
+        verifies(
+            master,
+            &alice.user_id,
+            &key_id(&alices.user_signing),
+            &usk_public
+        ),
+        "{served:#}"
+    );
+    // A forged signature is that key's failure.
+    let forged = signed(
+        cross_key(&bob.user_id, "master", &bobs.master, None),
+        &alice.user_id,
+        &key_id(&alices.user_signing),
+        |m| alices.master.sign(m),
+    );
+    let answer = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            json!({ &bob.user_id: { public.as_str(): forged } }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        answer["failures"][&bob.user_id][&public]["errcode"], "M_INVALID_SIGNATURE",
+        "{answer:#}"
+    );
 }

@@ -7,7 +7,7 @@ use http::StatusCode;
 use ruma::api::client::uiaa::UiaaResponse;
 use ruma::api::error::{
     ErrorBody, ErrorKind, IncompatibleRoomVersionErrorData, LimitExceededErrorData, RetryAfter,
-    StandardErrorBody, UnknownTokenErrorData,
+    StandardErrorBody, UnknownTokenErrorData, WrongRoomKeysVersionErrorData,
 };
 use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 
@@ -81,6 +81,12 @@ impl ApiError {
                 S::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
                 S::InvalidRoomState(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidRoomState),
                 S::Conflict(_) => (StatusCode::CONFLICT, ErrorKind::Unknown),
+                S::WrongRoomKeysVersion { current_version } => (
+                    StatusCode::FORBIDDEN,
+                    ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(
+                        current_version.clone(),
+                    )),
+                ),
                 S::ServerManaged(_) => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson),
                 S::UserDeactivated => (StatusCode::FORBIDDEN, ErrorKind::UserDeactivated),
                 S::UnknownToken { soft_logout, .. } => {

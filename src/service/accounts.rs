@@ -6,7 +6,7 @@ use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType};
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
 use super::rate_limit::Action;
-use super::tokens::IssuedTokens;
+use super::tokens::{IssuedTokens, delete_devices_txn};
 use super::uiaa::REGISTRATION_TOKEN_PARAM;
 use super::{Error, Result, Services, UserSession, passwords};
 use crate::storage::{self, registration_tokens};
@@ -273,16 +273,19 @@ impl Services {
             .await?;
         let hash = passwords::hash(new_password).await?;
         let (user, keep) = (session.user_id.clone(), session.device_id.clone());
-        self.db
+        let list_changed = self
+            .db
             .write("change_password", move |txn| {
                 storage::users::set_password_hash_txn(txn, &user, &hash)?;
-                if logout_devices {
-                    storage::tokens::delete_other_devices_txn(txn, &user, Some(&keep))?;
+                if !logout_devices {
+                    return Ok(false);
                 }
-                Ok(())
+                delete_devices_txn(txn, |txn| {
+                    storage::tokens::delete_other_devices_txn(txn, &user, Some(&keep))
+                })
             })
             .await?;
-        self.token_cache.invalidate();
+        self.devices_deleted(&session.user_id, list_changed).await?;
         self.finish_uiaa(uiaa.session_id).await?;
         tracing::info!(user.id = %session.user_id, logout_devices, "password changed");
         Ok(())
@@ -300,17 +303,20 @@ impl Services {
             .uiaa("deactivate", Some(&session.user_id), password_flows(), auth)
             .await?;
         let user = session.user_id.clone();
-        self.db
+        let list_changed = self
+            .db
             .write("deactivate_user", move |txn| {
                 storage::users::deactivate_user_txn(txn, &user, erase)?;
-                storage::tokens::delete_other_devices_txn(txn, &user, None)?;
+                let list_changed = delete_devices_txn(txn, |txn| {
+                    storage::tokens::delete_other_devices_txn(txn, &user, None)
+                })?;
                 if erase {
                     storage::users::delete_profile_txn(txn, &user)?;
                 }
-                Ok(())
+                Ok(list_changed)
             })
             .await?;
-        self.token_cache.invalidate();
+        self.devices_deleted(&session.user_id, list_changed).await?;
         self.finish_uiaa(uiaa.session_id).await?;
         tracing::info!(user.id = %session.user_id, erase, "account deactivated");
         Ok(())

@@ -58,10 +58,8 @@ impl Services {
                 auth,
             )
             .await?;
-        self.delete_devices(&session.user_id, devices).await?;
-        // Deleting a device with published keys changed the device list (the database records
-        // that itself); whoever shares a room with the user should hear of it.
-        self.device_list_changed(&session.user_id).await?;
+        let changed = self.delete_devices(&session.user_id, devices).await?;
+        self.devices_deleted(&session.user_id, changed).await?;
         self.finish_uiaa(uiaa.session_id).await
     }
 }

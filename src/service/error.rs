@@ -53,6 +53,10 @@ pub enum Error {
     /// The thing to create exists already (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// Room keys uploaded to a backup version that exists but is not the current one: 403
+    /// `M_WRONG_ROOM_KEYS_VERSION`, naming the current version so the client can move to it.
+    #[error("this is not the current backup version (the current one is {current_version})")]
+    WrongRoomKeysVersion { current_version: String },
     #[error("this account has been deactivated")]
     UserDeactivated,
     #[error("{message}")]

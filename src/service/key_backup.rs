@@ -1,11 +1,12 @@
 //! Server-side key backup (`/room_keys`): a user's backup versions (algorithm and `auth_data`,
 //! both opaque to the server) and the encrypted room keys stored in them. Keys may only be stored
 //! in the current version (the latest one not deleted): another existing version is refused with
-//! `M_WRONG_ROOM_KEYS_VERSION` and the current version, an unknown or deleted one with
-//! `M_NOT_FOUND`. A key replaces the stored key of its session only if it is better: verified
-//! beats unverified, then a lower `first_message_index`, then a lower `forwarded_count`. Every
-//! change to a version's keys changes its `etag`; answers carry the `etag` and `count` after the
-//! change. Each request is one write or one read, so a bulk upload is all or nothing.
+//! `Error::WrongRoomKeysVersion` (403 `M_WRONG_ROOM_KEYS_VERSION` with `current_version`), an
+//! unknown or deleted one with `M_NOT_FOUND`. A key replaces the stored key of its session only
+//! if it is better: verified beats unverified, then a lower `first_message_index`, then a lower
+//! `forwarded_count`. Every change to a version's keys changes its `etag`; answers carry the
+//! `etag` and `count` after the change. Each request is one write or one read, so a bulk upload
+//! is all or nothing.
 
 use ruma::UserId;
 use serde_json::Value as JsonValue;
@@ -89,14 +90,6 @@ impl KeyData {
             u64::try_from(stored.forwarded_count).unwrap_or(u64::MAX),
         )
     }
-}
-
-/// An upload to a version that exists but is not the current one: the client must learn the
-/// current version (`M_WRONG_ROOM_KEYS_VERSION` with `current_version`, which the API edge
-/// answers; the service error type has no room for the extra field).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WrongVersion {
-    pub current_version: String,
 }
 
 /// Which keys of a version a request is about.
@@ -285,7 +278,7 @@ impl Services {
         user_id: &UserId,
         version: &str,
         keys: Vec<(String, String, KeyData)>,
-    ) -> Result<Result<KeysSummary, WrongVersion>> {
+    ) -> Result<KeysSummary> {
         let (user, version_text) = (user_id.to_string(), version.to_owned());
         let outcome = self
             .db
@@ -325,10 +318,10 @@ impl Services {
             })
             .await?;
         match outcome {
-            Ok(summary) => Ok(Ok(summary)),
+            Ok(summary) => Ok(summary),
             Err(Refusal::NotFound) => Err(not_found(version)),
             Err(Refusal::WrongVersion(current_version)) => {
-                Ok(Err(WrongVersion { current_version }))
+                Err(Error::WrongRoomKeysVersion { current_version })
             }
         }
     }

@@ -1,6 +1,11 @@
 //! Access and refresh tokens: issuing them for a device, turning a presented access token into the
 //! identity behind it, refreshing, and logging out. Tokens are random; only their SHA-256 hashes
 //! are stored.
+//!
+//! Logging out deletes devices. A deleted device that had published keys changes its user's device
+//! list (the database records the change itself, in the `devices_delete_e2e_keys` trigger), so
+//! every path that deletes devices runs its deletion through `delete_devices_txn` and, after the
+//! commit, `devices_deleted`, which wakes whoever shares a room with the user, once per request.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -9,7 +14,7 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
 use super::{Error, Result, Services, random_string, token_cache};
-use crate::storage::{self, now_ms, tokens::NewTokens};
+use crate::storage::{self, Conn, now_ms, tokens::NewTokens};
 
 /// A device's last-seen time and address are written at most this often, so that authenticating
 /// a request normally costs one indexed read and no write.
@@ -252,50 +257,84 @@ impl Services {
 
     /// Logs one device out: the device and its tokens are deleted.
     pub async fn logout(&self, session: &UserSession) -> Result<()> {
-        self.delete_devices(&session.user_id, vec![session.device_id.clone()])
-            .await
+        let list_changed = self
+            .delete_devices(&session.user_id, vec![session.device_id.clone()])
+            .await?;
+        self.devices_deleted(&session.user_id, list_changed).await
     }
 
     /// Logs every device of the user out.
     pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
         let user = user_id.to_owned();
-        self.db
+        let list_changed = self
+            .db
             .write("logout_all", move |txn| {
-                storage::tokens::delete_other_devices_txn(txn, &user, None)
+                delete_devices_txn(txn, |txn| {
+                    storage::tokens::delete_other_devices_txn(txn, &user, None)
+                })
             })
             .await?;
-        self.token_cache.invalidate();
-        Ok(())
+        self.devices_deleted(user_id, list_changed).await
     }
 
-    /// Deletes the given devices of a user with their tokens; unknown ids are ignored.
+    /// Deletes the given devices of a user with their tokens; unknown ids are ignored. Answers
+    /// whether the user's device list changed; the caller tells the users who care (see
+    /// `devices_deleted`), once its request is done deleting.
     pub async fn delete_devices(
         &self,
         user_id: &UserId,
         devices: Vec<OwnedDeviceId>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let user = user_id.to_owned();
-        self.db
+        let list_changed = self
+            .db
             .write("delete_devices", move |txn| {
-                for device in &devices {
-                    storage::tokens::delete_device_txn(txn, &user, device)?;
-                }
-                Ok(())
+                delete_devices_txn(txn, |txn| {
+                    for device in &devices {
+                        storage::tokens::delete_device_txn(txn, &user, device)?;
+                    }
+                    Ok(())
+                })
             })
             .await?;
         self.token_cache.invalidate();
-        Ok(())
+        Ok(list_changed)
     }
 
     /// Deletes every device but `keep`.
     pub async fn delete_other_devices(&self, user_id: &UserId, keep: &DeviceId) -> Result<()> {
         let (user, keep) = (user_id.to_owned(), keep.to_owned());
-        self.db
+        let list_changed = self
+            .db
             .write("delete_other_devices", move |txn| {
-                storage::tokens::delete_other_devices_txn(txn, &user, Some(&keep))
+                delete_devices_txn(txn, |txn| {
+                    storage::tokens::delete_other_devices_txn(txn, &user, Some(&keep))
+                })
             })
             .await?;
+        self.devices_deleted(user_id, list_changed).await
+    }
+
+    /// After a deletion of devices committed: their tokens are gone from the cache, and when the
+    /// deletion changed the user's device list, the user and whoever shares a room with them are
+    /// woken (and other servers told).
+    pub(super) async fn devices_deleted(&self, user_id: &UserId, list_changed: bool) -> Result<()> {
         self.token_cache.invalidate();
+        if list_changed {
+            self.device_list_changed(user_id).await?;
+        }
         Ok(())
     }
+}
+
+/// Runs `delete`, a deletion of devices, in a write and tells whether it changed the user's device
+/// list: the `devices_delete_e2e_keys` trigger records a change for every deleted device that had
+/// published keys, so the device-list stream moved exactly when one did.
+pub(super) fn delete_devices_txn(
+    txn: &Conn,
+    delete: impl FnOnce(&Conn) -> storage::Result<()>,
+) -> storage::Result<bool> {
+    let before = storage::e2e_keys::max_device_list_position(txn)?;
+    delete(txn)?;
+    Ok(storage::e2e_keys::max_device_list_position(txn)? > before)
 }

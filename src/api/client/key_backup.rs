@@ -1,17 +1,12 @@
 //! Server-side key backup: backup versions (`/room_keys/version`) and the keys stored in them
-//! (`/room_keys/keys`, per room, per session). Uploads to a version that is not the current one
-//! answer 403 `M_WRONG_ROOM_KEYS_VERSION` with `current_version`, an error body with a field of
-//! its own, so those three endpoints are routed here (`ruma_put_keys`) rather than through
-//! `RumaRoutes::ruma`; their paths and method still come from ruma's metadata.
+//! (`/room_keys/keys`, per room, per session). Handlers parse, call the key backup service and
+//! answer; an upload to a version that is not the current one comes back from the service as
+//! `Error::WrongRoomKeysVersion`, which the API edge answers with 403
+//! `M_WRONG_ROOM_KEYS_VERSION` and `current_version`.
 
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on};
-use http::StatusCode;
-use ruma::api::IncomingRequest;
 use ruma::api::client::backup::{
     KeyBackupData, RoomKeyBackup, add_backup_keys, add_backup_keys_for_room,
     add_backup_keys_for_session, create_backup_version, delete_backup_keys,
@@ -19,34 +14,33 @@ use ruma::api::client::backup::{
     get_backup_info, get_backup_keys, get_backup_keys_for_room, get_backup_keys_for_session,
     get_latest_backup_info, update_backup_version,
 };
-use ruma::api::error::{ErrorBody, ErrorKind, StandardErrorBody, WrongRoomKeysVersionErrorData};
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, UInt};
 use serde_json::{Value as JsonValue, json};
 
 use crate::api::AppState;
-use crate::api::error::{ApiError, ApiResult, render};
-use crate::api::extract::{Authenticate, Ruma};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::extract::Ruma;
 use crate::api::route::RumaRoutes;
-use crate::service::key_backup::{BackupInfo, KeyData, KeySelection, KeysSummary, WrongVersion};
+use crate::service::key_backup::{BackupInfo, KeyData, KeySelection, KeysSummary};
 use crate::service::{self, UserSession};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    let router = router
+    router
         .ruma(create_version)
         .ruma(latest_version)
         .ruma(get_version)
         .ruma(update_version)
         .ruma(delete_version)
+        .ruma(put_keys)
+        .ruma(put_room_keys)
+        .ruma(put_session_key)
         .ruma(get_keys)
         .ruma(get_room_keys)
         .ruma(get_session_key)
         .ruma(delete_keys)
         .ruma(delete_room_keys)
-        .ruma(delete_session_key);
-    let router = ruma_put_keys(router, put_keys);
-    let router = ruma_put_keys(router, put_room_keys);
-    ruma_put_keys(router, put_session_key)
+        .ruma(delete_session_key)
 }
 
 /// `POST /_matrix/client/v3/room_keys/version`
@@ -135,7 +129,7 @@ async fn delete_version(
 async fn put_keys(
     state: AppState,
     request: Ruma<add_backup_keys::v3::Request>,
-) -> ApiResult<Result<add_backup_keys::v3::Response, WrongVersion>> {
+) -> ApiResult<add_backup_keys::v3::Response> {
     let body = request.body;
     let mut keys = Vec::new();
     for (room_id, room) in body.rooms {
@@ -143,52 +137,46 @@ async fn put_keys(
             keys.push((room_id.to_string(), session_id, key_data(&data)?));
         }
     }
-    let stored = state
+    let summary = state
         .put_backup_keys(&request.identity.user_id, &body.version, keys)
         .await?;
-    Ok(stored.map(|s| {
-        let (etag, count) = etag_and_count(s);
-        add_backup_keys::v3::Response::new(etag, count)
-    }))
+    let (etag, count) = etag_and_count(summary);
+    Ok(add_backup_keys::v3::Response::new(etag, count))
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}`
 async fn put_room_keys(
     state: AppState,
     request: Ruma<add_backup_keys_for_room::v3::Request>,
-) -> ApiResult<Result<add_backup_keys_for_room::v3::Response, WrongVersion>> {
+) -> ApiResult<add_backup_keys_for_room::v3::Response> {
     let body = request.body;
     let mut keys = Vec::new();
     for (session_id, data) in body.sessions {
         keys.push((body.room_id.to_string(), session_id, key_data(&data)?));
     }
-    let stored = state
+    let summary = state
         .put_backup_keys(&request.identity.user_id, &body.version, keys)
         .await?;
-    Ok(stored.map(|s| {
-        let (etag, count) = etag_and_count(s);
-        add_backup_keys_for_room::v3::Response::new(etag, count)
-    }))
+    let (etag, count) = etag_and_count(summary);
+    Ok(add_backup_keys_for_room::v3::Response::new(etag, count))
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
 async fn put_session_key(
     state: AppState,
     request: Ruma<add_backup_keys_for_session::v3::Request>,
-) -> ApiResult<Result<add_backup_keys_for_session::v3::Response, WrongVersion>> {
+) -> ApiResult<add_backup_keys_for_session::v3::Response> {
     let body = request.body;
     let keys = vec![(
         body.room_id.to_string(),
         body.session_id,
         key_data(&body.session_data)?,
     )];
-    let stored = state
+    let summary = state
         .put_backup_keys(&request.identity.user_id, &body.version, keys)
         .await?;
-    Ok(stored.map(|s| {
-        let (etag, count) = etag_and_count(s);
-        add_backup_keys_for_session::v3::Response::new(etag, count)
-    }))
+    let (etag, count) = etag_and_count(summary);
+    Ok(add_backup_keys_for_session::v3::Response::new(etag, count))
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys`
@@ -327,48 +315,6 @@ async fn read_keys(
     Ok(state
         .backup_keys(&session.user_id, version, selection)
         .await?)
-}
-
-/// Registers a key upload endpoint like `RumaRoutes::ruma`, with one more possible answer: 403
-/// `M_WRONG_ROOM_KEYS_VERSION` carrying the current version.
-fn ruma_put_keys<T, H, F>(mut router: Router<AppState>, handler: H) -> Router<AppState>
-where
-    T: IncomingRequest + Send + 'static,
-    T::OutgoingResponse: Send,
-    T::Authentication: Authenticate<Identity = UserSession>,
-    H: Fn(AppState, Ruma<T>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = ApiResult<Result<T::OutgoingResponse, WrongVersion>>> + Send + 'static,
-{
-    use ruma::api::path_builder::PathBuilder;
-    let filter = MethodFilter::try_from(T::METHOD.clone())
-        .unwrap_or_else(|_| panic!("ruma endpoint with unsupported method {}", T::METHOD));
-    for path in T::PATH_BUILDER.all_paths() {
-        let handler = handler.clone();
-        router = router.route(
-            path,
-            on(
-                filter,
-                move |State(state): State<AppState>, request: Ruma<T>| async move {
-                    match handler(state, request).await {
-                        Ok(Ok(response)) => render(response),
-                        Ok(Err(wrong)) => wrong_version(wrong),
-                        Err(error) => error.into_response(),
-                    }
-                },
-            ),
-        );
-    }
-    router
-}
-
-fn wrong_version(wrong: WrongVersion) -> Response {
-    let kind =
-        ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(wrong.current_version));
-    let body = ErrorBody::Standard(StandardErrorBody::new(
-        kind,
-        "this is not the current backup version".into(),
-    ));
-    render(ruma::api::error::Error::new(StatusCode::FORBIDDEN, body))
 }
 
 /// A request body that must be a JSON object.
