@@ -41,6 +41,8 @@ pub struct Config {
     pub well_known: WellKnownConfig,
     pub federation: FederationConfig,
     pub media: MediaConfig,
+    /// Appservice registration files (YAML), one per bridge or bot; read at start-up.
+    pub appservice_registrations: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -182,6 +184,7 @@ impl Default for Config {
             well_known: WellKnownConfig::default(),
             federation: FederationConfig::default(),
             media: MediaConfig::default(),
+            appservice_registrations: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::federation::listener::TlsListener;
 use crate::federation::signing_key::SigningKey;
 use crate::metrics::Metrics;
 use crate::service::Services;
+use crate::service::appservice::Appservices;
 use crate::storage::Db;
 
 /// Opens the data directory: creates it if needed and opens (migrating) the database.
@@ -31,11 +32,13 @@ pub fn open_database(config: &Config) -> anyhow::Result<Db> {
 pub fn build_services(config: Config, db: Db) -> anyhow::Result<Services> {
     let signing_key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
     let federation = Federation::new(&config, &signing_key, db.clone())?;
+    let appservices = Appservices::load(&config)?;
     Ok(Services::new(
         config,
         db,
         signing_key,
         federation,
+        appservices,
         Metrics::new(),
     ))
 }

@@ -32,16 +32,21 @@ pub struct Registered {
     pub device: Option<(OwnedDeviceId, IssuedTokens)>,
 }
 
+/// The first character of `localpart` that user ids of new users may not contain (they may
+/// contain a-z, 0-9 and `._=-/+`).
+pub fn invalid_localpart_char(localpart: &str) -> Option<char> {
+    localpart
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
+}
+
 impl Services {
     /// Validates a requested localpart and returns the user id it makes on this server.
     pub fn user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
         if localpart.is_empty() {
             return Err(Error::InvalidUsername("the username is empty".into()));
         }
-        if let Some(bad) = localpart
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
-        {
+        if let Some(bad) = invalid_localpart_char(localpart) {
             return Err(Error::InvalidUsername(format!(
                 "usernames may only contain a-z, 0-9 and . _ = - / +; found {bad:?}"
             )));

@@ -5,6 +5,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod appservice;
 mod devices;
 mod error;
 mod federation_in;
@@ -61,6 +62,8 @@ pub struct Services {
     /// Outgoing federation requests, request authentication and server keys.
     pub federation: Federation,
     pub metrics: Metrics,
+    /// The registered appservices (bridges and bots).
+    pub appservices: appservice::Appservices,
     pub notifier: notifier::Notifier,
     /// Wakes the push evaluator when events are committed.
     pub push_wake: tokio::sync::Notify,
@@ -96,6 +99,7 @@ impl Services {
         db: Db,
         signing_key: SigningKey,
         federation: Federation,
+        appservices: appservice::Appservices,
         metrics: Metrics,
     ) -> Services {
         let rate_limiter = rate_limit::RateLimiter::new(&config.rate_limits);
@@ -113,6 +117,7 @@ impl Services {
             signing_key,
             federation,
             metrics,
+            appservices,
             notifier: notifier::Notifier::default(),
             push_wake: tokio::sync::Notify::new(),
             push_rules_generation: std::sync::atomic::AtomicU64::new(0),

@@ -104,6 +104,17 @@ impl Services {
         client_ip: IpAddr,
     ) -> Result<(OwnedDeviceId, IssuedTokens)> {
         let device_id = device_id.unwrap_or_else(new_device_id);
+        // A dehydrated device is no session (the database refuses its tokens too).
+        let (user, device) = (user_id.to_string(), device_id.to_string());
+        let dehydrated = self
+            .db
+            .read(move |c| storage::dehydrated_devices::get_dehydrated_device(c, &user))
+            .await?;
+        if dehydrated.is_some_and(|d| d.device_id == device) {
+            return Err(Error::Forbidden(format!(
+                "{device_id} is a dehydrated device; nobody can log in as it"
+            )));
+        }
         let prepared = self.prepare_tokens(with_refresh);
         let (user, device, ip) = (user_id.to_owned(), device_id.clone(), client_ip.to_string());
         let prepared = self

@@ -76,6 +76,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0017_create_media",
         include_str!("../../migrations/0017_create_media.sql"),
     ),
+    (
+        "0018_create_dehydrated_devices",
+        include_str!("../../migrations/0018_create_dehydrated_devices.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

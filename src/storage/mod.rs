@@ -14,6 +14,7 @@
 pub mod account_data;
 pub mod backfill;
 pub mod dag;
+pub mod dehydrated_devices;
 pub mod directory;
 pub mod e2e_keys;
 pub mod events;

@@ -35,7 +35,8 @@ async fn versions(
     let mut response = get_supported_versions::Response::new(
         SPEC_VERSIONS.iter().map(|v| v.to_string()).collect(),
     );
-    response.unstable_features = BTreeMap::new();
+    // Dehydrated devices, served under MSC3814's unstable prefix (spec/dehydrated-devices.md).
+    response.unstable_features = BTreeMap::from([("org.matrix.msc3814".to_owned(), true)]);
     Ok(response)
 }
 

@@ -2,6 +2,7 @@
 
 mod account;
 mod account_data;
+mod dehydrated_device;
 mod devices;
 mod directory;
 mod discovery;
@@ -57,6 +58,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = presence::routes(router);
     let router = keys::routes(router);
     let router = to_device::routes(router);
+    let router = dehydrated_device::routes(router);
     let router = key_backup::routes(router);
     let router = openid::routes(router);
     directory::routes(router)

@@ -1,7 +1,7 @@
 //! End-to-end encryption keys of local users: device identity keys, one-time and fallback keys
 //! (`upload`, `claim`), what other users and servers may read of them (`query`), cross-signing
-//! keys and signatures (`cross_signing`), and the device-list stream those changes feed, which
-//! `/sync` and `/keys/changes` read (`sync/device_lists.rs`).
+//! keys and signatures (`cross_signing`), dehydrated devices (`dehydrated`), and the device-list
+//! stream those changes feed, which `/sync` and `/keys/changes` read (`sync/device_lists.rs`).
 //!
 //! The server never checks what keys are for, only that what it hands out is what the device
 //! signed: identity keys carry the device's self-signature, signed one-time and fallback keys the
@@ -11,12 +11,14 @@
 
 mod claim;
 mod cross_signing;
+mod dehydrated;
 mod federation;
 mod query;
 pub(crate) mod signed;
 mod upload;
 
 pub use cross_signing::SigningKeysUpload;
+pub use dehydrated::{DehydratedDevice, DehydratedDeviceEvents, DehydratedDeviceUpload};
 pub use federation::DeviceList;
 pub use query::KeysQueryAnswer;
 pub use upload::KeysUpload;

@@ -26,7 +26,7 @@ pub struct KeysUpload {
 
 /// An upload that passed every check that needs no database.
 #[derive(Debug)]
-struct Checked {
+pub(super) struct Checked {
     /// Canonical JSON of the device keys, without `unsigned`.
     device_keys: Option<CanonicalJsonObject>,
     one_time_keys: Vec<NewKey>,
@@ -41,9 +41,9 @@ struct NewKey {
 }
 
 /// What the write did.
-struct Written {
+pub(super) struct Written {
     /// The device-list position, when the device's identity keys were published or changed.
-    device_list_position: Option<i64>,
+    pub(super) device_list_position: Option<i64>,
     counts: Vec<(String, u64)>,
     keys_changed: bool,
 }
@@ -103,8 +103,9 @@ fn parse_stored(json: &str) -> Result<CanonicalJsonObject> {
     serde_json::from_str(json).map_err(|e| Error::Internal(format!("stored device keys: {e}")))
 }
 
-/// Checks an upload against the device's published identity keys (`stored`).
-fn check_upload(
+/// Checks an upload against the device's published identity keys (`stored`; `None` for a device
+/// that published none, such as a dehydrated device being created).
+pub(super) fn check_upload(
     user: &UserId,
     device: &DeviceId,
     stored: Option<&CanonicalJsonObject>,
@@ -239,8 +240,9 @@ fn check_key(
 }
 
 /// Writes a checked upload. Refusals (a changed identity, a reused key id) are found before
-/// anything is written and come back as the inner error, so nothing is written.
-fn write_upload(
+/// anything is written and come back as the inner error, so nothing is written. Also used by
+/// `dehydrated.rs`, inside the write that creates the dehydrated device.
+pub(super) fn write_upload(
     txn: &storage::Conn,
     user: &str,
     device: &str,
