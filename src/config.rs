@@ -424,8 +424,8 @@ impl FederationConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// The largest file accepted (uploads and remote media), in bytes; larger ones get 413
-    /// `M_TOO_LARGE`.
+    /// The largest file accepted (uploads and remote media), in bytes; larger uploads get 413
+    /// `M_TOO_LARGE`, larger remote files 502 `M_TOO_LARGE`.
     pub max_upload_size: u64,
     /// Serve the legacy unauthenticated `/_matrix/media/v3/download`, `/thumbnail`, `/config` and
     /// `/preview_url`. Off (the specification's freeze): they answer 404 `M_NOT_FOUND` and clients

@@ -1,10 +1,11 @@
 //! Media across servers: a user downloads a file and thumbnails uploaded on another server, which
 //! their server fetches over federation (`/_matrix/federation/v1/media/download` and
-//! `/thumbnail`, multipart answers) and caches; other servers' requests must be signed.
+//! `/thumbnail`, multipart answers, streamed to disk within the receiving server's size limit)
+//! and caches; other servers' requests must be signed.
 
 use std::time::Duration;
 
-use complement_tests::{Federation, FederationPeer, Method, ServerKey, User, Value, json};
+use complement_tests::{Federation, FederationPeer, Method, Server, ServerKey, User, Value, json};
 
 async fn upload(user: &User, body: Vec<u8>, content_type: &str, filename: &str) -> String {
     let answer = http()
@@ -56,6 +57,48 @@ fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
+}
+
+/// Every file under a server's media directory (stored files and any left in `tmp/`).
+fn media_files(server: &Server) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&server.data_dir().join("media"), &mut files);
+    files
+}
+
+/// The `/proc/PID/status` of a server's process (found by its config file on the command line),
+/// so a test can see how much memory it used; `None` where there is no `/proc`.
+fn process_status(server: &Server) -> Option<std::path::PathBuf> {
+    let config = server.config_path().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&config.as_bytes())
+                .then(|| entry.path().join("status"))
+        })
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmHWM` is the peak resident memory).
+fn status_kib(status: &std::path::Path, field: &str) -> u64 {
+    let text = std::fs::read_to_string(status).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap();
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
 }
 
 fn png(width: u32, height: u32) -> Vec<u8> {
@@ -125,6 +168,89 @@ async fn a_user_downloads_media_of_another_server_which_is_then_cached() {
     )
     .await;
     assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn a_large_remote_file_streams_across_intact() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation.server("hs2.test").start().await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+
+    let data: Vec<u8> = (0..20_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let scan = upload(&alice, data.clone(), "application/octet-stream", "scan.bin").await;
+    // The peak memory of hs2 is reset, so it shows what the fetch took.
+    let status_file = process_status(&hs2);
+    assert!(status_file.is_some() || !cfg!(target_os = "linux"));
+    if let Some(status) = &status_file {
+        std::fs::write(status.with_file_name("clear_refs"), "5").unwrap();
+    }
+    let before = status_file.as_deref().map(|s| status_kib(s, "VmHWM"));
+    let (status, _, _, bytes) = get(
+        &bob,
+        &format!(
+            "/_matrix/client/v1/media/download/{}",
+            scan.strip_prefix("mxc://").unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    if let (Some(status), Some(before)) = (&status_file, before) {
+        // Streamed, the fetch takes a few MiB (buffers, the response to bob); held in memory
+        // whole it would take the file's 20 MB and more.
+        let peak = status_kib(status, "VmHWM");
+        assert!(
+            peak < before + 12 * 1024,
+            "hs2's peak memory grew from {before} KiB to {peak} KiB during the fetch"
+        );
+    }
+    assert_eq!(bytes.len(), data.len());
+    assert!(bytes == data, "the 20 MB file came across different");
+    // One stored file, nothing left in `tmp/`.
+    let files = media_files(&hs2);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!files[0].starts_with(hs2.data_dir().join("media/tmp")));
+}
+
+#[tokio::test]
+async fn a_remote_file_over_the_size_limit_is_refused_and_leaves_nothing() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let hs1 = federation.server("hs1.test").start().await;
+    let hs2 = federation
+        .server("hs2.test")
+        .config("media.max_upload_size", 1024 * 1024)
+        .start()
+        .await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+    let big = upload(&alice, vec![7; 3_000_000], "application/pdf", "big.pdf").await;
+    let small = upload(&alice, b"fits".to_vec(), "text/plain", "small.txt").await;
+    let download = |mxc: &str| {
+        format!(
+            "/_matrix/client/v1/media/download/{}",
+            mxc.strip_prefix("mxc://").unwrap()
+        )
+    };
+
+    // 502 M_TOO_LARGE: the specification's answer for content too large to serve (and
+    // Synapse's for remote media over its limit). Asking again fetches again, refused again.
+    for _ in 0..2 {
+        let (status, _, _, body) = get(&bob, &download(&big)).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(body["errcode"], "M_TOO_LARGE", "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("1048576"),
+            "{body}"
+        );
+        assert_eq!(media_files(&hs2), Vec::<std::path::PathBuf>::new());
+    }
+    let (status, _, _, bytes) = get(&bob, &download(&small)).await;
+    assert_eq!((status, bytes.as_slice()), (200, b"fits".as_slice()));
+    assert_eq!(media_files(&hs2).len(), 1);
 }
 
 #[tokio::test]

@@ -9,15 +9,22 @@
 //! sharing a certificate name but not a target (a name both delegated by SRV and used with an
 //! explicit port) would share the last mapping, which the spec's rules make very unlikely.
 //!
+//! Every request is built, signed and sent in one place (`start`); answers are then either read
+//! whole (`send`: up to 128 MiB) or handed over as a stream of chunks
+//! (`send_streaming`, for media, whose caller bounds what it reads).
+//!
 //! Nothing here checks whether federation is on or the destination allowed: `Federation::send`
 //! does that before calling in.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use hickory_resolver::TokioResolver;
+use hyper::body::Bytes;
 use ruma::api::path_builder::SinglePath;
 use ruma::api::{IncomingResponseExt, OutgoingBody, OutgoingRequest};
 use ruma::signatures::Ed25519KeyPair;
@@ -213,32 +220,28 @@ impl FederationClient {
         })
     }
 
-    /// Sends a signed request outside ruma's endpoint types: `path_and_query` as it goes on the
-    /// wire, `body` JSON or empty. Any status is returned as is.
-    pub async fn send_raw(
+    /// Sends a signed request without a body (no ruma type: `path_and_query` as it goes on the
+    /// wire) and returns as soon as the
+    /// answer's head has arrived: the body is a stream of chunks for the caller to read and
+    /// bound. `timeout` covers the whole exchange, the reading of the body included.
+    pub async fn send_streaming(
         &self,
         destination: &ServerName,
         method: http::Method,
         path_and_query: &str,
-        body: Vec<u8>,
         timeout: Duration,
-    ) -> Result<http::Response<Vec<u8>>, SendError> {
+    ) -> Result<http::Response<BodyStream>, SendError> {
         let destination_info = self.discovery.resolve(destination).await?;
-        let uri: http::Uri = format!("{}{path_and_query}", destination_info.base_url())
-            .parse()
-            .map_err(|e| SendError::Build(format!("bad path {path_and_query:?}: {e}")))?;
-        let content_type =
-            (!body.is_empty()).then(|| http::HeaderValue::from_static("application/json"));
-        let outgoing = Outgoing {
-            method,
-            uri,
-            body,
-            content_type,
-        };
-        self.execute(destination, &destination_info, outgoing, timeout)
-            .await
+        let outgoing = Outgoing::raw(&destination_info, method, path_and_query, Vec::new())?;
+        let span = request_span(destination, &outgoing);
+        let response = self
+            .start(destination, &destination_info, outgoing, timeout)
+            .instrument(span)
+            .await?;
+        Ok(into_streaming(destination, response))
     }
 
+    /// Sends a request and reads its answer whole.
     async fn execute(
         &self,
         destination: &ServerName,
@@ -246,20 +249,26 @@ impl FederationClient {
         outgoing: Outgoing,
         timeout: Duration,
     ) -> Result<http::Response<Vec<u8>>, SendError> {
-        let span = tracing::debug_span!("federation.send", server.name = %destination,
-            method = %outgoing.method, path = outgoing.uri.path());
-        self.execute_in_span(destination, destination_info, outgoing, timeout)
-            .instrument(span)
-            .await
+        let span = request_span(destination, &outgoing);
+        async {
+            let response = self
+                .start(destination, destination_info, outgoing, timeout)
+                .await?;
+            collect(destination, into_streaming(destination, response)).await
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn execute_in_span(
+    /// Signs and sends a request; returns once the answer's head has arrived. Every outgoing
+    /// request, buffered or streamed, is built here.
+    async fn start(
         &self,
         destination: &ServerName,
         destination_info: &Destination,
         outgoing: Outgoing,
         timeout: Duration,
-    ) -> Result<http::Response<Vec<u8>>, SendError> {
+    ) -> Result<reqwest::Response, SendError> {
         let Outgoing {
             method,
             uri,
@@ -295,31 +304,77 @@ impl FederationClient {
         if !body.is_empty() {
             builder = builder.body(body);
         }
-        let unreachable = |e: reqwest::Error| SendError::Unreachable {
-            server: destination.to_owned(),
-            reason: error_chain(&e.without_url()),
-        };
-        let mut response = builder.send().await.map_err(unreachable)?;
-        let status = response.status();
-        let mut collected = http::Response::builder().status(status);
-        if let Some(headers) = collected.headers_mut() {
-            *headers = response.headers().clone();
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| unreachable(destination, e))?;
+        tracing::debug!(status = response.status().as_u16(), "federation response");
+        Ok(response)
+    }
+}
+
+/// The body of an answer, read as it arrives.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, SendError>> + Send>>;
+
+/// The body of a reqwest response as a stream of chunks. (reqwest's own `bytes_stream` needs a
+/// feature this crate does not enable.)
+pub fn chunks(
+    response: reqwest::Response,
+) -> impl Stream<Item = Result<Bytes, reqwest::Error>> + Send {
+    futures_util::stream::unfold(Some(response), |response| async move {
+        let mut response = response?;
+        match response.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(SendError::BadResponse {
-                    server: destination.to_owned(),
-                    reason: format!("the response is larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
+    })
+}
+
+fn into_streaming(
+    destination: &ServerName,
+    mut response: reqwest::Response,
+) -> http::Response<BodyStream> {
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let server = destination.to_owned();
+    let body: BodyStream =
+        Box::pin(chunks(response).map(move |chunk| chunk.map_err(|e| unreachable(&server, e))));
+    let mut streaming = http::Response::new(body);
+    *streaming.status_mut() = status;
+    *streaming.headers_mut() = headers;
+    streaming
+}
+
+/// Reads a streamed answer whole, refusing more than `MAX_RESPONSE_BYTES`.
+async fn collect(
+    destination: &ServerName,
+    response: http::Response<BodyStream>,
+) -> Result<http::Response<Vec<u8>>, SendError> {
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(SendError::BadResponse {
+                server: destination.to_owned(),
+                reason: format!("the response is larger than {MAX_RESPONSE_BYTES} bytes"),
+            });
         }
-        tracing::debug!(status = status.as_u16(), "federation response");
-        collected.body(bytes).map_err(|e| SendError::BadResponse {
-            server: destination.to_owned(),
-            reason: e.to_string(),
-        })
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(http::Response::from_parts(parts, bytes))
+}
+
+fn request_span(destination: &ServerName, outgoing: &Outgoing) -> tracing::Span {
+    tracing::debug_span!("federation.send", server.name = %destination,
+        method = %outgoing.method, path = outgoing.uri.path())
+}
+
+fn unreachable(destination: &ServerName, e: reqwest::Error) -> SendError {
+    SendError::Unreachable {
+        server: destination.to_owned(),
+        reason: error_chain(&e.without_url()),
     }
 }
 
@@ -329,6 +384,29 @@ struct Outgoing {
     uri: http::Uri,
     body: Vec<u8>,
     content_type: Option<http::HeaderValue>,
+}
+
+impl Outgoing {
+    /// A request outside ruma's endpoint types: `path_and_query` as it goes on the wire, `body`
+    /// JSON or empty.
+    fn raw(
+        destination_info: &Destination,
+        method: http::Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<Outgoing, SendError> {
+        let uri: http::Uri = format!("{}{path_and_query}", destination_info.base_url())
+            .parse()
+            .map_err(|e| SendError::Build(format!("bad path {path_and_query:?}: {e}")))?;
+        let content_type =
+            (!body.is_empty()).then(|| http::HeaderValue::from_static("application/json"));
+        Ok(Outgoing {
+            method,
+            uri,
+            body,
+            content_type,
+        })
+    }
 }
 
 /// The Matrix error a server answered with, or its status alone.

@@ -128,24 +128,19 @@ impl Federation {
         self.client.send(destination, request, timeout).await
     }
 
-    /// Sends a signed request that has no ruma type: `path_and_query` as it goes on the wire,
-    /// `body` JSON or empty. Any status comes back as is.
-    pub async fn send_raw(
+    /// Sends a signed `GET`-like request without a body and returns once the answer's head has
+    /// arrived, its body a stream the caller reads and bounds (remote media, which must not pass
+    /// through memory whole). `timeout` covers the reading of the body too.
+    pub async fn send_streaming(
         &self,
         destination: &ServerName,
         method: http::Method,
         path_and_query: &str,
-        body: Vec<u8>,
-    ) -> Result<http::Response<Vec<u8>>, SendError> {
+        timeout: Duration,
+    ) -> Result<http::Response<client::BodyStream>, SendError> {
         self.check_destination(destination)?;
         self.client
-            .send_raw(
-                destination,
-                method,
-                path_and_query,
-                body,
-                client::REQUEST_TIMEOUT,
-            )
+            .send_streaming(destination, method, path_and_query, timeout)
             .await
     }
 

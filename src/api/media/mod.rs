@@ -127,6 +127,9 @@ impl IntoResponse for Failure {
                 ErrorKind::NotYetUploaded,
                 e.to_string(),
             ),
+            Failure::Media(e @ MediaError::RemoteTooLarge(_)) => {
+                matrix_error(StatusCode::BAD_GATEWAY, ErrorKind::TooLarge, e.to_string())
+            }
         }
     }
 }

@@ -5,11 +5,12 @@
 //! Files are content-addressed on disk (`store.rs`); their metadata is in `storage::media`. A file
 //! streams from the request to a synced temporary file and is renamed into place by the database
 //! writer in the same write that records it, so neither a crash nor an error leaves a half-written
-//! file or a row without its file. Downloads hand the API an open file to stream; nothing here
-//! holds a whole file in memory except thumbnails and remote media (which federation reads whole,
-//! see `remote.rs`).
+//! file or a row without its file; other servers' media takes the same path (`remote.rs`).
+//! Downloads hand the API an open file to stream; nothing here holds a whole file in memory
+//! except thumbnails.
 
 mod admin;
+mod multipart;
 mod preview;
 mod remote;
 pub mod store;
@@ -46,6 +47,10 @@ const MAX_PREGENERATE_BYTES: u64 = 32 * 1024 * 1024;
 pub enum MediaError {
     #[error(transparent)]
     Service(#[from] Error),
+    /// Another server's medium is larger than this server takes (`[media] max_upload_size`), or
+    /// than that server serves (502 `M_TOO_LARGE`, as the specification's downloads say).
+    #[error("{0}")]
+    RemoteTooLarge(String),
     /// The asynchronous upload's id has its content already (409 `M_CANNOT_OVERWRITE_MEDIA`).
     #[error("this media has been uploaded already")]
     CannotOverwrite,

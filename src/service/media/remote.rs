@@ -3,26 +3,52 @@
 //! fetch it from), with the legacy `GET /_matrix/media/v3/download/{server}/{id}?allow_remote=false`
 //! for servers that predate authenticated media; then cached like local media.
 //!
-//! `Federation::send_raw` reads a response whole (up to its own limit), so a remote file passes
-//! through memory once on its way to disk; local uploads and all downloads stream.
+//! A remote file never passes through memory whole: the answer streams from the other server
+//! (`Federation::send_streaming`, or a plain GET for a `Location`) through the multipart reader
+//! into the blob store's staging, the path uploads take, and `[media] max_upload_size` holds as it
+//! is read. A larger file is refused with 502 `M_TOO_LARGE` (what the specification documents for
+//! content too large to serve, and what Synapse answers) and its partial file removed.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use hyper::body::Bytes;
 use ruma::ServerName;
 
+use super::multipart::{MultipartReader, boundary_of};
+use super::store::StageError;
 use super::thumbnail::Method;
 use super::{MediaError, MediaFile, MediaResult, clean_filename, not_found};
-use crate::federation::client::SendError;
+use crate::federation::client::{self, BodyStream, SendError};
 use crate::service::{Error, Services};
 use crate::storage::media::{self as media_table, MediaRow, ThumbnailRow};
 use crate::storage::{StorageError, now_ms};
 
-/// What a remote server sent: the content, its type and its file name.
-struct Fetched {
-    bytes: Vec<u8>,
+/// How long reading a remote file may take, on top of the wait for a pending upload.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most of a multipart answer's JSON part read (it is empty in practice).
+const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// The most of an error answer read, for its `errcode`.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// A remote file on its way: its type and name, and its content still to be read.
+struct Incoming {
     content_type: Option<String>,
     filename: Option<String>,
+    /// The length the sender declared, if it did.
+    length: Option<u64>,
+    content: Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>,
+}
+
+/// What a remote server answered: its head and a body still to be read, or an error status.
+enum Answer {
+    Ok(http::Response<BodyStream>),
+    Failed {
+        status: http::StatusCode,
+        errcode: Option<String>,
+    },
 }
 
 impl Services {
@@ -69,33 +95,33 @@ impl Services {
         let timeout_ms = wait.as_millis();
         let path =
             format!("/_matrix/federation/v1/media/download/{media_id}?timeout_ms={timeout_ms}");
-        let response = self.remote_get(server, &path).await?;
-        let fetched = if is_unrecognized(&response) {
-            let legacy = format!(
-                "/_matrix/media/v3/download/{server}/{media_id}?allow_remote=false&timeout_ms={timeout_ms}"
-            );
-            let response = self.remote_get(server, &legacy).await?;
-            check_status(server, &response)?;
-            let (parts, bytes) = response.into_parts();
-            Fetched {
-                content_type: header(&parts.headers, http::header::CONTENT_TYPE),
-                filename: header(&parts.headers, http::header::CONTENT_DISPOSITION)
-                    .and_then(|d| disposition_filename(&d)),
-                bytes,
+        let incoming = match self.remote_get(server, &path, wait).await? {
+            Answer::Ok(response) => self.read_multipart(server, response).await?,
+            Answer::Failed { status, errcode } if is_unrecognized(status, errcode.as_deref()) => {
+                let legacy = format!(
+                    "/_matrix/media/v3/download/{server}/{media_id}?allow_remote=false&timeout_ms={timeout_ms}"
+                );
+                match self.remote_get(server, &legacy, wait).await? {
+                    Answer::Ok(response) => plain(response),
+                    Answer::Failed { status, errcode } => {
+                        return Err(refused(server, status, errcode.as_deref()));
+                    }
+                }
             }
-        } else {
-            check_status(server, &response)?;
-            self.read_multipart(server, response).await?
+            Answer::Failed { status, errcode } => {
+                return Err(refused(server, status, errcode.as_deref()));
+            }
         };
-        let limit = self.media.config().max_upload_size;
-        let staged = self.media.store().stage_bytes(fetched.bytes, limit).await?;
+        let content_type = incoming.content_type.clone();
+        let filename = clean_filename(incoming.filename.as_deref());
+        let staged = self.stage_remote(server, incoming).await?;
         let row = MediaRow {
             origin: server.to_string(),
             media_id: media_id.to_owned(),
             sha256: Some(staged.sha256.clone()),
             size: Some(staged.size),
-            content_type: fetched.content_type,
-            filename: clean_filename(fetched.filename.as_deref()),
+            content_type,
+            filename,
             uploader: None,
             created_ts: now_ms(),
             expires_ts: None,
@@ -146,26 +172,30 @@ impl Services {
             method.as_str(),
             wait.as_millis()
         );
-        let response = self.remote_get(server, &path).await?;
-        if is_unrecognized(&response) {
-            return Ok(None);
-        }
-        if response.status() == http::StatusCode::BAD_REQUEST {
-            // The server has the file but no thumbnail of it: let the caller try itself.
-            return Ok(None);
-        }
-        check_status(server, &response)?;
-        let fetched = self.read_multipart(server, response).await?;
-        let content_type = fetched
+        let incoming = match self.remote_get(server, &path, wait).await? {
+            Answer::Ok(response) => self.read_multipart(server, response).await?,
+            // An older server, or one that has the file but no thumbnail of it: the caller tries
+            // itself.
+            Answer::Failed { status, errcode }
+                if status == http::StatusCode::BAD_REQUEST
+                    || is_unrecognized(status, errcode.as_deref()) =>
+            {
+                return Ok(None);
+            }
+            Answer::Failed { status, errcode } => {
+                return Err(refused(server, status, errcode.as_deref()));
+            }
+        };
+        let content_type = incoming
             .content_type
+            .clone()
             .filter(|t| t.starts_with("image/"))
             .ok_or_else(|| {
                 MediaError::Service(Error::RemoteServer(format!(
                     "{server} sent a thumbnail that is not an image"
                 )))
             })?;
-        let limit = self.media.config().max_upload_size;
-        let staged = self.media.store().stage_bytes(fetched.bytes, limit).await?;
+        let staged = self.stage_remote(server, incoming).await?;
         let row = ThumbnailRow {
             width,
             height,
@@ -208,124 +238,182 @@ impl Services {
         }))
     }
 
+    /// A signed GET to `server`; an error answer is read (a little of it) for its `errcode`.
     async fn remote_get(
         &self,
         server: &ServerName,
         path: &str,
-    ) -> MediaResult<http::Response<Vec<u8>>> {
-        self.federation
-            .send_raw(server, http::Method::GET, path, Vec::new())
+        wait: Duration,
+    ) -> MediaResult<Answer> {
+        let response = self
+            .federation
+            .send_streaming(server, http::Method::GET, path, wait + TRANSFER_TIMEOUT)
             .await
-            .map_err(|e| MediaError::Service(send_error(e)))
+            .map_err(|e| MediaError::Service(send_error(e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Answer::Ok(response));
+        }
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while bytes.len() < MAX_ERROR_BYTES
+            && let Some(Ok(chunk)) = body.next().await
+        {
+            bytes.extend_from_slice(&chunk);
+        }
+        let errcode = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|body| body.get("errcode")?.as_str().map(str::to_owned));
+        Ok(Answer::Failed { status, errcode })
     }
 
-    /// The content of a `multipart/mixed` federation answer, following a `Location` part.
+    /// The content part of a `multipart/mixed` federation answer, or what its `Location` part
+    /// points to.
     async fn read_multipart(
         &self,
         server: &ServerName,
-        response: http::Response<Vec<u8>>,
-    ) -> MediaResult<Fetched> {
-        let bad = |reason: &str| {
+        response: http::Response<BodyStream>,
+    ) -> MediaResult<Incoming> {
+        let bad = |reason: String| {
             MediaError::Service(Error::RemoteServer(format!(
                 "{server} sent unreadable media: {reason}"
             )))
         };
         let content_type = header(response.headers(), http::header::CONTENT_TYPE)
-            .ok_or_else(|| bad("no content type"))?;
-        let boundary = boundary_of(&content_type).ok_or_else(|| bad("not multipart"))?;
-        let mut parts =
-            parse_multipart(response.body(), &boundary).ok_or_else(|| bad("malformed"))?;
-        if parts.len() < 2 {
-            return Err(bad("no content part"));
+            .ok_or_else(|| bad("no content type".into()))?;
+        let boundary = boundary_of(&content_type).ok_or_else(|| bad("not multipart".into()))?;
+        let mut reader = MultipartReader::new(response.into_body(), &boundary);
+        reader
+            .next_part()
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("no metadata part".into()))?;
+        reader
+            .read_to_end(MAX_METADATA_BYTES)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let headers = reader
+            .next_part()
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("no content part".into()))?;
+        if let Some(location) = headers.get("location") {
+            return self.follow_location(server, location).await;
         }
-        let content = parts.swap_remove(1);
-        let headers = content.headers;
-        if let Some(location) = find_header(&headers, "location") {
-            return self.follow_location(server, &location).await;
-        }
-        Ok(Fetched {
-            content_type: find_header(&headers, "content-type"),
-            filename: find_header(&headers, "content-disposition")
-                .and_then(|d| disposition_filename(&d)),
-            bytes: content.body,
+        Ok(Incoming {
+            content_type: headers.get("content-type").map(str::to_owned),
+            filename: headers
+                .get("content-disposition")
+                .and_then(disposition_filename),
+            length: headers.get("content-length").and_then(|l| l.parse().ok()),
+            content: Box::pin(
+                reader
+                    .into_content()
+                    .map_ok(Bytes::from)
+                    .map_err(|e| e.to_string()),
+            ),
         })
     }
 
-    /// Fetches the content a remote server pointed to (a plain, unauthenticated GET).
-    async fn follow_location(&self, server: &ServerName, location: &str) -> MediaResult<Fetched> {
+    /// The content a remote server pointed to (a plain, unauthenticated GET).
+    async fn follow_location(&self, server: &ServerName, location: &str) -> MediaResult<Incoming> {
         let failed = |reason: String| {
             MediaError::Service(Error::RemoteServer(format!(
                 "cannot fetch media {server} redirected to: {reason}"
             )))
         };
-        let limit = self.media.config().max_upload_size;
-        let mut response = self
+        let response = self
             .media
             .0
             .preview
             .redirect_client()
             .ok_or_else(|| failed("no HTTP client".into()))?
             .get(location)
+            .timeout(TRANSFER_TIMEOUT)
             .send()
             .await
             .map_err(|e| failed(e.to_string()))?;
         if !response.status().is_success() {
             return Err(failed(format!("status {}", response.status())));
         }
-        let content_type = header(response.headers(), http::header::CONTENT_TYPE);
-        let filename = header(response.headers(), http::header::CONTENT_DISPOSITION)
-            .and_then(|d| disposition_filename(&d));
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(MediaError::Service(Error::TooLarge(format!(
-                    "the remote file is larger than {limit} bytes"
-                ))));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(Fetched {
-            bytes,
-            content_type,
-            filename,
+        Ok(Incoming {
+            content_type: header(response.headers(), http::header::CONTENT_TYPE),
+            filename: header(response.headers(), http::header::CONTENT_DISPOSITION)
+                .and_then(|d| disposition_filename(&d)),
+            length: response.content_length(),
+            content: Box::pin(client::chunks(response).map_err(|e| e.to_string())),
         })
+    }
+
+    /// Streams a remote file into the blob store's staging, refusing it (and leaving nothing
+    /// behind) once it is larger than `[media] max_upload_size`.
+    async fn stage_remote(
+        &self,
+        server: &ServerName,
+        incoming: Incoming,
+    ) -> MediaResult<super::store::StagedFile> {
+        let limit = self.media.config().max_upload_size;
+        if incoming.length.is_some_and(|length| length > limit) {
+            return Err(too_large(server, limit));
+        }
+        self.media
+            .store()
+            .stage(incoming.content, limit)
+            .await
+            .map_err(|e| match e {
+                StageError::TooLarge(limit) => too_large(server, limit),
+                StageError::Body(reason) => MediaError::Service(Error::RemoteServer(format!(
+                    "the media from {server} was cut short: {reason}"
+                ))),
+                other => other.into(),
+            })
+    }
+}
+
+/// The legacy download's answer: the file is the body.
+fn plain(response: http::Response<BodyStream>) -> Incoming {
+    let headers = response.headers();
+    Incoming {
+        content_type: header(headers, http::header::CONTENT_TYPE),
+        filename: header(headers, http::header::CONTENT_DISPOSITION)
+            .and_then(|d| disposition_filename(&d)),
+        length: header(headers, http::header::CONTENT_LENGTH).and_then(|l| l.parse().ok()),
+        content: Box::pin(response.into_body().map_err(|e| e.to_string())),
     }
 }
 
 /// Whether a server answered that it does not know the endpoint (an older server).
-fn is_unrecognized(response: &http::Response<Vec<u8>>) -> bool {
-    let status = response.status();
-    if status == http::StatusCode::METHOD_NOT_ALLOWED {
-        return true;
-    }
-    if status != http::StatusCode::NOT_FOUND && status != http::StatusCode::BAD_REQUEST {
-        return false;
-    }
-    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
-    match body.get("errcode").and_then(|c| c.as_str()) {
-        Some(code) => code == "M_UNRECOGNIZED",
-        // A 404 without a Matrix error body: no such endpoint.
-        None => status == http::StatusCode::NOT_FOUND,
+fn is_unrecognized(status: http::StatusCode, errcode: Option<&str>) -> bool {
+    match status {
+        http::StatusCode::METHOD_NOT_ALLOWED => true,
+        http::StatusCode::NOT_FOUND | http::StatusCode::BAD_REQUEST => match errcode {
+            Some(code) => code == "M_UNRECOGNIZED",
+            // A 404 without a Matrix error body: no such endpoint.
+            None => status == http::StatusCode::NOT_FOUND,
+        },
+        _ => false,
     }
 }
 
-fn check_status(server: &ServerName, response: &http::Response<Vec<u8>>) -> MediaResult<()> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
-    let errcode = body.get("errcode").and_then(|c| c.as_str()).unwrap_or("");
-    Err(match (status.as_u16(), errcode) {
+/// The error for a remote server's refusal.
+fn refused(server: &ServerName, status: http::StatusCode, errcode: Option<&str>) -> MediaError {
+    let errcode = errcode.unwrap_or("");
+    match (status.as_u16(), errcode) {
         (404, _) => MediaError::Service(Error::NotFound(format!("{server} has no such media"))),
         (504, "M_NOT_YET_UPLOADED") => MediaError::NotYetUploaded,
-        (413, _) => MediaError::Service(Error::TooLarge(format!(
-            "{server} refused: the media is too large"
-        ))),
+        (413, _) | (502, "M_TOO_LARGE") => {
+            MediaError::RemoteTooLarge(format!("{server} refused: the media is too large"))
+        }
         _ => MediaError::Service(Error::RemoteServer(format!(
             "{server} answered {status} {errcode}"
         ))),
-    })
+    }
+}
+
+fn too_large(server: &ServerName, limit: u64) -> MediaError {
+    MediaError::RemoteTooLarge(format!(
+        "the media on {server} is larger than this server's limit of {limit} bytes"
+    ))
 }
 
 fn send_error(e: SendError) -> Error {
@@ -344,77 +432,6 @@ fn header(headers: &http::HeaderMap, name: http::HeaderName) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// The `boundary` parameter of a `multipart/…` content type.
-pub fn boundary_of(content_type: &str) -> Option<String> {
-    let mut params = content_type.split(';');
-    let essence = params.next()?.trim().to_ascii_lowercase();
-    if !essence.starts_with("multipart/") {
-        return None;
-    }
-    params.find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        (name.trim().eq_ignore_ascii_case("boundary"))
-            .then(|| value.trim().trim_matches('"').to_owned())
-            .filter(|b| !b.is_empty())
-    })
-}
-
-/// One part of a multipart body.
-pub struct Part {
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// Splits a multipart body (RFC 2046) into its parts; `None` when it is malformed.
-pub fn parse_multipart(body: &[u8], boundary: &str) -> Option<Vec<Part>> {
-    let delimiter = format!("--{boundary}").into_bytes();
-    let mut start = find(body, &delimiter, 0)? + delimiter.len();
-    let mut parts = Vec::new();
-    loop {
-        if body[start..].starts_with(b"--") {
-            return Some(parts);
-        }
-        // Skip to the end of the delimiter line.
-        start += find(&body[start..], b"\r\n", 0)? + 2;
-        let next = find(body, &[b"\r\n", &delimiter[..]].concat(), start)?;
-        let part = &body[start..next];
-        let (head, content) = match find(part, b"\r\n\r\n", 0) {
-            Some(split) => (&part[..split], &part[split + 4..]),
-            None if part.starts_with(b"\r\n") => (&part[..0], &part[2..]),
-            None => (part, &part[part.len()..]),
-        };
-        let headers = String::from_utf8_lossy(head)
-            .split("\r\n")
-            .filter_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-            })
-            .collect();
-        parts.push(Part {
-            headers,
-            body: content.to_vec(),
-        });
-        start = next + 2 + delimiter.len();
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if from > haystack.len() {
-        return None;
-    }
-    haystack[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-fn find_header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
 }
 
 /// The file name of a `Content-Disposition` value (`filename*=utf-8''…` preferred).
@@ -468,36 +485,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_federation_media_answer_splits_into_its_parts() {
-        let body = b"--xyz\r\nContent-Type: application/json\r\n\r\n{}\r\n--xyz\r\n\
-Content-Type: text/plain\r\nContent-Disposition: attachment; filename*=utf-8''caf%C3%A9.txt\r\n\r\n\
-line one\r\n--not the boundary\r\n\r\n--xyz--\r\n";
-        let parts = parse_multipart(body, "xyz").unwrap();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].body, b"{}");
-        assert_eq!(parts[1].body, b"line one\r\n--not the boundary\r\n");
-        let disposition = find_header(&parts[1].headers, "content-disposition").unwrap();
+    fn extended_file_names_are_decoded() {
         assert_eq!(
-            disposition_filename(&disposition).as_deref(),
+            disposition_filename("attachment; filename*=utf-8''caf%C3%A9.txt").as_deref(),
             Some("café.txt")
         );
-        assert_eq!(
-            boundary_of("multipart/mixed; boundary=\"xyz\"").as_deref(),
-            Some("xyz")
-        );
-        assert!(boundary_of("application/json").is_none());
-        assert!(parse_multipart(b"garbage", "xyz").is_none());
-    }
-
-    #[test]
-    fn a_location_part_has_no_body() {
-        let body = b"--b\r\nContent-Type: application/json\r\n\r\n{}\r\n--b\r\nLocation: https://cdn.example/x\r\n\r\n\r\n--b--";
-        let parts = parse_multipart(body, "b").unwrap();
-        assert_eq!(
-            find_header(&parts[1].headers, "location").as_deref(),
-            Some("https://cdn.example/x")
-        );
-        assert!(parts[1].body.is_empty());
     }
 
     #[test]

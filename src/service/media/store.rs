@@ -109,7 +109,7 @@ impl BlobStore {
         Ok(staged)
     }
 
-    /// Stages bytes already in memory (thumbnails, small remote files).
+    /// Stages bytes already in memory (thumbnails).
     pub async fn stage_bytes(&self, bytes: Vec<u8>, limit: u64) -> Result<StagedFile, StageError> {
         let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
         self.stage(stream, limit).await
