@@ -442,8 +442,9 @@ pub struct MediaConfig {
     pub max_image_pixels: u64,
     /// Enable `GET /_matrix/client/v1/media/preview_url` (the server fetches pages for clients).
     pub url_preview: bool,
-    /// Address ranges (CIDR, "10.1.0.0/16", "::1/128") URL previews may fetch even though they are
-    /// private, loopback or link-local, which are otherwise refused.
+    /// Address ranges (CIDR, "10.1.0.0/16", "::1/128") URL previews, and the addresses other
+    /// servers redirect media downloads to, may reach even though they are private, loopback or
+    /// link-local, which are otherwise refused.
     pub url_preview_allow: Vec<String>,
 }
 

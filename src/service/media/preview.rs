@@ -33,7 +33,6 @@ pub type Preview = Map<String, JsonValue>;
 pub struct PreviewClient {
     allow: Vec<(IpAddr, u8)>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    redirects: Option<reqwest::Client>,
 }
 
 impl PreviewClient {
@@ -48,17 +47,6 @@ impl PreviewClient {
         .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
         .map_err(|e| tracing::error!(error = %e, "cannot configure TLS for media fetches"))
         .ok();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-            .timeout(Duration::from_secs(60))
-            .user_agent(concat!("Plexus/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = &tls {
-            builder = builder.tls_backend_preconfigured((**tls).clone());
-        }
-        let redirects = builder
-            .build()
-            .map_err(|e| tracing::error!(error = %e, "cannot build the media fetch client"))
-            .ok();
         PreviewClient {
             allow: config
                 .url_preview_allow
@@ -66,13 +54,7 @@ impl PreviewClient {
                 .filter_map(|r| parse_cidr(r))
                 .collect(),
             tls,
-            redirects,
         }
-    }
-
-    /// The client for media a remote server redirected to.
-    pub fn redirect_client(&self) -> Option<&reqwest::Client> {
-        self.redirects.as_ref()
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
@@ -83,17 +65,19 @@ impl PreviewClient {
                 .any(|(net, bits)| in_range(ip, *net, *bits))
     }
 
-    /// GETs `url` from a checked address, following redirects by hand; returns the final URL,
-    /// content type and at most `limit` bytes of the body.
-    async fn fetch(
+    /// GETs `url` from a checked address, following redirects by hand (each hop checked);
+    /// returns the final URL and the answer, whose body the caller reads and bounds. A
+    /// redirect that cannot be followed, or too many, is an error; other statuses are the
+    /// caller's to judge.
+    pub async fn get_checked(
         &self,
         url: &str,
-        limit: usize,
-    ) -> MediaResult<(reqwest::Url, Option<String>, Vec<u8>)> {
+        timeout: Duration,
+    ) -> MediaResult<(reqwest::Url, reqwest::Response)> {
         let mut url = reqwest::Url::parse(url).map_err(|e| invalid(format!("not a URL: {e}")))?;
         for _ in 0..=MAX_REDIRECTS {
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid("only http and https URLs can be previewed".into()));
+                return Err(invalid("only http and https URLs can be fetched".into()));
             }
             let host = url
                 .host_str()
@@ -105,7 +89,7 @@ impl PreviewClient {
             let addr = self.checked_address(&host, port).await?;
             let mut builder = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .timeout(FETCH_TIMEOUT)
+                .timeout(timeout)
                 .no_proxy()
                 .resolve(&host, addr)
                 .user_agent(concat!("Plexus/", env!("CARGO_PKG_VERSION")));
@@ -115,11 +99,11 @@ impl PreviewClient {
             let client = builder
                 .build()
                 .map_err(|e| MediaError::Service(Error::Internal(e.to_string())))?;
-            let mut response = client
+            let response = client
                 .get(url.clone())
                 .send()
                 .await
-                .map_err(|e| remote(format!("cannot fetch the page: {}", e.without_url())))?;
+                .map_err(|e| remote(format!("cannot fetch {host}: {}", e.without_url())))?;
             if response.status().is_redirection() {
                 let location = response
                     .headers()
@@ -131,29 +115,40 @@ impl PreviewClient {
                     .map_err(|e| remote(format!("a bad redirect: {e}")))?;
                 continue;
             }
-            if !response.status().is_success() {
-                return Err(remote(format!("the page answered {}", response.status())));
-            }
-            let content_type = response
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| remote(format!("reading the page failed: {e}")))?
-            {
-                let room = limit - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= limit {
-                    break;
-                }
-            }
-            return Ok((url, content_type, body));
+            return Ok((url, response));
         }
         Err(remote("too many redirects".into()))
+    }
+
+    /// GETs `url` (see `get_checked`); returns the final URL, content type and at most `limit`
+    /// bytes of the body.
+    async fn fetch(
+        &self,
+        url: &str,
+        limit: usize,
+    ) -> MediaResult<(reqwest::Url, Option<String>, Vec<u8>)> {
+        let (url, mut response) = self.get_checked(url, FETCH_TIMEOUT).await?;
+        if !response.status().is_success() {
+            return Err(remote(format!("the page answered {}", response.status())));
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| remote(format!("reading the page failed: {e}")))?
+        {
+            let room = limit - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= limit {
+                break;
+            }
+        }
+        Ok((url, content_type, body))
     }
 
     /// The first address of `host` that may be fetched; refused when none may.
@@ -169,7 +164,7 @@ impl PreviewClient {
         // could otherwise be steered to the private one.
         if addrs.is_empty() || !addrs.iter().all(|a| self.allowed(a.ip())) {
             return Err(MediaError::Service(Error::Forbidden(format!(
-                "{host} is a private or reserved address and cannot be previewed"
+                "{host} is a private or reserved address and cannot be fetched"
             ))));
         }
         Ok(addrs[0])

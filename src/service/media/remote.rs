@@ -322,15 +322,13 @@ impl Services {
                 "cannot fetch media {server} redirected to: {reason}"
             )))
         };
-        let response = self
+        // The address is checked like a URL preview's: a remote server cannot point this server
+        // at its own network.
+        let (_, response) = self
             .media
             .0
             .preview
-            .redirect_client()
-            .ok_or_else(|| failed("no HTTP client".into()))?
-            .get(location)
-            .timeout(TRANSFER_TIMEOUT)
-            .send()
+            .get_checked(location, TRANSFER_TIMEOUT)
             .await
             .map_err(|e| failed(e.to_string()))?;
         if !response.status().is_success() {
