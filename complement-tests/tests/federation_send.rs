@@ -182,20 +182,7 @@ impl Joined {
                     .to_owned()
             }
         };
-        self.depth += 1;
-        let mut event = json!({
-            "room_id": self.room_id,
-            "sender": sender,
-            "type": kind,
-            "content": content,
-            "depth": self.depth,
-            "prev_events": [prev],
-            "auth_events": auth,
-        });
-        if let Some(state_key) = state_key {
-            event["state_key"] = json!(state_key);
-        }
-        self.peer.sign_pdu(&self.version, event)
+        self.pdu_citing(&prev, auth, sender, kind, state_key, content)
     }
 
     async fn message(&mut self, sender: &str, body: &str) -> PeerPdu {
