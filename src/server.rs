@@ -83,9 +83,12 @@ pub async fn run(
         )?),
     };
     let services = Arc::new(build_services(config, db.clone())?);
+    // Each appservice's own user exists from the start, as in Synapse.
+    services.register_appservice_senders().await?;
     let push_evaluator = tokio::spawn(services.clone().run_push_evaluator());
     let pusher_sender = tokio::spawn(services.clone().run_pusher_sender());
     let federation_sender = tokio::spawn(services.clone().run_federation_sender());
+    let appservice_sender = tokio::spawn(services.clone().run_appservice_sender());
     let app = crate::api::router(services.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -149,6 +152,8 @@ pub async fn run(
     // Queued transactions stay in the database and are sent after the next start.
     federation_sender.abort();
     let _ = federation_sender.await;
+    appservice_sender.abort();
+    let _ = appservice_sender.await;
     drop(app);
     drop(services);
     db.close();

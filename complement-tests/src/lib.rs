@@ -27,9 +27,12 @@
 //! A [`FederationPeer`] is a fake homeserver inside the test process, for stories told from the
 //! other side of federation (it serves its keys, records what it receives, signs requests and
 //! PDUs). A [`Synapse`] is a real Synapse (installed from PyPI into `target/synapse-venv`) for
-//! interoperability stories, federating with servers of [`Federation::loopback`].
+//! interoperability stories, federating with servers of [`Federation::loopback`]. A
+//! [`TestAppservice`] is a bridge inside the test process (registration file, transactions,
+//! queries, ping).
 
 mod admin;
+mod appservice;
 mod binary;
 mod client;
 mod config;
@@ -46,6 +49,9 @@ mod user;
 mod wait;
 
 pub use admin::registration_mac;
+pub use appservice::{
+    AppserviceBuilder, AppserviceRequest, TestAppservice, Transaction, masquerade,
+};
 pub use binary::{CliOutput, plexus_bin, run_plexus};
 pub use client::{Client, Request, encode};
 pub use config::{Config, Toml};

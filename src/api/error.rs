@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ruma::api::client::uiaa::UiaaResponse;
 use ruma::api::error::{
-    ErrorBody, ErrorKind, IncompatibleRoomVersionErrorData, LimitExceededErrorData, RetryAfter,
-    StandardErrorBody, UnknownTokenErrorData, WrongRoomKeysVersionErrorData,
+    BadStatusErrorData, ErrorBody, ErrorKind, IncompatibleRoomVersionErrorData,
+    LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData,
+    WrongRoomKeysVersionErrorData,
 };
 use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 
@@ -104,6 +105,19 @@ impl ApiError {
                 }
                 S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unknown),
                 S::RemoteServer(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
+                S::Exclusive(_) => (StatusCode::BAD_REQUEST, ErrorKind::Exclusive),
+                S::UnknownDevice(_) => (StatusCode::BAD_REQUEST, ErrorKind::UnknownDevice),
+                S::UrlNotSet(_) => (StatusCode::BAD_REQUEST, ErrorKind::UrlNotSet),
+                S::BadStatus { status, body } => {
+                    let mut data = BadStatusErrorData::new();
+                    data.status = http::StatusCode::from_u16(*status).ok();
+                    data.body = Some(body.clone());
+                    (StatusCode::BAD_GATEWAY, ErrorKind::BadStatus(data))
+                }
+                S::ConnectionFailed(_) => (StatusCode::BAD_GATEWAY, ErrorKind::ConnectionFailed),
+                S::ConnectionTimeout(_) => {
+                    (StatusCode::GATEWAY_TIMEOUT, ErrorKind::ConnectionTimeout)
+                }
                 S::Storage(_) | S::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
                 }

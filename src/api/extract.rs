@@ -1,21 +1,25 @@
 //! The request extractor: turns an HTTP request into a ruma request type plus the identity that
 //! made it. Authentication follows the endpoint's declared scheme (ruma's metadata), so a handler
 //! for an authenticated endpoint receives a non-optional `UserSession` and never checks tokens.
+//! An appservice's `as_token` is accepted wherever an access token is, and `Ruma::appservice`
+//! then names the appservice (for what only appservices may do, such as `?ts=`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request};
 use http::request::Parts;
 use ruma::api::auth_scheme::{
-    AccessToken, AccessTokenOptional, AppserviceTokenOptional, AuthScheme, NoAccessToken,
-    NoAuthentication,
+    AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, AuthScheme,
+    NoAccessToken, NoAuthentication,
 };
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::{IncomingRequest, IncomingRequestExt};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::service::appservice::{Assertion, Registration};
 use crate::service::{Services, UserSession};
 
 /// A parsed, authenticated request for endpoint `T`.
@@ -26,47 +30,84 @@ where
     pub body: T,
     pub identity: <T::Authentication as Authenticate>::Identity,
     pub client_ip: IpAddr,
+    /// The appservice whose `as_token` authenticated the request, if one did (the identity is
+    /// then the user it acts as).
+    pub appservice: Option<Arc<Registration>>,
+}
+
+/// What a request presents to authenticate: its token, its query string (an appservice's
+/// `user_id` and `device_id`), and the client's address.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    pub token: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub ip: IpAddr,
 }
 
 /// How each of ruma's authentication schemes is checked, and what identity it yields.
 pub trait Authenticate: AuthScheme {
     type Identity: Send;
 
+    /// The identity behind `credentials`, and the appservice whose `as_token` they hold.
+    fn authenticate_request(
+        services: &Services,
+        credentials: Credentials<'_>,
+    ) -> impl Future<Output = Result<(Self::Identity, Option<Arc<Registration>>), ApiError>> + Send;
+
+    /// The identity behind a bare token (an appservice's acts as its own user).
     fn authenticate(
         services: &Services,
         token: Option<&str>,
         ip: IpAddr,
-    ) -> impl Future<Output = Result<Self::Identity, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Self::Identity, ApiError>> + Send {
+        async move {
+            let credentials = Credentials {
+                token,
+                query: None,
+                ip,
+            };
+            Ok(Self::authenticate_request(services, credentials).await?.0)
+        }
+    }
 }
 
+/// An access token, or an appservice's `as_token` (acting as its own user, or as the user its
+/// `?user_id=` names; see `service/appservice/auth.rs`).
 impl Authenticate for AccessToken {
     type Identity = UserSession;
 
-    async fn authenticate(
+    async fn authenticate_request(
         services: &Services,
-        token: Option<&str>,
-        ip: IpAddr,
-    ) -> Result<UserSession, ApiError> {
-        let token = token.ok_or(ApiError::MissingToken)?;
-        let session = services.authenticate(token, ip).await?;
+        credentials: Credentials<'_>,
+    ) -> Result<(UserSession, Option<Arc<Registration>>), ApiError> {
+        let token = credentials.token.ok_or(ApiError::MissingToken)?;
+        let (session, appservice) = match services.appservices.by_as_token(token) {
+            Some(registration) => {
+                let assertion = Assertion::from_query(credentials.query);
+                let session = services
+                    .appservice_session(registration, &assertion)
+                    .await?;
+                (session, Some(registration.clone()))
+            }
+            None => (services.authenticate(token, credentials.ip).await?, None),
+        };
         tracing::Span::current().record("user.id", session.user_id.as_str());
-        Ok(session)
+        Ok((session, appservice))
     }
 }
 
 impl Authenticate for AccessTokenOptional {
     type Identity = Option<UserSession>;
 
-    async fn authenticate(
+    async fn authenticate_request(
         services: &Services,
-        token: Option<&str>,
-        ip: IpAddr,
-    ) -> Result<Option<UserSession>, ApiError> {
-        match token {
-            Some(_) => AccessToken::authenticate(services, token, ip)
+        credentials: Credentials<'_>,
+    ) -> Result<(Option<UserSession>, Option<Arc<Registration>>), ApiError> {
+        match credentials.token {
+            Some(_) => AccessToken::authenticate_request(services, credentials)
                 .await
-                .map(Some),
-            None => Ok(None),
+                .map(|(session, appservice)| (Some(session), appservice)),
+            None => Ok((None, None)),
         }
     }
 }
@@ -74,28 +115,62 @@ impl Authenticate for AccessTokenOptional {
 impl Authenticate for NoAuthentication {
     type Identity = ();
 
-    async fn authenticate(_: &Services, _: Option<&str>, _: IpAddr) -> Result<(), ApiError> {
-        Ok(())
+    async fn authenticate_request(
+        _: &Services,
+        _: Credentials<'_>,
+    ) -> Result<((), Option<Arc<Registration>>), ApiError> {
+        Ok(((), None))
     }
 }
 
 impl Authenticate for NoAccessToken {
     type Identity = ();
 
-    async fn authenticate(_: &Services, _: Option<&str>, _: IpAddr) -> Result<(), ApiError> {
-        Ok(())
+    async fn authenticate_request(
+        _: &Services,
+        _: Credentials<'_>,
+    ) -> Result<((), Option<Arc<Registration>>), ApiError> {
+        Ok(((), None))
     }
 }
 
-/// `/login` and `/register` accept an application service's token, for bridges acting as their
-/// users. Until the Application Service API lands no token is an appservice token, so any token is
-/// ignored, as for unauthenticated endpoints: clients routinely send their old access token when
-/// logging in again. The `m.login.application_service` login type is refused by the handler.
-impl Authenticate for AppserviceTokenOptional {
-    type Identity = ();
+/// Endpoints only an appservice may call (ping, the appservice room list): its `as_token`, else
+/// 401 for no or an unknown token and 403 for a user's access token.
+impl Authenticate for AppserviceToken {
+    type Identity = Arc<Registration>;
 
-    async fn authenticate(_: &Services, _: Option<&str>, _: IpAddr) -> Result<(), ApiError> {
-        Ok(())
+    async fn authenticate_request(
+        services: &Services,
+        credentials: Credentials<'_>,
+    ) -> Result<(Arc<Registration>, Option<Arc<Registration>>), ApiError> {
+        let token = credentials.token.ok_or(ApiError::MissingToken)?;
+        match services.appservices.by_as_token(token) {
+            Some(registration) => Ok((registration.clone(), Some(registration.clone()))),
+            None => {
+                services.authenticate(token, credentials.ip).await?;
+                Err(ApiError::Forbidden(
+                    "only an application service may call this endpoint".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// `/login` and `/register` accept an application service's token, for bridges registering and
+/// logging in their users. Any other token is ignored, as for unauthenticated endpoints: clients
+/// routinely send their old access token when logging in again.
+impl Authenticate for AppserviceTokenOptional {
+    type Identity = Option<Arc<Registration>>;
+
+    async fn authenticate_request(
+        services: &Services,
+        credentials: Credentials<'_>,
+    ) -> Result<(Option<Arc<Registration>>, Option<Arc<Registration>>), ApiError> {
+        let registration = credentials
+            .token
+            .and_then(|token| services.appservices.by_as_token(token))
+            .cloned();
+        Ok((registration.clone(), registration))
     }
 }
 
@@ -166,7 +241,13 @@ where
         let ip = client_ip(&parts);
         let token = access_token(&parts);
         let mut bytes = read_body(body, state.config.limits.max_request_bytes).await?;
-        let identity = T::Authentication::authenticate(state, token.as_deref(), ip).await?;
+        let credentials = Credentials {
+            token: token.as_deref(),
+            query: parts.uri.query(),
+            ip,
+        };
+        let (identity, appservice) =
+            T::Authentication::authenticate_request(state, credentials).await?;
         if bytes.is_empty() && parts.method != http::Method::GET {
             bytes = axum::body::Bytes::from_static(b"{}");
         }
@@ -185,6 +266,7 @@ where
             body,
             identity,
             client_ip: ip,
+            appservice,
         })
     }
 }

@@ -28,6 +28,9 @@ pub struct PduTemplate {
     pub redacts: Option<OwnedEventId>,
     /// Copied into the PDU's `unsigned`; normally `None` (a `transaction_id` does not go here).
     pub unsigned: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The `origin_server_ts` an appservice asked for (`?ts=`); `None` means the time of building,
+    /// which the caller reads (this module reads no clock).
+    pub origin_server_ts: Option<MilliSecondsSinceUnixEpoch>,
 }
 
 impl PduTemplate {
@@ -39,6 +42,7 @@ impl PduTemplate {
             content,
             redacts: None,
             unsigned: None,
+            origin_server_ts: None,
         }
     }
 
@@ -54,6 +58,7 @@ impl PduTemplate {
             content,
             redacts: None,
             unsigned: None,
+            origin_server_ts: None,
         }
     }
 
@@ -65,6 +70,7 @@ impl PduTemplate {
             content,
             redacts: Some(redacts),
             unsigned: None,
+            origin_server_ts: None,
         }
     }
 }

@@ -1,10 +1,13 @@
-//! Accounts: usernames, registration, password login, password change and deactivation.
+//! Accounts: usernames, registration, password login, password change and deactivation; the
+//! users appservices register and log in (`m.login.application_service`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType};
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
+use super::appservice::Registration as AppserviceRegistration;
 use super::rate_limit::Action;
 use super::tokens::{IssuedTokens, delete_devices_txn};
 use super::uiaa::REGISTRATION_TOKEN_PARAM;
@@ -43,6 +46,17 @@ pub fn invalid_localpart_char(localpart: &str) -> Option<char> {
 impl Services {
     /// Validates a requested localpart and returns the user id it makes on this server.
     pub fn user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
+        let user_id = self.any_user_id_for(localpart)?;
+        if localpart.starts_with('_') {
+            return Err(Error::InvalidUsername(
+                "usernames starting with '_' are reserved for bridges".into(),
+            ));
+        }
+        Ok(user_id)
+    }
+
+    /// Like [`Services::user_id_for`], also allowing the leading `_` reserved for appservices.
+    fn any_user_id_for(&self, localpart: &str) -> Result<OwnedUserId> {
         if localpart.is_empty() {
             return Err(Error::InvalidUsername("the username is empty".into()));
         }
@@ -50,11 +64,6 @@ impl Services {
             return Err(Error::InvalidUsername(format!(
                 "usernames may only contain a-z, 0-9 and . _ = - / +; found {bad:?}"
             )));
-        }
-        if localpart.starts_with('_') {
-            return Err(Error::InvalidUsername(
-                "usernames starting with '_' are reserved for bridges".into(),
-            ));
         }
         let full = format!("@{localpart}:{}", self.server_name());
         if full.len() > MAX_USER_ID_BYTES {
@@ -82,7 +91,11 @@ impl Services {
     }
 
     /// Ok when the localpart is valid and free; `M_USER_IN_USE` or `M_INVALID_USERNAME` otherwise.
+    /// A user id in an appservice's exclusive namespace is `M_EXCLUSIVE`.
     pub async fn check_username_available(&self, localpart: &str) -> Result<OwnedUserId> {
+        if let Ok(user_id) = self.any_user_id_for(localpart) {
+            self.check_user_namespace(&user_id, None)?;
+        }
         let user_id = self.user_id_for(localpart)?;
         let lookup = user_id.clone();
         if self
@@ -184,6 +197,96 @@ impl Services {
             user_id,
             device: device_id.zip(prepared.map(|p| p.issued)),
         })
+    }
+
+    /// `POST /register` with `m.login.application_service` and an appservice's token: a user of
+    /// its namespace (a leading `_` allowed), without password or user-interactive auth; logged
+    /// in unless `inhibit_login`.
+    pub async fn register_appservice_user(
+        &self,
+        registration: &Arc<AppserviceRegistration>,
+        request: Registration,
+    ) -> Result<Registered> {
+        let localpart = request.username.as_deref().ok_or_else(|| {
+            Error::MissingParam("an application service must name the user to register".into())
+        })?;
+        let user_id = self.any_user_id_for(localpart)?;
+        self.check_user_namespace(&user_id, Some(registration))?;
+        let device_id = (!request.inhibit_login).then(|| {
+            request
+                .device_id
+                .unwrap_or_else(super::tokens::new_device_id)
+        });
+        let prepared = device_id
+            .as_ref()
+            .map(|_| self.prepare_tokens(request.refresh_token));
+        let (user, device) = (user_id.clone(), device_id.clone());
+        let display_name = request.initial_device_display_name;
+        let ip = request.client_ip.to_string();
+        let prepared = self
+            .db
+            .write("register_appservice_user", move |txn| {
+                if !storage::users::insert_user_txn(txn, &user, None, false)? {
+                    return Ok(Err(Error::UserInUse(format!("{user} is already taken"))));
+                }
+                if let (Some(device), Some(prepared)) = (&device, &prepared) {
+                    storage::tokens::upsert_device_with_tokens_txn(
+                        txn,
+                        &user,
+                        device,
+                        display_name.as_deref(),
+                        &ip,
+                        &prepared.as_new_tokens(),
+                    )?;
+                }
+                Ok(Ok(prepared))
+            })
+            .await??;
+        tracing::info!(user.id = %user_id, appservice = %registration.id, "registered user");
+        Ok(Registered {
+            user_id,
+            device: device_id.zip(prepared.map(|p| p.issued)),
+        })
+    }
+
+    /// `m.login.application_service`: an appservice logs in one of its namespace's users, who
+    /// must exist.
+    pub async fn login_appservice_user(
+        &self,
+        registration: &Arc<AppserviceRegistration>,
+        typed_user: &str,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        with_refresh: bool,
+        client_ip: IpAddr,
+    ) -> Result<(OwnedUserId, OwnedDeviceId, IssuedTokens)> {
+        let user_id = self.local_user_id(typed_user)?;
+        if !registration.is_in_user_namespace(&user_id) {
+            return Err(Error::Exclusive(format!(
+                "{user_id} is not in the user namespace of the application service {}",
+                registration.id
+            )));
+        }
+        let lookup = user_id.clone();
+        let row = self
+            .db
+            .read(move |c| storage::users::get_user(c, &lookup))
+            .await?;
+        match row {
+            None => {
+                return Err(Error::Forbidden(format!(
+                    "the application service has not registered {user_id}"
+                )));
+            }
+            Some(row) if row.deactivated => return Err(Error::UserDeactivated),
+            Some(_) => {}
+        }
+        let (device_id, tokens) = self
+            .open_device(&user_id, device_id, display_name, with_refresh, client_ip)
+            .await?;
+        tracing::info!(user.id = %user_id, device.id = %device_id, appservice = %registration.id,
+            "logged in");
+        Ok((user_id, device_id, tokens))
     }
 
     /// Creates an account directly (the command line and shared-secret registration): no

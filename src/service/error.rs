@@ -69,6 +69,24 @@ pub enum Error {
     /// Another server could not be asked or gave no usable answer (HTTP 502).
     #[error("{0}")]
     RemoteServer(String),
+    /// An id in a namespace an application service claims exclusively (`M_EXCLUSIVE`, 400).
+    #[error("{0}")]
+    Exclusive(String),
+    /// A device that is not the user's (`M_UNKNOWN_DEVICE`, 400).
+    #[error("{0}")]
+    UnknownDevice(String),
+    /// An application service has no `url` to ping (`M_URL_NOT_SET`, 400).
+    #[error("{0}")]
+    UrlNotSet(String),
+    /// An application service answered a ping with an error (`M_BAD_STATUS`, 502).
+    #[error("the application service answered {status}")]
+    BadStatus { status: u16, body: String },
+    /// An application service could not be reached (`M_CONNECTION_FAILED`, 502).
+    #[error("{0}")]
+    ConnectionFailed(String),
+    /// An application service did not answer in time (`M_CONNECTION_TIMEOUT`, 504).
+    #[error("{0}")]
+    ConnectionTimeout(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]

@@ -73,6 +73,11 @@ pub struct Services {
     pub pusher_wake: tokio::sync::Notify,
     /// Wakes the federation outbox when events are committed or EDUs queued.
     pub federation_wake: tokio::sync::Notify,
+    /// Wakes the appservice outbox when events are committed or an appservice is back.
+    pub appservice_wake: tokio::sync::Notify,
+    /// Appservices known to be reachable again (a successful ping): the appservice outbox ends
+    /// their back-off on its next round.
+    appservice_retry_now: Mutex<HashSet<String>>,
     /// Destinations the federation sender is backing off from, so that a request from one of
     /// them (it is back) can end the back-off without a database read per request.
     backed_off: Mutex<HashSet<String>>,
@@ -102,7 +107,8 @@ impl Services {
         appservices: appservice::Appservices,
         metrics: Metrics,
     ) -> Services {
-        let rate_limiter = rate_limit::RateLimiter::new(&config.rate_limits);
+        let rate_limiter =
+            rate_limit::RateLimiter::new(&config.rate_limits).exempting(&appservices);
         let media = media::Media::new(&config, db.clone());
         let tails = std::sync::Arc::new(crate::sync::tails::RoomTails::default());
         let fed = tails.clone();
@@ -123,6 +129,8 @@ impl Services {
             push_rules_generation: std::sync::atomic::AtomicU64::new(0),
             pusher_wake: tokio::sync::Notify::new(),
             federation_wake: tokio::sync::Notify::new(),
+            appservice_wake: tokio::sync::Notify::new(),
+            appservice_retry_now: Mutex::new(HashSet::new()),
             backed_off: Mutex::new(HashSet::new()),
             push_client: outbox::push_gateway::gateway_client(),
             lazy_members: Mutex::new(HashMap::new()),

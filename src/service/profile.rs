@@ -98,6 +98,7 @@ impl Services {
                 "{user_id} is not a user of this server"
             )));
         }
+        self.ensure_appservice_user(user_id).await?;
         let user = user_id.to_owned();
         match self
             .db

@@ -1,10 +1,16 @@
 //! Token-bucket rate limiting, per action and key (a client address or a user id).
+//!
+//! Appservices' users are exempt, as in Synapse: every appservice's own user, and the users of
+//! the namespaces of registrations that say `rate_limited: false`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ruma::UserId;
+
 use crate::config::{Bucket, RateLimitsConfig};
+use crate::service::appservice::{Appservices, Registration};
 
 use super::{Error, Result};
 
@@ -23,6 +29,8 @@ const IDLE_EVICTION: Duration = Duration::from_secs(600);
 pub struct RateLimiter {
     config: RateLimitsConfig,
     buckets: Mutex<Buckets>,
+    /// The registrations whose users may be exempt.
+    appservices: Vec<std::sync::Arc<Registration>>,
 }
 
 #[derive(Default)]
@@ -36,7 +44,27 @@ impl RateLimiter {
         RateLimiter {
             config: config.clone(),
             buckets: Mutex::new(Buckets::default()),
+            appservices: Vec::new(),
         }
+    }
+
+    /// Exempts the appservices' users (see the module comment).
+    pub fn exempting(mut self, appservices: &Appservices) -> RateLimiter {
+        self.appservices = appservices.all().to_vec();
+        self
+    }
+
+    /// Whether `key` is a user an appservice exempts from rate limits.
+    fn is_exempt(&self, key: &str) -> bool {
+        if self.appservices.is_empty() || !key.starts_with('@') {
+            return false;
+        }
+        let Ok(user) = UserId::parse(key) else {
+            return false;
+        };
+        self.appservices
+            .iter()
+            .any(|r| user == r.sender || (!r.rate_limited && r.is_in_user_namespace(&user)))
     }
 
     fn bucket(&self, action: Action) -> Bucket {
@@ -63,7 +91,7 @@ impl RateLimiter {
     }
 
     fn take(&self, action: Action, key: &str, now: Instant, consume: bool) -> Result<()> {
-        if !self.config.enabled {
+        if !self.config.enabled || self.is_exempt(key) {
             return Ok(());
         }
         let Bucket { per_second, burst } = self.bucket(action);
@@ -144,6 +172,41 @@ mod tests {
         let later = start + Duration::from_millis(500);
         limiter.check_at(Action::Login, "1.2.3.4", later).unwrap();
         assert!(limiter.check_at(Action::Login, "1.2.3.4", later).is_err());
+    }
+
+    #[test]
+    fn bots_and_the_ghosts_of_unlimited_bridges_are_exempt() {
+        let registration = |id: &str, rate_limited: bool| {
+            let text = format!(
+                "id: {id}\nurl: null\nas_token: as-{id}\nhs_token: hs-{id}\n\
+                 sender_localpart: {id}bot\nrate_limited: {rate_limited}\n\
+                 namespaces:\n  users: [{{exclusive: true, regex: '@{id}_.*'}}]\n"
+            );
+            let server = ruma::server_name!("hs.example");
+            Registration::parse(std::path::Path::new("r.yaml"), &text, server).unwrap()
+        };
+        let appservices = Appservices::from_registrations(vec![
+            registration("wa", false),
+            registration("irc", true),
+        ]);
+        let limiter = limiter(0.001, 1).exempting(&appservices);
+        let start = Instant::now();
+        for key in [
+            "@wa_1:hs.example",
+            "@wabot:hs.example",
+            "@ircbot:hs.example",
+        ] {
+            for _ in 0..5 {
+                limiter.check_at(Action::Message, key, start).unwrap();
+            }
+        }
+        for key in ["@irc_1:hs.example", "@wa_1:elsewhere.example", "10.0.0.1"] {
+            limiter.check_at(Action::Message, key, start).unwrap();
+            assert!(
+                limiter.check_at(Action::Message, key, start).is_err(),
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -80,6 +80,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0018_create_dehydrated_devices",
         include_str!("../../migrations/0018_create_dehydrated_devices.sql"),
     ),
+    (
+        "0019_create_appservice_queue",
+        include_str!("../../migrations/0019_create_appservice_queue.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

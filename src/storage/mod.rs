@@ -12,6 +12,7 @@
 //! open transaction) and `verb_noun` (reads, given a read connection).
 
 pub mod account_data;
+pub mod appservice_queue;
 pub mod backfill;
 pub mod dag;
 pub mod dehydrated_devices;

@@ -24,6 +24,8 @@ async fn put_alias(
     request: Ruma<create_alias::v3::Request>,
 ) -> ApiResult<create_alias::v3::Response> {
     let body = request.body;
+    // An alias in an appservice's exclusive namespace is that appservice's to create.
+    state.check_alias_namespace(&body.room_alias, request.appservice.as_ref())?;
     state
         .create_alias(&request.identity, &body.room_alias, &body.room_id)
         .await?;

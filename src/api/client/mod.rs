@@ -2,6 +2,7 @@
 
 mod account;
 mod account_data;
+mod appservice;
 mod dehydrated_device;
 mod devices;
 mod directory;
@@ -25,6 +26,7 @@ mod send;
 mod session;
 mod sync;
 mod tags;
+mod thirdparty;
 mod timestamp;
 mod to_device;
 mod typing;
@@ -36,6 +38,8 @@ use super::AppState;
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = discovery::routes(router);
     let router = register::routes(router);
+    let router = appservice::routes(router);
+    let router = thirdparty::routes(router);
     let router = session::routes(router);
     let router = account::routes(router);
     let router = devices::routes(router);

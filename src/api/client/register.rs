@@ -1,4 +1,5 @@
-//! Account registration: `/register`, `/register/available` and registration token validity.
+//! Account registration: `/register` (also by appservices, `m.login.application_service` with
+//! their `as_token`), `/register/available` and registration token validity.
 
 use axum::Router;
 use ruma::api::client::account::{
@@ -6,7 +7,7 @@ use ruma::api::client::account::{
 };
 
 use crate::api::AppState;
-use crate::api::error::ApiResult;
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::Ruma;
 use crate::api::route::RumaRoutes;
 use crate::service::{self, accounts::Registration};
@@ -27,18 +28,26 @@ async fn register(
         )
         .into());
     }
-    let registered = state
-        .register(Registration {
-            username: body.username,
-            password: body.password,
-            device_id: body.device_id,
-            initial_device_display_name: body.initial_device_display_name,
-            inhibit_login: body.inhibit_login,
-            refresh_token: body.refresh_token,
-            auth: body.auth,
-            client_ip: request.client_ip,
-        })
-        .await?;
+    let by_appservice = body.login_type == Some(register::LoginType::ApplicationService);
+    let registration = Registration {
+        username: body.username,
+        password: body.password,
+        device_id: body.device_id,
+        initial_device_display_name: body.initial_device_display_name,
+        inhibit_login: body.inhibit_login,
+        refresh_token: body.refresh_token,
+        auth: body.auth,
+        client_ip: request.client_ip,
+    };
+    let registered = match (by_appservice, &request.identity) {
+        (true, Some(appservice)) => {
+            state
+                .register_appservice_user(appservice, registration)
+                .await?
+        }
+        (true, None) => return Err(ApiError::MissingToken),
+        (false, _) => state.register(registration).await?,
+    };
     let mut response = register::v3::Response::new(registered.user_id);
     if let Some((device_id, tokens)) = registered.device {
         response.device_id = Some(device_id);

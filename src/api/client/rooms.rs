@@ -56,6 +56,12 @@ async fn create(
     request: Ruma<create_room::v3::Request>,
 ) -> ApiResult<create_room::v3::Response> {
     let body = request.body;
+    // An alias in an appservice's exclusive namespace is that appservice's to create.
+    if let Some(name) = &body.room_alias_name
+        && let Ok(alias) = ruma::RoomAliasId::parse(format!("#{name}:{}", state.server_name()))
+    {
+        state.check_alias_namespace(&alias, request.appservice.as_ref())?;
+    }
     let mut initial_state = Vec::new();
     for raw in &body.initial_state {
         let event = raw_json(raw)?;

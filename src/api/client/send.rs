@@ -1,4 +1,5 @@
-//! Sending events: messages and other message-like events, state, and redactions.
+//! Sending events: messages and other message-like events, state, and redactions. An appservice
+//! may set a message's or state event's `origin_server_ts` with `?ts=`.
 
 use axum::Router;
 use ruma::api::client::message::send_message_event;
@@ -25,13 +26,16 @@ async fn send_message(
 ) -> ApiResult<send_message_event::v3::Response> {
     let body = request.body;
     let content = raw_json(&body.body)?;
+    // `?ts=` is honoured for appservices only (timestamp massaging); ignored from anyone else.
+    let ts = body.timestamp.filter(|_| request.appservice.is_some());
     let event_id = state
-        .send_message(
+        .send_message_at(
             &request.identity,
             &body.room_id,
             &body.event_type.to_string(),
             body.txn_id.as_str(),
             content,
+            ts,
         )
         .await?;
     Ok(send_message_event::v3::Response::new(event_id))
@@ -44,13 +48,15 @@ async fn send_state(
 ) -> ApiResult<send_state_event::v3::Response> {
     let body = request.body;
     let content = raw_json(&body.body)?;
+    let ts = body.timestamp.filter(|_| request.appservice.is_some());
     let event_id = state
-        .send_state(
+        .send_state_at(
             &request.identity,
             &body.room_id,
             &body.event_type.to_string(),
             &body.state_key,
             content,
+            ts,
         )
         .await?;
     Ok(send_state_event::v3::Response::new(event_id))

@@ -3,22 +3,32 @@
 //! about them — which registration an `as_token` belongs to, which registrations a user id, alias
 //! or room falls in, and which one claims it exclusively.
 //!
-//! What an appservice may do (identity assertion, namespace users' registration, `M_EXCLUSIVE`)
-//! is decided where the request arrives; what it is sent is the appservice outbox's.
+//! What an appservice may do — identity assertion, namespace users' registration, `M_EXCLUSIVE`
+//! — is `auth.rs`; questions the server asks an appservice (unknown users and aliases in its
+//! namespaces, third-party lookups, pings) are `queries.rs` and `thirdparty.rs`, over the HTTP
+//! client of `client.rs`. What it is sent (transactions) is the appservice outbox's.
 
+pub mod auth;
+pub mod client;
+pub mod queries;
 mod registration;
+pub mod thirdparty;
 
 use std::sync::Arc;
 
 use ruma::{RoomAliasId, RoomId, UserId};
 
 use crate::config::Config;
+pub use auth::{Assertion, appservice_device_id};
+pub use client::{AppserviceClient, CallError};
 pub use registration::{Namespace, Registration, RegistrationError};
 
 /// Every registration, in the order the config lists their files.
 #[derive(Debug, Default)]
 pub struct Appservices {
     registrations: Vec<Arc<Registration>>,
+    /// The HTTP client for queries and pings to the appservices.
+    pub client: AppserviceClient,
 }
 
 impl Appservices {
@@ -35,13 +45,17 @@ impl Appservices {
             }
             registrations.push(Arc::new(registration));
         }
-        Ok(Appservices { registrations })
+        Ok(Appservices {
+            registrations,
+            client: AppserviceClient::default(),
+        })
     }
 
     /// Registrations given directly (tests).
     pub fn from_registrations(registrations: Vec<Registration>) -> Appservices {
         Appservices {
             registrations: registrations.into_iter().map(Arc::new).collect(),
+            client: AppserviceClient::default(),
         }
     }
 

@@ -6,7 +6,10 @@
 //!   Gateway API for it).
 //! - `federation` sends local events and EDUs to the other servers of their rooms, in
 //!   transactions, one queue per destination.
+//! - `appservice` sends the events, ephemeral updates and to-device messages each appservice is
+//!   interested in, in transactions, one queue per appservice.
 
+mod appservice;
 pub(crate) mod federation;
 mod push;
 pub(crate) mod push_gateway;

@@ -272,6 +272,7 @@ impl Services {
         self.notifier.room_changed(&pdu.room_id, position);
         self.push_wake.notify_one();
         self.federation_wake.notify_one();
+        self.appservice_wake.notify_one();
         if pdu.kind == ruma::events::TimelineEventType::RoomMember
             && let Some(target) = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
         {
@@ -345,6 +346,9 @@ impl Services {
             .signing_key
             .keypair()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let origin_server_ts = template
+            .origin_server_ts
+            .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
         let pdu = room::build_pdu(
             rules,
             Some(room_id),
@@ -353,7 +357,7 @@ impl Services {
             prev_events,
             auth_events,
             depth,
-            MilliSecondsSinceUnixEpoch::now(),
+            origin_server_ts,
             self.server_name(),
             &keypair,
         )

@@ -158,6 +158,8 @@ impl Services {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
+        // An unknown local user in an appservice's namespace: the appservice may create it now.
+        self.ensure_appservice_user(target).await?;
         self.set_membership(
             &session.user_id,
             room_id,
@@ -319,10 +321,18 @@ impl Services {
 
     pub async fn resolve_alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
         let text = alias.to_string();
-        let row = self
+        let mut row = self
             .db
             .read(move |c| storage::rooms::alias_room(c, &text))
             .await?;
+        // An unknown alias in an appservice's namespace: the appservice may create it now.
+        if row.is_none() && self.query_appservices_for_alias(alias).await {
+            let text = alias.to_string();
+            row = self
+                .db
+                .read(move |c| storage::rooms::alias_room(c, &text))
+                .await?;
+        }
         let (room, _) =
             row.ok_or_else(|| Error::NotFound(format!("room alias {alias} does not exist")))?;
         RoomId::parse(room).map_err(|e| Error::Internal(e.to_string()))

@@ -1,7 +1,7 @@
 //! Sending: message-like events (idempotent per device and transaction id), state events, and
 //! redactions (which also redact the stored copy of their target in the same transaction).
 
-use ruma::{EventId, OwnedEventId, RoomAliasId, RoomId};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomAliasId, RoomId};
 use serde_json::{Value as JsonValue, json};
 
 use super::super::rate_limit::Action;
@@ -20,13 +20,30 @@ impl Services {
         txn_id: &str,
         content: JsonValue,
     ) -> Result<OwnedEventId> {
+        self.send_message_at(session, room_id, kind, txn_id, content, None)
+            .await
+    }
+
+    /// Like [`Services::send_message`], with the `origin_server_ts` an appservice asked for.
+    pub async fn send_message_at(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        kind: &str,
+        txn_id: &str,
+        content: JsonValue,
+        origin_server_ts: Option<MilliSecondsSinceUnixEpoch>,
+    ) -> Result<OwnedEventId> {
         if let Some(existing) = self.txn_event(session, room_id, txn_id).await? {
             return Ok(existing);
         }
         require_object(&content)?;
         self.rate_limiter
             .check(Action::Message, session.user_id.as_str())?;
-        let template = PduTemplate::message(kind.into(), content);
+        let template = PduTemplate {
+            origin_server_ts,
+            ..PduTemplate::message(kind.into(), content)
+        };
         let options = AppendOptions {
             txn: Some((session.device_id.as_str(), txn_id)),
             ..Default::default()
@@ -46,11 +63,28 @@ impl Services {
         state_key: &str,
         content: JsonValue,
     ) -> Result<OwnedEventId> {
+        self.send_state_at(session, room_id, kind, state_key, content, None)
+            .await
+    }
+
+    /// Like [`Services::send_state`], with the `origin_server_ts` an appservice asked for.
+    pub async fn send_state_at(
+        &self,
+        session: &UserSession,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+        content: JsonValue,
+        origin_server_ts: Option<MilliSecondsSinceUnixEpoch>,
+    ) -> Result<OwnedEventId> {
         require_object(&content)?;
         if kind == "m.room.canonical_alias" {
             self.check_canonical_alias(room_id, &content).await?;
         }
-        let template = PduTemplate::state(kind.into(), state_key, content);
+        let template = PduTemplate {
+            origin_server_ts,
+            ..PduTemplate::state(kind.into(), state_key, content)
+        };
         let pdu = self
             .append_event(
                 room_id,
