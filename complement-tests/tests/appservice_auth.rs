@@ -72,6 +72,21 @@ async fn the_bridge_acts_as_its_bot_and_as_the_ghosts_it_registered() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 
+    // Without a device (no device masquerading), what belongs to a device is refused clearly.
+    let to_device = json!({"messages": {&alice.user_id: {"*": {"hello": "there"}}}});
+    as_client
+        .put("/_matrix/client/v3/sendToDevice/m.test/t1", to_device)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let pusher = json!({
+        "kind": "http", "app_id": "care.plexus.test", "pushkey": "k", "app_display_name": "t",
+        "device_display_name": "d", "lang": "en", "data": {"url": "https://push.example/_matrix/push/v1/notify"},
+    });
+    as_client
+        .post("/_matrix/client/v3/pushers/set", pusher)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+
     // The ghost creates a room and speaks with the bridged message's own timestamp.
     let created = as_client
         .post(

@@ -34,6 +34,7 @@ impl Services {
     /// pushers. Unless `append` is set, the same app and push key is taken away from any other
     /// user, as the push key now reaches this user's device.
     pub async fn set_pusher(&self, session: &UserSession, action: PusherAction) -> Result<()> {
+        session.require_device("a pusher")?;
         let user_id = session.user_id.to_string();
         let post = match action {
             PusherAction::Delete(ids) => {

@@ -53,6 +53,7 @@ impl Services {
         txn_id: &str,
         messages: Vec<ToDeviceMessage>,
     ) -> Result<()> {
+        session.require_device("sending to-device messages")?;
         if event_type.is_empty() {
             return Err(Error::InvalidParam(
                 "the event type must not be empty".into(),

@@ -26,6 +26,21 @@ pub struct UserSession {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
     pub is_admin: bool,
+    /// An appservice acting without naming a device: `device_id` is then a pseudo device that
+    /// exists in no table, and what must belong to a device is refused (`require_device`).
+    pub without_device: bool,
+}
+
+impl UserSession {
+    /// `M_INVALID_PARAM` when the session has no real device (see `without_device`).
+    pub fn require_device(&self, what: &str) -> Result<()> {
+        if self.without_device {
+            return Err(Error::InvalidParam(format!(
+                "{what} needs a device: an appservice acts as one of its users' devices with                  `device_id` (device masquerading)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Tokens handed to a client after login, registration or refresh.
@@ -188,6 +203,7 @@ impl Services {
             user_id: row.user_id,
             device_id: row.device_id,
             is_admin: row.is_admin,
+            without_device: false,
         };
         let stale = row
             .last_seen_ts

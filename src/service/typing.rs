@@ -218,6 +218,7 @@ pub(super) mod tests {
             user_id: format!("@{name}:localhost").try_into().unwrap(),
             device_id: "DEVICE".into(),
             is_admin: false,
+            without_device: false,
         };
         let (alice, bob, carol) = (session("alice"), session("bob"), session("carol"));
         let (dir, services) = services_with(&[&alice.user_id, &bob.user_id, &carol.user_id]).await;

@@ -95,18 +95,20 @@ impl Services {
         if row.deactivated {
             return Err(Error::UserDeactivated);
         }
-        let device_id = match (&assertion.device_id, registration.device_masquerading) {
-            (Some(device), true) => {
-                let device: OwnedDeviceId = device.as_str().into();
-                self.check_user_device(&user_id, &device).await?;
-                device
-            }
-            _ => appservice_device_id(registration),
-        };
+        let (device_id, without_device) =
+            match (&assertion.device_id, registration.device_masquerading) {
+                (Some(device), true) => {
+                    let device: OwnedDeviceId = device.as_str().into();
+                    self.check_user_device(&user_id, &device).await?;
+                    (device, false)
+                }
+                _ => (appservice_device_id(registration), true),
+            };
         Ok(UserSession {
             user_id,
             device_id,
             is_admin: row.is_admin,
+            without_device,
         })
     }
 

@@ -57,6 +57,7 @@ async fn fixture(version: RoomVersionId) -> Fixture {
         user_id: "@alice:localhost".try_into().unwrap(),
         device_id: "DEVICE".into(),
         is_admin: false,
+        without_device: false,
     };
     let (dir, services) = services_with(&[&alice.user_id]).await;
     let services = Arc::new(services);

@@ -55,6 +55,7 @@ impl Services {
         session: &UserSession,
         upload: KeysUpload,
     ) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+        session.require_device("uploading keys")?;
         let (user, device) = (session.user_id.to_string(), session.device_id.to_string());
         let stored = self
             .db
