@@ -591,8 +591,10 @@ mod tests {
 
     #[test]
     fn the_example_documents_every_option() {
-        let mut full = Config::default();
-        full.public_baseurl = Some("https://example.org".into());
+        let mut full = Config {
+            public_baseurl: Some("https://example.org".into()),
+            ..Config::default()
+        };
         full.registration.shared_secret = Some("s".into());
         full.well_known.server = Some("example.org:443".into());
         full.federation.tls_certificate = Some("cert.pem".into());

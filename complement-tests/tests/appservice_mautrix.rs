@@ -121,16 +121,21 @@ async fn a_mautrix_bot_registers_joins_and_answers_as_its_ghost() {
 
     // The ghost joins (with the name the bot gave it); Alice speaks; the ghost answers.
     let joined = wait_for(Duration::from_secs(60), async || {
-        alice.joined_members(&room).await.contains(&ghost.to_owned())
+        alice
+            .joined_members(&room)
+            .await
+            .contains(&ghost.to_owned())
     })
     .await;
     let answered = joined && {
         alice.send_message(&room, "hello bridge").await;
         wait_for(Duration::from_secs(30), async || {
             let page = alice.messages(&room, "b", None, 10).await;
-            page["chunk"].as_array().into_iter().flatten().any(|e| {
-                e["sender"] == ghost && e["content"]["body"] == "echo: hello bridge"
-            })
+            page["chunk"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["sender"] == ghost && e["content"]["body"] == "echo: hello bridge")
         })
         .await
     };

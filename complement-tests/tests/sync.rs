@@ -254,7 +254,7 @@ async fn a_limited_timeline_joins_messages_without_a_gap() {
         .ok();
     let mut earlier = message_bodies(&chunk(&older));
     earlier.reverse();
-    earlier.extend(bodies.drain(..));
+    earlier.append(&mut bodies);
     let expected: Vec<String> = (0..25).map(|i| format!("m{i}")).collect();
     assert_eq!(earlier, expected);
 }

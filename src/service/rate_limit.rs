@@ -211,8 +211,10 @@ mod tests {
 
     #[test]
     fn disabled_limits_never_refuse() {
-        let mut config = RateLimitsConfig::default();
-        config.enabled = false;
+        let config = RateLimitsConfig {
+            enabled: false,
+            ..RateLimitsConfig::default()
+        };
         let limiter = RateLimiter::new(&config);
         for _ in 0..1000 {
             limiter.check(Action::Login, "k").unwrap();

@@ -68,7 +68,7 @@ impl Services {
             .unwrap_or_else(|p| p.into_inner())
             .0
             .remove(&request.nonce);
-        if !issued.is_some_and(|at| at.elapsed() < NONCE_LIFETIME) {
+        if issued.is_none_or(|at| at.elapsed() >= NONCE_LIFETIME) {
             return Err(Error::InvalidParam("unrecognised or expired nonce".into()));
         }
         let given = decode_hex(&request.mac)
@@ -118,7 +118,7 @@ fn registration_message(request: &SharedSecretRegistration) -> Vec<u8> {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
         assert_eq!(count(&db).await, 49);
         let partial = db
-            .read(|c| Ok(registration_tokens::get_token(c, "partial")?))
+            .read(|c| registration_tokens::get_token(c, "partial"))
             .await
             .unwrap();
         assert!(
@@ -439,7 +439,7 @@ mod tests {
         // Reopen through a separate connection without closing the first handle, as after a crash.
         let other = Db::open(&path, &DatabaseConfig::default()).unwrap();
         let found = other
-            .read(|c| Ok(registration_tokens::get_token(c, "kept")?))
+            .read(|c| registration_tokens::get_token(c, "kept"))
             .await
             .unwrap();
         assert!(found.is_some());

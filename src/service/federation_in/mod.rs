@@ -163,16 +163,13 @@ impl Services {
                 tracing::debug!(server.name = %origin, room.id = %room_id, "dropped a PDU without a reference hash");
                 return Ok(None);
             };
+            let received = Received {
+                room_id: &room_id,
+                event_id: event_id.clone(),
+                json,
+            };
             let outcome = self
-                .check_pdu(
-                    origin,
-                    &rules,
-                    &room_id,
-                    event_id.clone(),
-                    json,
-                    fetch_missing,
-                    chain,
-                )
+                .check_pdu(origin, &rules, received, fetch_missing, chain)
                 .await?;
             if let Err(error) = &outcome {
                 tracing::info!(server.name = %origin, room.id = %room_id, event.id = %event_id, %error, "received PDU not accepted");
@@ -185,12 +182,15 @@ impl Services {
         self: &Arc<Self>,
         origin: &ServerName,
         rules: &RoomVersionRules,
-        room_id: &RoomId,
-        event_id: OwnedEventId,
-        json: CanonicalJsonObject,
+        received: Received<'_>,
         fetch_missing: bool,
         chain: &mut IngestChain,
     ) -> Result<std::result::Result<(), String>> {
+        let Received {
+            room_id,
+            event_id,
+            json,
+        } = received;
         // A PDU on the event this transaction just added is new here, from an origin that may
         // send into the room (see `rooms::ingest_chain`).
         let on_chain = chain.follows(room_id, &checks::prev_event_ids(&json));
@@ -422,6 +422,13 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// A PDU whose room is known here and whose event id could be computed.
+struct Received<'a> {
+    room_id: &'a RoomId,
+    event_id: OwnedEventId,
+    json: CanonicalJsonObject,
 }
 
 /// The `prev_events` of a PDU in JSON.
