@@ -269,3 +269,49 @@ async fn a_user_rejects_an_invite_from_another_server() {
     );
     assert!(bob.joined_rooms().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_user_browses_the_public_rooms_of_another_server() {
+    let federation = Federation::new(["hs1.test", "hs2.test"]).await;
+    let (hs1, hs2) = two_servers(&federation).await;
+    let alice = hs1.register_user("alice").await;
+    let bob = hs2.register_user("bob").await;
+    let garden = alice
+        .create_room(json!({"preset": "public_chat", "name": "Garden", "visibility": "public"}))
+        .await;
+    alice
+        .create_room(json!({"preset": "public_chat", "name": "Kitchen", "visibility": "public"}))
+        .await;
+
+    // GET and POST (with a filter) to hs2, which asks hs1.
+    let page = bob
+        .get("/_matrix/client/v3/publicRooms?server=hs1.test")
+        .await
+        .ok();
+    let names: Vec<&str> = page["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Garden") && names.contains(&"Kitchen"),
+        "{page}"
+    );
+    let page = bob
+        .post(
+            "/_matrix/client/v3/publicRooms?server=hs1.test",
+            json!({"filter": {"generic_search_term": "gard"}, "limit": 5}),
+        )
+        .await
+        .ok();
+    let rooms = page["chunk"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rooms.len(), 1, "{page}");
+    assert_eq!(rooms[0]["room_id"], garden.as_str());
+
+    // A server that cannot be reached is a clear error, not an empty directory.
+    let reply = bob
+        .get("/_matrix/client/v3/publicRooms?server=hs3.test")
+        .await;
+    assert!(reply.status >= 400, "{reply}");
+}

@@ -7,13 +7,15 @@
 //! O(log n + limit) however deep into the directory it is; a search term costs a scan of the
 //! published rooms from the token on, until the page is full.
 
+use ruma::api::federation::directory::get_public_rooms_filtered;
 use ruma::directory::{Filter, PublicRoomsChunk, RoomNetwork, RoomTypeFilter};
 use ruma::room::RoomSummary;
-use ruma::{OwnedServerName, RoomId};
+use ruma::{OwnedServerName, RoomId, ServerName, UInt};
 use rusqlite::Connection;
 use serde_json::Value as JsonValue;
 
 use super::super::{Error, Result, Services, UserSession};
+use super::remote_join::remote_error;
 use super::summary::{directory_chunk, read_summary};
 use crate::storage::{self, directory::DirectoryKey};
 
@@ -25,6 +27,7 @@ const MAX_LIMIT: u64 = 500;
 const SCAN_BATCH: usize = 200;
 
 /// `/publicRooms` parameters (the `GET` form has no filter and the default network).
+#[derive(Clone)]
 pub struct PublicRoomsQuery {
     pub server: Option<OwnedServerName>,
     pub limit: Option<u64>,
@@ -75,15 +78,37 @@ impl DirectoryToken {
 }
 
 impl Services {
-    /// A page of the public room directory.
+    /// Another server's directory, asked of it over federation (`POST /publicRooms`, which
+    /// carries the filter and the network); its pagination tokens are passed through as they are.
+    async fn remote_public_rooms(
+        &self,
+        server: &ServerName,
+        query: PublicRoomsQuery,
+    ) -> Result<PublicRoomsPage> {
+        let mut request = get_public_rooms_filtered::v1::Request::new();
+        request.limit = query.limit.map(|l| UInt::new_saturating(l.min(MAX_LIMIT)));
+        request.since = query.since;
+        request.filter = query.filter;
+        request.room_network = query.network;
+        let response = self
+            .federation
+            .send(server, request)
+            .await
+            .map_err(|e| remote_error(server, e))?;
+        Ok(PublicRoomsPage {
+            chunk: response.chunk,
+            next_batch: response.next_batch,
+            prev_batch: response.prev_batch,
+            total_room_count_estimate: response.total_room_count_estimate.map_or(0, u64::from),
+        })
+    }
+
+    /// A page of the public room directory (another server's when `query.server` names one).
     pub async fn public_rooms(&self, query: PublicRoomsQuery) -> Result<PublicRoomsPage> {
         if let Some(server) = &query.server
             && server != self.server_name()
         {
-            // Other servers' directories are reached over federation, which is not built yet.
-            return Err(Error::NotFound(format!(
-                "the room directory of {server} cannot be reached from this server"
-            )));
+            return self.remote_public_rooms(server, query.clone()).await;
         }
         let since = query
             .since
