@@ -68,8 +68,15 @@ impl Appservices {
     }
 
     /// The registration whose `as_token` this is.
+    /// Every registration's token is compared, each in time that does not depend on where it
+    /// differs, so response times tell nothing about the tokens.
     pub fn by_as_token(&self, token: &str) -> Option<&Arc<Registration>> {
-        self.registrations.iter().find(|r| r.as_token == token)
+        self.registrations
+            .iter()
+            .fold(None, |found, r| match same_secret(token, &r.as_token) {
+                true => Some(r),
+                false => found,
+            })
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<Registration>> {
@@ -111,4 +118,14 @@ impl Appservices {
             .iter()
             .filter(move |r| r.rooms.iter().any(|n| n.matches(room.as_str())))
     }
+}
+
+/// Whether two secrets are equal, compared in time that depends only on their length.
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
