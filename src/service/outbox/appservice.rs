@@ -89,7 +89,6 @@ struct Outbox {
     persisted: i64,
     members: MemberCache,
     ephemeral: Option<EphemeralPositions>,
-    client: reqwest::Client,
 }
 
 /// One appservice's delivery, finishing with its id.
@@ -183,7 +182,6 @@ impl Services {
             persisted: position,
             members: MemberCache::default(),
             ephemeral,
-            client: transaction_client(),
         })
     }
 
@@ -229,13 +227,9 @@ impl Services {
                 continue;
             }
             active.insert(id.clone());
-            let (this, registration, client) = (
-                self.clone(),
-                target.registration.clone(),
-                outbox.client.clone(),
-            );
+            let (this, registration) = (self.clone(), target.registration.clone());
             running.push(Box::pin(async move {
-                if let Err(e) = this.deliver_to_appservice(&registration, &client).await {
+                if let Err(e) = this.deliver_to_appservice(&registration).await {
                     tracing::error!(error = %e, appservice.id = %id, "appservice delivery failed; retrying");
                     tokio::time::sleep(ERROR_PAUSE).await;
                 }
@@ -284,16 +278,30 @@ impl Services {
         Ok(more)
     }
 
+    /// Sends one stored transaction; `Err` says why it was not accepted (no answer, or not 2xx).
+    async fn send_appservice_transaction(
+        &self,
+        registration: &Arc<Registration>,
+        txn_id: i64,
+        body: &str,
+    ) -> std::result::Result<(), String> {
+        let body: JsonValue =
+            serde_json::from_str(body).map_err(|e| format!("stored transaction body: {e}"))?;
+        let path = format!("/_matrix/app/v1/transactions/{txn_id}");
+        self.appservices
+            .client
+            .put_json(registration, &path, &body, REQUEST_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Sends the appservice its transactions in order until nothing is queued or one fails (the
     /// back-off is recorded).
-    async fn deliver_to_appservice(
-        &self,
-        registration: &Registration,
-        client: &reqwest::Client,
-    ) -> Result<()> {
-        let Some(url) = registration.url.as_deref() else {
+    async fn deliver_to_appservice(&self, registration: &Arc<Registration>) -> Result<()> {
+        if registration.url.is_none() {
             return Ok(());
-        };
+        }
         loop {
             let id = registration.id.clone();
             let open = self
@@ -308,7 +316,10 @@ impl Services {
                 },
             };
             let id = registration.id.clone();
-            match send_transaction(client, url, &registration.hs_token, txn_id, body).await {
+            match self
+                .send_appservice_transaction(registration, txn_id, &body)
+                .await
+            {
                 Ok(()) => {
                     self.db
                         .write("complete_appservice_transaction", move |txn| {
@@ -410,43 +421,6 @@ fn transaction_body(
         body[UNSTABLE_TO_DEVICE] = JsonValue::Array(to_device);
     }
     body
-}
-
-/// The HTTP client for transactions: plain reqwest, no redirects, a timeout per request.
-fn transaction_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("plexus/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
-}
-
-/// Sends one transaction; `Err` says why it was not accepted (no answer, or not 2xx).
-async fn send_transaction(
-    client: &reqwest::Client,
-    url: &str,
-    hs_token: &str,
-    txn_id: i64,
-    body: String,
-) -> std::result::Result<(), String> {
-    let endpoint = format!(
-        "{}/_matrix/app/v1/transactions/{txn_id}",
-        url.trim_end_matches('/')
-    );
-    let response = client
-        .put(endpoint)
-        .bearer_auth(hs_token)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    match status.is_success() {
-        true => Ok(()),
-        false => Err(format!("answered {status}")),
-    }
 }
 
 #[cfg(test)]
