@@ -11,7 +11,7 @@ use super::appservice::Registration as AppserviceRegistration;
 use super::rate_limit::Action;
 use super::tokens::{IssuedTokens, delete_devices_txn};
 use super::uiaa::REGISTRATION_TOKEN_PARAM;
-use super::{Error, Result, Services, UserSession, passwords};
+use super::{Error, Result, Services, UserSession};
 use crate::storage::{self, registration_tokens};
 
 /// Longest full user id the specification allows.
@@ -147,7 +147,7 @@ impl Services {
         let password = request
             .password
             .ok_or_else(|| Error::MissingParam("a password is required to register".into()))?;
-        let hash = passwords::hash(password).await?;
+        let hash = self.hash_password(password).await?;
         let user_id = match requested {
             Some(user_id) => user_id,
             None => self.next_generated_user_id().await?,
@@ -299,7 +299,7 @@ impl Services {
     ) -> Result<OwnedUserId> {
         let user_id = self.user_id_for(localpart)?;
         self.check_password_policy(password)?;
-        let hash = passwords::hash(password.to_owned()).await?;
+        let hash = self.hash_password(password.to_owned()).await?;
         let user = user_id.clone();
         self.db
             .write("create_user", move |txn| {
@@ -379,7 +379,7 @@ impl Services {
                 auth,
             )
             .await?;
-        let hash = passwords::hash(new_password).await?;
+        let hash = self.hash_password(new_password).await?;
         let (user, keep) = (session.user_id.clone(), session.device_id.clone());
         let list_changed = self
             .db

@@ -81,6 +81,7 @@ pub struct Services {
     /// Destinations the federation sender is backing off from, so that a request from one of
     /// them (it is back) can end the back-off without a database read per request.
     backed_off: Mutex<HashSet<String>>,
+    password_slots: passwords::PasswordSlots,
     /// The one HTTP client for push gateways.
     pub push_client: reqwest::Client,
     /// Per device, the members whose events lazy-loading `/sync` has sent, per room.
@@ -132,6 +133,7 @@ impl Services {
             appservice_wake: tokio::sync::Notify::new(),
             appservice_retry_now: Mutex::new(HashSet::new()),
             backed_off: Mutex::new(HashSet::new()),
+            password_slots: passwords::PasswordSlots::default(),
             push_client: outbox::push_gateway::gateway_client(),
             lazy_members: Mutex::new(HashMap::new()),
             tails,

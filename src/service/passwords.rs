@@ -1,12 +1,49 @@
-//! Password hashing with argon2id. Hashing is deliberately slow, so it runs on the blocking pool.
+//! Password hashing with argon2id. Hashing is deliberately slow, so it runs on the blocking pool;
+//! and each hash takes a 19 MiB buffer, so at most `PasswordSlots` of them run at once (half the
+//! cores, at least one), which bounds the memory a burst of logins or registrations can take.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use tokio::sync::Semaphore;
 
-use super::{Error, Result};
+use super::{Error, Result, Services};
+
+/// How many password hashes may run at once.
+pub struct PasswordSlots(Semaphore);
+
+impl Default for PasswordSlots {
+    fn default() -> PasswordSlots {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PasswordSlots(Semaphore::new((cores / 2).max(1)))
+    }
+}
+
+impl Services {
+    /// Hashes `password` into a PHC string, waiting for a free slot.
+    pub(super) async fn hash_password(&self, password: String) -> Result<String> {
+        let _slot = self
+            .password_slots
+            .0
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        hash(password).await
+    }
+
+    /// Whether `password` matches the stored PHC string, waiting for a free slot.
+    pub(super) async fn verify_password(&self, password: String, stored: String) -> Result<bool> {
+        let _slot = self
+            .password_slots
+            .0
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        verify(password, stored).await
+    }
+}
 
 /// Hashes `password` into a PHC string (algorithm, parameters, salt and hash together).
-pub async fn hash(password: String) -> Result<String> {
+async fn hash(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt);
@@ -21,7 +58,7 @@ pub async fn hash(password: String) -> Result<String> {
 }
 
 /// Whether `password` matches the stored PHC string. A malformed stored hash never matches.
-pub async fn verify(password: String, stored: String) -> Result<bool> {
+async fn verify(password: String, stored: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;

@@ -13,7 +13,7 @@ use ruma::api::error::{ErrorKind, StandardErrorBody};
 use serde_json::{Map, Value as JsonValue};
 
 use super::rate_limit::Action;
-use super::{Error, Result, Services, passwords, random_string};
+use super::{Error, Result, Services, random_string};
 use crate::storage::{self, now_ms, registration_tokens, uiaa::UiaaSessionRow};
 
 /// The session parameter recording a reserved registration token.
@@ -226,7 +226,7 @@ impl Services {
             .read(move |conn| storage::users::get_user(conn, &id))
             .await?;
         let matches = match row.and_then(|r| r.password_hash) {
-            Some(stored) => passwords::verify(password.to_owned(), stored).await?,
+            Some(stored) => self.verify_password(password.to_owned(), stored).await?,
             None => false,
         };
         if !matches {
