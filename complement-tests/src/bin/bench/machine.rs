@@ -4,6 +4,24 @@ use super::*;
 
 /// The facts a figure means nothing without: cores, CPU, memory, disk, commit and settings.
 pub(crate) fn print_machine(bin: &Path, synchronous: &str) {
+    let bin_text = bin.to_string_lossy();
+    let built = command_output("date", &["-u", "-r", &bin_text, "+%Y-%m-%d %H:%M UTC"]);
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
+    println!("Plexus benchmark, {date}");
+    for (name, value) in machine_facts() {
+        println!("  {name:<21} {value}");
+    }
+    println!(
+        "  server binary         {bin_text} (built {})",
+        built.unwrap_or_default()
+    );
+    println!("  database.synchronous  {synchronous}");
+    println!("  rate_limits.enabled   false (log.level warn)");
+}
+
+/// The machine and the code, as name and value: cores, CPU, memory, the temporary directory's
+/// disk, and the commit this bench was built from.
+pub(crate) fn machine_facts() -> Vec<(&'static str, String)> {
     let proc_field = |file: &str, key: &str| {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let field = text
@@ -40,24 +58,16 @@ pub(crate) fn print_machine(bin: &Path, synchronous: &str) {
     } else {
         ""
     };
-    let bin_text = bin.to_string_lossy();
-    let built = command_output("date", &["-u", "-r", &bin_text, "+%Y-%m-%d %H:%M UTC"]);
-    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
-    println!("Plexus benchmark, {date}");
-    println!("  cores (nproc)         {cores}");
-    println!(
-        "  CPU                   {}",
-        proc_field("/proc/cpuinfo", "model name")
-    );
-    println!("  memory                {memory}");
-    println!("  data directory disk   {} on {disk}", temp.display());
-    println!("  commit                {commit}{dirty}");
-    println!(
-        "  server binary         {bin_text} (built {})",
-        built.unwrap_or_default()
-    );
-    println!("  database.synchronous  {synchronous}");
-    println!("  rate_limits.enabled   false (log.level warn)");
+    vec![
+        ("cores (nproc)", cores.to_string()),
+        ("CPU", proc_field("/proc/cpuinfo", "model name")),
+        ("memory", memory),
+        (
+            "data directory disk",
+            format!("{} on {disk}", temp.display()),
+        ),
+        ("commit", format!("{commit}{dirty}")),
+    ]
 }
 
 pub(crate) fn command_output(program: &str, args: &[&str]) -> Option<String> {

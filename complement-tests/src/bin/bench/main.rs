@@ -17,6 +17,9 @@
 //! - `media`: the server's memory growth while a 200 MB file goes up and comes back, and the
 //!   throughput of 100 concurrent downloads of a 1 MB file (`media_scenarios.rs`).
 //!
+//! `bench load --homeserver URL …` is the load tool: it starts no server and speaks only the
+//! Client-Server API to the one it is given, so it measures Synapse as well (`load.rs`).
+//!
 //! Run it with `cargo build --release -p plexus && cargo run --release -p complement-tests --bin
 //! bench [-- scenario... --flag value]`; `--help` lists the flags. It is a benchmark, not a test:
 //! it reports figures and never fails a build. `docs/benchmarks.md` records a run.
@@ -135,6 +138,9 @@ macro_rules! progress {
 }
 
 mod federation_scenarios;
+mod load;
+mod load_compare;
+mod load_scenarios;
 mod machine;
 mod measure;
 mod media_scenarios;
@@ -142,6 +148,9 @@ mod scenarios;
 mod sync_scenarios;
 
 use federation_scenarios::*;
+use load::*;
+use load_compare::*;
+use load_scenarios::*;
 use machine::*;
 use measure::*;
 use media_scenarios::*;
@@ -149,7 +158,11 @@ use scenarios::*;
 use sync_scenarios::*;
 
 fn main() {
-    let options = Options::parse(std::env::args().skip(1)).unwrap_or_else(|message| {
+    let mut args = std::env::args().skip(1).peekable();
+    if let Some(mode) = args.next_if(|a| a == "load" || a == "load-compare") {
+        return load_main(&mode, args.collect());
+    }
+    let options = Options::parse(args).unwrap_or_else(|message| {
         eprintln!("{message}\n\n{}", usage());
         std::process::exit(2);
     });
@@ -241,7 +254,8 @@ impl Options {
 fn usage() -> String {
     let mut text = "usage: bench [send] [messages] [members] [sync-fanout] [sync-initial] \
                     [sync-idle] [fed-send] [fed-join] [media] [--flag value]...\n\
-                    (no scenario: all of them)\n"
+                    (no scenario: all of them)\n\
+                    \x20      bench load --homeserver URL ... (the load tool; bench load --help)\n"
         .to_owned();
     for (name, default, meaning) in FLAGS {
         text.push_str(&format!("  --{name:<12} {meaning} ({default})\n"));

@@ -158,8 +158,16 @@ impl Bench {
         users
     }
 
-    /// `count` messages in all from every user at once, each user sending back to back into
-    /// `rooms[user]`, or into the only room. A failed send is reported and yields `None`.
+    /// The server as [`send_concurrently`] and the `/sync` clients address it.
+    pub(crate) fn target(&self) -> Target {
+        Target {
+            http: self.http.clone(),
+            base_url: self.server.base_url(),
+            pid: server_pid(&self.server),
+        }
+    }
+
+    /// [`send_concurrently`] with these users, sender `i` being `users[i]`.
     pub(crate) async fn send_concurrently(
         &self,
         users: &[User],
@@ -167,35 +175,8 @@ impl Bench {
         phase: &'static str,
         count: usize,
     ) -> Bounded<Option<Duration>> {
-        let base = self.server.base_url();
-        let senders: Vec<(String, String)> = (0..users.len())
-            .map(|i| {
-                let path = room_path(rooms[i % rooms.len()].as_ref(), "send/m.room.message/");
-                (
-                    users[i].access_token.clone(),
-                    format!("{base}{path}bench-{phase}-"),
-                )
-            })
-            .collect();
-        let (http, senders) = (self.http.clone(), Arc::new(senders));
-        bounded(count, users.len(), "sent", move |sender, i| {
-            let (http, senders) = (http.clone(), senders.clone());
-            async move {
-                let body = json!({"msgtype": "m.text", "body": format!("{phase} message {i}")});
-                let (token, prefix) = &senders[sender];
-                let request = http
-                    .put(format!("{prefix}{i}"))
-                    .bearer_auth(token)
-                    .json(&body);
-                let answer = timed(request).await;
-                if answer.status != 200 {
-                    eprintln!("a send failed: {} {}", answer.status, answer.text());
-                    return None;
-                }
-                Some(answer.elapsed)
-            }
-        })
-        .await
+        let tokens: Vec<&str> = users.iter().map(|u| u.access_token.as_str()).collect();
+        send_concurrently(&self.target(), &tokens, rooms, phase, count).await
     }
 
     /// Pages backwards from the latest event to the room's creation, `PAGE` events at a time;
@@ -243,6 +224,53 @@ impl Bench {
         }
         timed(self.http.get(url).bearer_auth(&user.access_token)).await
     }
+}
+
+/// A homeserver as the measuring code sees it: where to send requests, and which process to
+/// read CPU and memory figures from (`None` when it is not known, e.g. on another machine).
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base_url: String,
+    pub(crate) pid: Option<u32>,
+}
+
+/// `count` messages in all from every sender at once, sender `i` (holding `tokens[i]`) sending
+/// back to back into `rooms[i]`, or into the only room. A failed send is reported and yields
+/// `None`.
+pub(crate) async fn send_concurrently(
+    target: &Target,
+    tokens: &[&str],
+    rooms: &[impl AsRef<str>],
+    phase: &'static str,
+    count: usize,
+) -> Bounded<Option<Duration>> {
+    let base = &target.base_url;
+    let senders: Vec<(String, String)> = (0..tokens.len())
+        .map(|i| {
+            let path = room_path(rooms[i % rooms.len()].as_ref(), "send/m.room.message/");
+            (tokens[i].to_owned(), format!("{base}{path}bench-{phase}-"))
+        })
+        .collect();
+    let (http, senders) = (target.http.clone(), Arc::new(senders));
+    bounded(count, tokens.len(), "sent", move |sender, i| {
+        let (http, senders) = (http.clone(), senders.clone());
+        async move {
+            let body = json!({"msgtype": "m.text", "body": format!("{phase} message {i}")});
+            let (token, prefix) = &senders[sender];
+            let request = http
+                .put(format!("{prefix}{i}"))
+                .bearer_auth(token)
+                .json(&body);
+            let answer = timed(request).await;
+            if answer.status != 200 {
+                eprintln!("a send failed: {} {}", answer.status, answer.text());
+                return None;
+            }
+            Some(answer.elapsed)
+        }
+    })
+    .await
 }
 
 /// The first user creates a public room and the others join it; returns its ID.
@@ -327,7 +355,12 @@ pub(crate) struct Usage {
 
 impl Usage {
     pub(crate) fn read(server: &Server) -> Usage {
-        let pid = server_pid(server).map(|pid| pid.to_string());
+        Usage::of(server_pid(server))
+    }
+
+    /// The same for the server process `pid`; its figures are `None` without one.
+    pub(crate) fn of(pid: Option<u32>) -> Usage {
+        let pid = pid.map(|pid| pid.to_string());
         let server_cpu = pid.as_deref().and_then(cpu_seconds);
         let written = pid.and_then(|pid| {
             let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
@@ -430,20 +463,30 @@ impl Table {
     }
 
     pub(crate) fn print(&self) {
-        let header = ["scenario", "figure", "value", "target", "result"].map(str::to_owned);
-        let mut widths = [0; 5];
-        for row in std::iter::once(&header).chain(&self.rows) {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let line = |row: &[String; 5]| {
-            let cells = row.iter().zip(widths).map(|(cell, w)| format!("{cell:w$}"));
-            println!("| {} |", cells.collect::<Vec<_>>().join(" | "));
-        };
-        println!();
-        line(&header);
-        line(&widths.map(|w| "-".repeat(w)));
-        self.rows.iter().for_each(line);
+        let header = ["scenario", "figure", "value", "target", "result"];
+        let rows: Vec<Vec<String>> = self.rows.iter().map(|row| row.to_vec()).collect();
+        print_markdown_table(&header, &rows);
     }
+}
+
+/// Prints a Markdown table whose columns are padded to their widest cell.
+pub(crate) fn print_markdown_table(header: &[&str], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut widths = vec![0; header.len()];
+    for row in std::iter::once(&header).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |row: &Vec<String>| {
+        let cells = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:w$}"));
+        println!("| {} |", cells.collect::<Vec<_>>().join(" | "));
+    };
+    println!();
+    line(&header);
+    line(&widths.iter().map(|w| "-".repeat(*w)).collect());
+    rows.iter().for_each(line);
 }

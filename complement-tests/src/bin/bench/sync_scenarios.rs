@@ -19,8 +19,8 @@ const IDLE_CPU_SECONDS: f64 = 0.05;
 
 /// The `timeout` every long-poll asks for.
 const LONG_POLL_MS: u64 = 30_000;
-const FANOUT_FILTER: &str = r#"{"room":{"timeline":{"limit":100}}}"#;
-const INITIAL_FILTER: &str =
+pub(crate) const FANOUT_FILTER: &str = r#"{"room":{"timeline":{"limit":100}}}"#;
+pub(crate) const INITIAL_FILTER: &str =
     r#"{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":10}}}"#;
 /// Seconds of paced sending before the measured ones, so that every client is already in its
 /// long-poll loop and every connection is open when measuring starts.
@@ -54,13 +54,14 @@ pub(crate) async fn sync_fanout_scenario(options: &Options, table: &mut Table) {
     let (stop, stopped) = watch::channel(false);
     let mut followers = Vec::new();
     for user in &users {
-        let poller = Poller::new(&bench, user, FANOUT_FILTER);
+        let poller = Poller::new(&bench.target(), &user.access_token, FANOUT_FILTER);
         let since = poller.initial_next_batch().await;
         let (room_id, stopped) = (room_id.clone(), stopped.clone());
         followers.push(tokio::spawn(follow(poller, since, room_id, total, stopped)));
     }
     progress!("sending {total} messages at {rate}/s, the first {warmup} unmeasured");
-    let paced = send_paced(&bench, &sender, &room_id, rate, warmup, total).await;
+    let token = &sender.access_token;
+    let paced = send_paced(&bench.target(), token, &room_id, rate, warmup, total).await;
     let caught_up = Instant::now() + FANOUT_GRACE;
     while Instant::now() < caught_up && !followers.iter().all(|f| f.is_finished()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -127,25 +128,25 @@ pub(crate) async fn sync_fanout_scenario(options: &Options, table: &mut Table) {
 }
 
 /// One message sent by [`send_paced`]: when the PUT left and when its answer was read.
-struct Sent {
-    sent: Instant,
-    answered: Instant,
-    ok: bool,
+pub(crate) struct Sent {
+    pub(crate) sent: Instant,
+    pub(crate) answered: Instant,
+    pub(crate) ok: bool,
 }
 
 impl Sent {
-    fn latency(&self) -> Duration {
+    pub(crate) fn latency(&self) -> Duration {
         self.answered - self.sent
     }
 }
 
-struct Paced {
-    sends: Vec<Sent>,
+pub(crate) struct Paced {
+    pub(crate) sends: Vec<Sent>,
     /// CPU counters when the first measured message was due and after the last was answered.
-    before: Usage,
-    after: Usage,
-    measuring: Instant,
-    wall: Duration,
+    pub(crate) before: Usage,
+    pub(crate) after: Usage,
+    pub(crate) measuring: Instant,
+    pub(crate) wall: Duration,
 }
 
 /// Sends `total` messages, message `i` leaving at `i / rate` seconds after the start on a task
@@ -153,9 +154,9 @@ struct Paced {
 /// load a server: a slow server gets more requests in flight, not fewer messages, so the
 /// offered rate stays the asked one. Each message carries its sequence number in
 /// `content.seq`, which is how the clients recognise it.
-async fn send_paced(
-    bench: &Bench,
-    sender: &User,
+pub(crate) async fn send_paced(
+    target: &Target,
+    token: &str,
     room_id: &str,
     rate: usize,
     warmup: usize,
@@ -164,7 +165,7 @@ async fn send_paced(
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let prefix = format!(
         "{}{}",
-        bench.server.base_url(),
+        target.base_url,
         room_path(room_id, "send/m.room.message/fanout-")
     );
     let (mut in_flight, start) = (Vec::with_capacity(total), Instant::now());
@@ -172,14 +173,14 @@ async fn send_paced(
     for i in 0..total {
         tokio::time::sleep_until((start + period * i as u32).into()).await;
         if i == warmup {
-            before = Some(Usage::read(&bench.server));
+            before = Some(Usage::of(target.pid));
             measuring = Instant::now();
         }
         let body = json!({"msgtype": "m.text", "body": format!("fanout {i}"), "seq": i});
-        let request = bench
+        let request = target
             .http
             .put(format!("{prefix}{i}"))
-            .bearer_auth(&sender.access_token)
+            .bearer_auth(token)
             .json(&body);
         in_flight.push(tokio::spawn(async move {
             let sent = Instant::now();
@@ -196,8 +197,8 @@ async fn send_paced(
     for send in in_flight {
         sends.push(send.await.expect("a send task panicked"));
     }
-    let after = Usage::read(&bench.server);
-    let before = before.unwrap_or_else(|| Usage::read(&bench.server));
+    let after = Usage::of(target.pid);
+    let before = before.unwrap_or_else(|| Usage::of(target.pid));
     let wall = measuring.elapsed();
     Paced {
         sends,
@@ -210,12 +211,12 @@ async fn send_paced(
 
 /// What one client saw: when each message arrived (by sequence number, so a duplicate shows up
 /// as a second arrival), and how its long-polls went.
-struct Follow {
-    arrivals: Vec<(usize, Instant)>,
+pub(crate) struct Follow {
+    pub(crate) arrivals: Vec<(usize, Instant)>,
     /// When each successful answer was read.
-    answers: Vec<Instant>,
-    limited: usize,
-    errors: usize,
+    pub(crate) answers: Vec<Instant>,
+    pub(crate) limited: usize,
+    pub(crate) errors: usize,
 }
 
 impl Follow {
@@ -233,7 +234,7 @@ impl Follow {
 
 /// Long-polls `/sync` from `since` until every one of `total` messages has arrived, or until told
 /// to stop. The arrival time is taken when the whole answer has been read, before parsing it.
-async fn follow(
+pub(crate) async fn follow(
     poller: Poller,
     mut since: String,
     room_id: String,
@@ -279,22 +280,22 @@ async fn follow(
 }
 
 /// Every client's arrivals of the measured messages, checked and turned into delays.
-struct Deliveries {
+pub(crate) struct Deliveries {
     /// From the moment the PUT was sent: an upper bound on the delay after the commit, which
     /// falls somewhere between the PUT leaving and its answer arriving.
-    from_sent: Latencies,
+    pub(crate) from_sent: Latencies,
     /// From the moment the PUT's answer was read; zero when the message reached the client first.
-    from_answered: Latencies,
-    before_answer: usize,
+    pub(crate) from_answered: Latencies,
+    pub(crate) before_answer: usize,
     /// Client-message pairs expected, delivered at least once, never delivered, delivered again.
-    expected: usize,
-    delivered: usize,
-    missed: usize,
-    duplicated: usize,
+    pub(crate) expected: usize,
+    pub(crate) delivered: usize,
+    pub(crate) missed: usize,
+    pub(crate) duplicated: usize,
 }
 
 impl Deliveries {
-    fn count(logs: &[Follow], sends: &[Sent], warmup: usize) -> Deliveries {
+    pub(crate) fn count(logs: &[Follow], sends: &[Sent], warmup: usize) -> Deliveries {
         let (mut from_sent, mut from_answered) = (Vec::new(), Vec::new());
         let (mut before_answer, mut delivered, mut duplicated) = (0, 0, 0);
         for log in logs {
@@ -363,7 +364,7 @@ pub(crate) async fn sync_initial_scenario(options: &Options, table: &mut Table) 
         format!("{rooms} at {rate:.1}/s"),
     );
 
-    let poller = Poller::new(&bench, &reader, INITIAL_FILTER);
+    let poller = Poller::new(&bench.target(), &reader.access_token, INITIAL_FILTER);
     let runs = options.get("runs");
     progress!("{INITIAL_WARMUP_RUNS} warm-up and {runs} measured initial syncs");
     for _ in 0..INITIAL_WARMUP_RUNS {
@@ -452,7 +453,7 @@ pub(crate) async fn sync_idle_scenario(options: &Options, table: &mut Table) {
     let answered = Arc::new(AtomicUsize::new(0));
     let mut pollers = Vec::new();
     for user in &users {
-        let poller = Poller::new(&bench, user, FANOUT_FILTER);
+        let poller = Poller::new(&bench.target(), &user.access_token, FANOUT_FILTER);
         let mut since = poller.initial_next_batch().await;
         let (mut stopped, answered) = (stopped.clone(), answered.clone());
         pollers.push(tokio::spawn(async move {
@@ -558,28 +559,24 @@ fn show(value: Option<u64>) -> String {
 // Shared: a client of `/sync`. -----------------------------------------------------------------
 
 /// One user's `/sync` requests with a fixed filter.
-struct Poller {
+pub(crate) struct Poller {
     http: reqwest::Client,
     url: String,
     token: String,
 }
 
 impl Poller {
-    fn new(bench: &Bench, user: &User, filter: &str) -> Poller {
+    pub(crate) fn new(target: &Target, token: &str, filter: &str) -> Poller {
         let path = "/_matrix/client/v3/sync";
         Poller {
-            http: bench.http.clone(),
-            url: format!(
-                "{}{path}{}",
-                bench.server.base_url(),
-                query(&[("filter", filter)])
-            ),
-            token: user.access_token.clone(),
+            http: target.http.clone(),
+            url: format!("{}{path}{}", target.base_url, query(&[("filter", filter)])),
+            token: token.to_owned(),
         }
     }
 
     /// One `/sync`: an initial one without `since`, or a long-poll of up to `timeout_ms`.
-    async fn poll(&self, since: Option<&str>, timeout_ms: u64) -> Answer {
+    pub(crate) async fn poll(&self, since: Option<&str>, timeout_ms: u64) -> Answer {
         let mut url = format!("{}&timeout={timeout_ms}", self.url);
         if let Some(since) = since {
             url.push_str(&format!("&since={}", encode(since)));
@@ -588,7 +585,7 @@ impl Poller {
     }
 
     /// An initial sync's `next_batch`, where a client starts long-polling.
-    async fn initial_next_batch(&self) -> String {
+    pub(crate) async fn initial_next_batch(&self) -> String {
         let answer = self.poll(None, 0).await;
         let body = answer.json();
         assert_eq!(answer.status, 200, "initial sync failed: {body}");
