@@ -1,5 +1,7 @@
-//! The Plexus WhatsApp bridge crate. For now it holds the local simulator of the WhatsApp
-//! Business Cloud API that the bridge's tests run against (and that can be run for demos); the
-//! bridge itself will sit beside it and never depends on it outside tests.
+//! The Plexus WhatsApp bridge crate: the bridge itself ([`bridge`], run by the
+//! `whatsapp-bridge` binary), and the local simulator of the WhatsApp Business Cloud API that
+//! its tests run against (and that can be run for demos). The bridge never depends on the
+//! simulator outside tests.
 
+pub mod bridge;
 pub mod simulator;
