@@ -208,7 +208,7 @@ async fn a_forged_webhook_is_refused_and_bridges_nothing() {
             .body(raw.clone())
     };
     // Signed with another key, unsigned, and malformed.
-    let wrong = plexus_whatsapp::simulator::webhook::sign("not-the-secret", &raw);
+    let wrong = plexus_whatsapp::signature::sign("not-the-secret", &raw);
     for request in [
         post().header("x-hub-signature-256", wrong),
         post(),

@@ -4,4 +4,5 @@
 //! simulator outside tests.
 
 pub mod bridge;
+pub mod signature;
 pub mod simulator;

@@ -239,5 +239,5 @@ pub fn ghost_of(wa_id: &str) -> String {
 
 /// `sha256=<hex>` of `body` with the app secret, as Meta signs.
 pub fn sign(body: &[u8]) -> String {
-    plexus_whatsapp::simulator::webhook::sign(APP_SECRET, body)
+    plexus_whatsapp::signature::sign(APP_SECRET, body)
 }

@@ -20,6 +20,7 @@ use super::error::GraphError;
 use super::state::{Call, Direction, MEDIA_URL_SECONDS, Media, Message};
 use super::validate::{self, Send};
 use super::{Shared, ids, multipart, webhook};
+use crate::signature::{self, same_secret};
 
 type Answer = Result<Value, GraphError>;
 
@@ -92,13 +93,9 @@ fn token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 fn authorize(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Result<(), GraphError> {
     match token(headers, query) {
         None => Err(GraphError::missing_token()),
-        Some(t) if constant_time_eq(t.as_bytes(), shared.config.access_token.as_bytes()) => Ok(()),
+        Some(t) if same_secret(t.as_bytes(), shared.config.access_token.as_bytes()) => Ok(()),
         Some(_) => Err(GraphError::invalid_token()),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `v<major>.<minor>`, as Graph versions are written.
@@ -413,7 +410,7 @@ pub(crate) fn download_url(shared: &Shared, media_id: &str, now: i64) -> String 
 }
 
 fn url_hash(shared: &Shared, media_id: &str, expires: i64) -> String {
-    let mac = webhook::hmac(
+    let mac = signature::hmac(
         &shared.config.app_secret,
         format!("{media_id}:{expires}").as_bytes(),
     );
@@ -495,7 +492,7 @@ pub(crate) async fn download(
     }
     let found = query.ok().and_then(|Query(q)| {
         let state = shared.lock();
-        let valid = constant_time_eq(
+        let valid = same_secret(
             q.hash.as_bytes(),
             url_hash(&shared, &q.mid, q.ext).as_bytes(),
         ) && state.clock.now() <= q.ext;

@@ -6,43 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use super::Shared;
 use super::ids;
 use super::state::Webhook;
-
-/// `sha256=<hex HMAC-SHA256 of body keyed with the app secret>`, the `X-Hub-Signature-256` value.
-pub fn sign(app_secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(hmac(app_secret, body)))
-}
-
-pub(crate) fn hmac(key: &str, message: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// Whether `header` is a valid signature of `body`, compared in constant time.
-pub fn verify(app_secret: &str, body: &[u8], header: &str) -> bool {
-    let Some(given) = header
-        .strip_prefix("sha256=")
-        .and_then(|h| hex::decode(h).ok())
-    else {
-        return false;
-    };
-    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(app_secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
-}
+use crate::signature::sign;
 
 /// The whole webhook body around one `value` of the `messages` field.
 pub fn envelope(waba_id: &str, value: Value) -> Value {
@@ -183,24 +154,6 @@ pub fn conversation(origin: &str, expires: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_is_hmac_sha256_hex_of_the_raw_body() {
-        // RFC 4231 test case 2.
-        let signature = sign("Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            signature,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        assert!(verify("Jefe", b"what do ya want for nothing?", &signature));
-        assert!(!verify("Jefe", b"what do ya want for nothing!", &signature));
-        assert!(!verify(
-            "other",
-            b"what do ya want for nothing?",
-            &signature
-        ));
-        assert!(!verify("Jefe", b"what do ya want for nothing?", "5bdcc146"));
-    }
 
     #[test]
     fn envelope_has_the_documented_shape() {

@@ -8,7 +8,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use plexus_whatsapp::simulator::{Config, Simulator, webhook};
+use plexus_whatsapp::signature;
+use plexus_whatsapp::simulator::{Config, Simulator};
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -170,7 +171,7 @@ impl Fixture {
             {
                 let signature = signature.expect("X-Hub-Signature-256 present");
                 assert!(
-                    webhook::verify("the-app-secret", &body, &signature),
+                    signature::verify("the-app-secret", &body, &signature),
                     "valid signature"
                 );
                 return serde_json::from_slice(&body).unwrap();
