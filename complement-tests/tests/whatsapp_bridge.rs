@@ -86,6 +86,8 @@ async fn a_contact_and_the_staff_talk_through_the_bridge() {
             "to": MARIA,
             "type": "text",
             "text": {"body": "Yes, until 6pm."},
+            // Echoed in the message's statuses: how a bridge restarted mid-send reconciles.
+            "biz_opaque_callback_data": reply,
         })
     );
     assert_eq!(calls[0]["authorization"], format!("Bearer {ACCESS_TOKEN}"));
@@ -428,8 +430,8 @@ async fn media_replies_and_reactions_cross_the_bridge() {
     );
 
     // Alice reacts to the photo and answers it quoting it.
-    setup.alice.react(&room, &image_event, "👍").await;
-    setup
+    let reaction = setup.alice.react(&room, &image_event, "👍").await;
+    let answer = setup
         .alice
         .send_event(
             &room,
@@ -447,13 +449,14 @@ async fn media_replies_and_reactions_cross_the_bridge() {
     assert_eq!(
         calls[0]["body"],
         json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": MARIA,
-               "type": "reaction", "reaction": {"message_id": photo, "emoji": "👍"}})
+               "type": "reaction", "reaction": {"message_id": photo, "emoji": "👍"},
+               "biz_opaque_callback_data": reaction})
     );
     assert_eq!(
         calls[1]["body"],
         json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": MARIA,
                "type": "text", "text": {"body": "Please come in at 3pm."},
-               "context": {"message_id": photo}})
+               "context": {"message_id": photo}, "biz_opaque_callback_data": answer})
     );
     assert!(calls.iter().all(|c| c["status"] == 200), "{calls:#?}");
 }
@@ -581,7 +584,7 @@ async fn a_staff_attachment_is_reuploaded_to_whatsapp() {
         .await;
     assert_eq!(upload.status, 200, "{}", upload.text);
     let mxc = upload.body["content_uri"].as_str().expect("an mxc URI");
-    setup
+    let file_event = setup
         .alice
         .send_event(
             &room,
@@ -613,7 +616,8 @@ async fn a_staff_attachment_is_reuploaded_to_whatsapp() {
         sends[0]["body"],
         json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": MARIA,
                "type": "document",
-               "document": {"id": media_id, "filename": "consent.pdf", "caption": "Please sign this"}})
+               "document": {"id": media_id, "filename": "consent.pdf", "caption": "Please sign this"},
+               "biz_opaque_callback_data": file_event})
     );
     assert_eq!(sends[0]["status"], 200, "{sends:#?}");
     // The simulator holds exactly the bytes Alice uploaded.

@@ -11,6 +11,15 @@
 //! the homeserver once [`Store::record_event_id`] has run). So nothing is bridged twice and
 //! nothing is echoed back.
 //!
+//! A claim alone does not say whether the message left: a bridge that stops between claiming an
+//! event and recording its remote id would, on the homeserver's redelivery, find the claim and
+//! drop the message. So an outbound send is marked when it begins ([`Store::start_send`]), and
+//! [`Store::outbound_progress`] tells a redelivered event apart: claimed but never sent (send it),
+//! in doubt (a send began, its outcome was never recorded: reconcile, never send blindly again),
+//! or settled. Inbound, a claim without an event id is a message whose Matrix send may have been
+//! cut short; bridges re-send it with a transaction id derived from the remote id, which the
+//! homeserver deduplicates.
+//!
 //! Migrations are embedded (`migrations/NNNN_verb_noun.sql`), applied in order at open, their
 //! count kept in `PRAGMA user_version`; a store newer than this code is refused. Calls are
 //! synchronous and short (indexed single-row statements on a local file).
@@ -24,7 +33,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_create_mappings.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_create_mappings.sql"),
+    include_str!("../migrations/0002_add_send_started.sql"),
+];
 
 /// The direction a message was bridged in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +74,18 @@ pub struct Message {
     pub room_id: OwnedRoomId,
     pub direction: Direction,
     pub delivery: DeliveryState,
+}
+
+/// How far a claimed outbound event got (see [`Store::outbound_progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundProgress {
+    /// Claimed, and no send to the remote network began: sending it is safe.
+    Claimed,
+    /// A send began at `since` (milliseconds since the Unix epoch) and its outcome was never
+    /// recorded: the remote network may or may not have it, so it must not be sent again blindly.
+    InDoubt { since: i64 },
+    /// Sent (its remote id is known), delivered or failed — or not an outbound message at all.
+    Settled,
 }
 
 /// The profile last set on a ghost.
@@ -280,6 +304,53 @@ impl Store {
             params![event_id.as_str(), remote_id, now()],
         )?;
         Ok(())
+    }
+
+    /// Marks the moment an outbound event's send to the remote network begins: from now on, until
+    /// its remote id is recorded, the send is in doubt (see [`Store::outbound_progress`]).
+    pub fn start_send(&self, event_id: &EventId) -> Result<(), Error> {
+        self.conn().execute(
+            "UPDATE messages SET send_started_at = ?2, updated_at = ?2
+             WHERE event_id = ?1 AND direction = 'outbound'",
+            params![event_id.as_str(), now()],
+        )?;
+        Ok(())
+    }
+
+    /// How far the bridging of a claimed outbound event got; `None` when it was never claimed.
+    /// An event id known as the copy of a remote message counts as settled.
+    pub fn outbound_progress(&self, event_id: &EventId) -> Result<Option<OutboundProgress>, Error> {
+        let row: Option<(String, Option<String>, String, Option<i64>)> = self
+            .conn()
+            .query_row(
+                "SELECT direction, remote_id, delivery, send_started_at FROM messages
+                 WHERE event_id = ?1",
+                [event_id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(direction, remote_id, delivery, started)| {
+            match (direction.as_str(), remote_id, delivery.as_str(), started) {
+                ("outbound", None, "pending", None) => OutboundProgress::Claimed,
+                ("outbound", None, "pending", Some(at)) => OutboundProgress::InDoubt { since: at },
+                _ => OutboundProgress::Settled,
+            }
+        }))
+    }
+
+    /// Outbound events whose send began before `started_before` (milliseconds since the Unix
+    /// epoch) and whose outcome is still unknown, oldest first.
+    pub fn in_doubt(&self, started_before: i64) -> Result<Vec<Message>, Error> {
+        let conn = self.conn();
+        let mut statement = conn.prepare(
+            "SELECT remote_id, event_id, room_id, direction, delivery, reason FROM messages
+             WHERE direction = 'outbound' AND delivery = 'pending' AND remote_id IS NULL
+               AND send_started_at IS NOT NULL AND send_started_at < ?1 ORDER BY id",
+        )?;
+        let rows = statement
+            .query_map([started_before], message_columns)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(message_from_columns).collect()
     }
 
     /// Removes a claim whose bridging did not happen, so it may be tried again.
@@ -543,6 +614,42 @@ mod tests {
             !store
                 .set_delivery(event_id!("$never"), &DeliveryState::Delivered)
                 .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_send_begun_and_never_recorded_is_in_doubt() {
+        let store = Store::open_in_memory().unwrap();
+        let room = room_id!("!portal:hs");
+        assert_eq!(store.outbound_progress(event_id!("$a")).unwrap(), None);
+        assert!(store.claim_outbound(event_id!("$a"), room).unwrap());
+        assert_eq!(
+            store.outbound_progress(event_id!("$a")).unwrap(),
+            Some(OutboundProgress::Claimed)
+        );
+        store.start_send(event_id!("$a")).unwrap();
+        let Some(OutboundProgress::InDoubt { since }) =
+            store.outbound_progress(event_id!("$a")).unwrap()
+        else {
+            panic!("a begun send is in doubt");
+        };
+        assert!(store.in_doubt(since).unwrap().is_empty());
+        let doubtful = store.in_doubt(since + 1).unwrap();
+        assert_eq!(doubtful.len(), 1);
+        assert_eq!(doubtful[0].event_id.as_deref(), Some(event_id!("$a")));
+        // The remote id arrives (the answer, or a status naming the event): settled.
+        store.record_remote_id(event_id!("$a"), "wamid.a").unwrap();
+        assert_eq!(
+            store.outbound_progress(event_id!("$a")).unwrap(),
+            Some(OutboundProgress::Settled)
+        );
+        assert!(store.in_doubt(i64::MAX).unwrap().is_empty());
+        // A ghost's copy of a remote message is settled, never sent.
+        assert!(store.claim_inbound("wamid.b", room).unwrap());
+        store.record_event_id("wamid.b", event_id!("$b")).unwrap();
+        assert_eq!(
+            store.outbound_progress(event_id!("$b")).unwrap(),
+            Some(OutboundProgress::Settled)
         );
     }
 

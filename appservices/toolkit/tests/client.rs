@@ -203,6 +203,36 @@ async fn a_send_is_repeated_with_its_transaction_id_and_the_remote_time() {
     assert_eq!(requests[0].body["body"], "hi");
 }
 
+/// A bridge re-sending a remote message after a crash names the transaction itself, so both
+/// runs' sends carry the same id (the homeserver then stores the event once).
+#[tokio::test]
+async fn a_send_may_carry_the_callers_transaction_id() {
+    let (client, _, hs) = start().await;
+    let ghost = client.ghost_id("echo_d").unwrap();
+    let content = json!({"msgtype": "m.text", "body": "hi"});
+    for _ in 0..2 {
+        client
+            .send_event_with_txn(
+                &ghost,
+                room_id!("!r:hs"),
+                "m.room.message",
+                &content,
+                None,
+                "wa.wamid.HBg=",
+            )
+            .await
+            .unwrap();
+    }
+    let paths: Vec<String> = seen(&hs).into_iter().map(|r| r.path).collect();
+    assert!(!paths.is_empty());
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/_matrix/client/v3/rooms/%21r%3Ahs/send/m.room.message/wa.wamid.HBg%3D"),
+        "{paths:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_lost_create_room_is_not_repeated() {
     let (client, _, hs) = start().await;

@@ -666,3 +666,102 @@ async fn auto_statuses_and_out_of_band_errors() {
     assert_eq!(error["title"], "Account has been locked");
     assert!(error["error_data"]["details"].is_string());
 }
+
+/// Mark as read: only a message the contact sent (not the business's own, not one over 30 days
+/// old), marking it and the earlier ones read but not later ones; malformed requests and
+/// locations refused with the documented codes; a removed reaction's webhook leaves the emoji
+/// out.
+#[tokio::test]
+async fn read_marks_locations_and_removed_reactions_follow_the_documentation() {
+    let f = Fixture::new().await;
+    let first = f.contact_writes("one").await;
+    f.control(reqwest::Method::POST, "clock", json!({"advance": 5}))
+        .await;
+    let second = f.contact_writes("two").await;
+    f.control(reqwest::Method::POST, "clock", json!({"advance": 5}))
+        .await;
+    let third = f.contact_writes("three").await;
+    let (status, sent) = f.send(base(json!({"text": {"body": "hi"}}))).await;
+    assert_eq!(status, 200, "{sent}");
+    let business = sent["messages"][0]["id"].as_str().unwrap().to_owned();
+
+    let read =
+        |id: &str| json!({"messaging_product": "whatsapp", "status": "read", "message_id": id});
+    let (status, answer) = f.send(read(&second)).await;
+    assert_eq!((status, answer), (200, json!({"success": true})));
+    let messages = f
+        .control(reqwest::Method::GET, "messages", json!(null))
+        .await;
+    let read_flag = |id: &str| {
+        messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .map(|m| m["read"].clone())
+    };
+    assert_eq!(read_flag(&first), Some(json!(true)));
+    assert_eq!(read_flag(&second), Some(json!(true)));
+    assert_eq!(read_flag(&third), Some(json!(false)));
+
+    let cases = [
+        (read(&business), 131009),
+        (
+            json!({"messaging_product": "whatsapp", "status": "delivered", "message_id": third}),
+            131009,
+        ),
+        (
+            json!({"messaging_product": "whatsapp", "status": "read"}),
+            100,
+        ),
+        (json!({"status": "read", "message_id": third}), 100),
+        (
+            base(json!({"type": "location", "location": {"longitude": -0.12}})),
+            100,
+        ),
+        (
+            base(json!({"type": "location", "location": {"latitude": 95, "longitude": 0}})),
+            131009,
+        ),
+        (
+            base(json!({"type": "location", "location": {"latitude": "north", "longitude": 0}})),
+            131009,
+        ),
+    ];
+    for (body, code) in cases {
+        let (status, answer) = f.send(body.clone()).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert_eq!(error_code(&answer), code, "{body} → {answer}");
+    }
+
+    // A month later the third message can no longer be marked read.
+    f.control(
+        reqwest::Method::POST,
+        "clock",
+        json!({"advance": 31 * 24 * 3600}),
+    )
+    .await;
+    let (status, answer) = f.send(read(&third)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(error_code(&answer), 131009);
+
+    // The contact reacts, then takes the reaction back: the emoji is left out of the webhook.
+    for emoji in ["👍", ""] {
+        f.control(
+            reqwest::Method::POST,
+            &format!("contacts/{CONTACT}/messages"),
+            json!({"type": "reaction", "reaction": {"message_id": business, "emoji": emoji}}),
+        )
+        .await;
+    }
+    let webhook = f.webhook(5).await;
+    assert_eq!(
+        webhook["entry"][0]["changes"][0]["value"]["messages"][0]["reaction"],
+        json!({"message_id": business})
+    );
+    let webhook = f.webhook(4).await;
+    assert_eq!(
+        webhook["entry"][0]["changes"][0]["value"]["messages"][0]["reaction"],
+        json!({"message_id": business, "emoji": "👍"})
+    );
+}

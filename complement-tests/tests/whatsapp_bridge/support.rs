@@ -1,6 +1,9 @@
 //! What the WhatsApp bridge stories share: the constants both sides are configured with, a raw
 //! HTTP client, the running Plexus + simulator + bridge (`Setup`), and Meta-style signing.
 
+// Each story file uses its own part of this module.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use complement_tests::{Server, User, Value, json, state_path, wait_until};
@@ -68,6 +71,12 @@ pub struct Setup {
 
 impl Setup {
     pub async fn start() -> Setup {
+        Setup::start_with(r#"staff = ["@alice:localhost"]"#).await
+    }
+
+    /// Like [`Setup::start`], with `bridge_lines` (e.g. the `staff` and `invite` rules) as the
+    /// end of the bridge's `[bridge]` section instead of `staff = ["@alice:localhost"]`.
+    pub async fn start_with(bridge_lines: &str) -> Setup {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let appservice = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let webhooks = TcpListener::bind("127.0.0.1:0").await.expect("a port");
@@ -110,7 +119,7 @@ registration = "{registration}"
 appservice_listen = "{appservice}"
 webhook_listen = "{webhooks}"
 database = "{database}"
-staff = ["@alice:localhost"]
+{bridge_lines}
 "#,
             registration = registration.display(),
             appservice = appservice.local_addr().expect("an address"),
@@ -145,6 +154,43 @@ staff = ["@alice:localhost"]
             _bridge: bridge,
             _dir: dir,
         }
+    }
+
+    pub fn server(&self) -> &Server {
+        &self._server
+    }
+
+    /// A direct chat of Alice's with the bridge bot, once the bot joined and greeted her.
+    pub async fn management_room(&self) -> String {
+        let dm = self
+            .alice
+            .create_room(json!({"preset": "trusted_private_chat", "is_direct": true,
+                                "invite": [BOT]}))
+            .await;
+        wait_until("the bot's greeting", Duration::from_secs(20), async || {
+            self.messages(&dm).await.iter().any(|e| e["sender"] == BOT)
+        })
+        .await;
+        dm
+    }
+
+    /// Alice says `text` in `room`: the body of the bot's first message after it (its answer,
+    /// in a room where the bot posts nothing else, such as the management room).
+    pub async fn command(&self, room: &str, text: &str) -> String {
+        let sent = self.alice.send_message(room, text).await;
+        let mut answer = None;
+        wait_until(text, Duration::from_secs(30), async || {
+            let events = self.messages(room).await;
+            answer = events
+                .iter()
+                .skip_while(|e| e["event_id"] != sent.as_str())
+                .find(|e| e["sender"] == BOT)
+                .and_then(|e| e["content"]["body"].as_str())
+                .map(str::to_owned);
+            answer.is_some()
+        })
+        .await;
+        answer.expect("the bot's answer")
     }
 
     pub fn sim(&self, path: &str) -> String {
@@ -232,6 +278,117 @@ staff = ["@alice:localhost"]
         events
     }
 }
+
+/// Message kinds: what a contact sends beyond text, media both ways, the whole timeline.
+impl Setup {
+    /// The contact `wa_id` sends `message` (a message object, see `POST /_sim/contacts/…`);
+    /// answers the wamid.
+    pub async fn contact_sends(&self, wa_id: &str, message: Value) -> String {
+        let answer = self
+            .http
+            .post(&self.sim(&format!("/contacts/{wa_id}/messages")), message)
+            .await;
+        answer["id"].as_str().expect("a wamid").to_owned()
+    }
+
+    /// Media a contact is about to send (`POST /_sim/media`); answers its media id.
+    pub async fn contact_media(&self, bytes: &[u8], mime_type: &str, filename: &str) -> String {
+        let (status, media) = self
+            .http
+            .send(
+                self.http
+                    .0
+                    .post(self.sim(&format!("/media?filename={filename}")))
+                    .header("content-type", mime_type)
+                    .body(bytes.to_vec()),
+            )
+            .await;
+        assert_eq!(status, 200, "{media}");
+        media["id"].as_str().expect("a media id").to_owned()
+    }
+
+    /// The bytes the bridge uploaded to the Cloud API as `media_id`.
+    pub async fn sim_media(&self, media_id: &str) -> Vec<u8> {
+        let response = self
+            .http
+            .0
+            .get(self.sim(&format!("/media/{media_id}")))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.expect("bytes").to_vec()
+    }
+
+    /// Alice uploads `bytes` to the Matrix media repository; answers the `mxc://` URI.
+    pub async fn alice_uploads(&self, bytes: &[u8], mime_type: &str, filename: &str) -> String {
+        let url = format!(
+            "{}/_matrix/media/v3/upload?filename={filename}",
+            self.alice.client().base_url()
+        );
+        let (status, answer) = self
+            .http
+            .send(
+                self.http
+                    .0
+                    .post(url)
+                    .bearer_auth(&self.alice.access_token)
+                    .header("content-type", mime_type)
+                    .body(bytes.to_vec()),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["content_uri"]
+            .as_str()
+            .expect("an mxc URI")
+            .to_owned()
+    }
+
+    /// The exact bytes of an `mxc://` URI, downloaded as Alice.
+    pub async fn matrix_media(&self, mxc: &str) -> Vec<u8> {
+        let url = format!(
+            "{}/_matrix/client/v1/media/download/{}",
+            self.alice.client().base_url(),
+            mxc.trim_start_matches("mxc://")
+        );
+        let response = self
+            .http
+            .0
+            .get(url)
+            .bearer_auth(&self.alice.access_token)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.expect("bytes").to_vec()
+    }
+
+    /// Every event of the room's timeline (latest 100), oldest first.
+    pub async fn timeline(&self, room: &str) -> Vec<Value> {
+        let page = self.alice.messages(room, "b", None, 100).await;
+        let mut events: Vec<Value> = page["chunk"].as_array().cloned().unwrap_or_default();
+        events.reverse();
+        events
+    }
+
+    /// The first `m.room.message` of `room` matching `matches`, once it is there.
+    pub async fn wait_for_message(
+        &self,
+        room: &str,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut found = None;
+        wait_until(what, Duration::from_secs(30), async || {
+            found = self.messages(room).await.into_iter().find(|e| matches(e));
+            found.is_some()
+        })
+        .await;
+        found.expect("the message")
+    }
+}
+
+pub const BOT: &str = "@whatsappbot:localhost";
 
 pub fn ghost_of(wa_id: &str) -> String {
     format!("@whatsapp_{wa_id}:localhost")

@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use regex::Regex;
 use reqwest::Method;
 use ruma::{
-    MxcUri, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId,
+    MxcUri, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomAliasId, RoomId,
+    ServerName, UserId,
 };
 use serde_json::{Value, json};
 
@@ -271,6 +272,41 @@ impl Client {
             .await
             .ok()?;
         content["membership"].as_str().map(str::to_owned)
+    }
+
+    /// The joined members of `room` (`GET /rooms/{roomId}/joined_members`), as `viewer`, who
+    /// must be in the room.
+    pub async fn joined_members(
+        &self,
+        viewer: &UserId,
+        room: &RoomId,
+    ) -> Result<Vec<OwnedUserId>, Error> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/joined_members",
+            encode(room.as_str())
+        );
+        let answer = self
+            .call(Method::GET, &path, Some(viewer), &[], None)
+            .await?;
+        Ok(answer["joined"]
+            .as_object()
+            .into_iter()
+            .flat_map(|joined| joined.keys())
+            .filter_map(|user| UserId::parse(user.as_str()).ok())
+            .collect())
+    }
+
+    /// The room `alias` names (`GET /directory/room/{roomAlias}`).
+    pub async fn resolve_alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId, Error> {
+        let path = format!(
+            "/_matrix/client/v3/directory/room/{}",
+            encode(alias.as_str())
+        );
+        let answer = self.call(Method::GET, &path, None, &[], None).await?;
+        answer["room_id"]
+            .as_str()
+            .and_then(|room| RoomId::parse(room).ok())
+            .ok_or_else(|| Error::Invalid("the homeserver answered no room_id".into()))
     }
 
     /// `POST /rooms/{roomId}/leave` as `user`.

@@ -69,12 +69,30 @@ impl Client {
         content: &impl Serialize,
         ts: Option<MilliSecondsSinceUnixEpoch>,
     ) -> Result<OwnedEventId, Error> {
+        let txn_id = self.next_txn_id();
+        self.send_event_with_txn(sender, room, event_type, content, ts, &txn_id)
+            .await
+    }
+
+    /// Like [`Client::send_event`], with a transaction id of the caller's. The homeserver keeps
+    /// one event per sender (and the appservice's device) and transaction id, so a send repeated
+    /// with the same id — after a crash, from an id derived from the remote message's — answers
+    /// the event stored the first time instead of storing a second.
+    pub async fn send_event_with_txn(
+        &self,
+        sender: &UserId,
+        room: &RoomId,
+        event_type: &str,
+        content: &impl Serialize,
+        ts: Option<MilliSecondsSinceUnixEpoch>,
+        txn_id: &str,
+    ) -> Result<OwnedEventId, Error> {
         let content = serde_json::to_value(content).map_err(|e| Error::Invalid(e.to_string()))?;
         let path = format!(
             "/_matrix/client/v3/rooms/{}/send/{}/{}",
             encode(room.as_str()),
             encode(event_type),
-            encode(&self.next_txn_id())
+            encode(txn_id)
         );
         let query: Vec<(&str, String)> = ts
             .map(|ts| vec![("ts", u64::from(ts.0).to_string())])
@@ -145,6 +163,21 @@ impl Client {
             .call(Method::PUT, &path, Some(sender), &[], Some(&body))
             .await?;
         event_id_of(&answer)
+    }
+
+    /// One event of `room` as `viewer` sees it (`GET /rooms/{roomId}/event/{eventId}`).
+    pub async fn event(
+        &self,
+        viewer: &UserId,
+        room: &RoomId,
+        event: &EventId,
+    ) -> Result<serde_json::Value, Error> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            encode(room.as_str()),
+            encode(event.as_str())
+        );
+        self.call(Method::GET, &path, Some(viewer), &[], None).await
     }
 
     /// A public read receipt (`m.read`) by `user` up to `event`.

@@ -1,11 +1,12 @@
 //! The bridge's configuration: a TOML file of its own (the Cloud API account, the homeserver,
-//! where to listen, the store, the staff to invite). Secrets live here and in the registration
-//! file only; they are never logged.
+//! where to listen, the store, the staff and who is invited into portals). Secrets live here and
+//! in the registration file only; they are never logged.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ruma::{OwnedServerName, OwnedUserId};
+use ruma::{OwnedRoomOrAliasId, OwnedServerName, OwnedUserId};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -15,6 +16,9 @@ pub struct Config {
     pub whatsapp: WhatsApp,
     pub homeserver: Homeserver,
     pub bridge: BridgeSection,
+    /// Retries and in-doubt sends (optional; see `retry`).
+    #[serde(default)]
+    pub delivery: super::retry::DeliveryConfig,
 }
 
 /// The WhatsApp Business Cloud API account.
@@ -58,9 +62,65 @@ pub struct BridgeSection {
     /// The toolkit store (SQLite).
     #[serde(default = "default_database")]
     pub database: PathBuf,
-    /// Matrix users invited to every new portal; only they are bridged out.
+    /// Who may use the bridge: run the bot's commands, and have their messages in portals sent
+    /// to WhatsApp. Each entry is a user id, or a room (`!id:server` or `#alias:server`) all of
+    /// whose joined members count — a care team's room, which the bot must be in.
     #[serde(default)]
-    pub staff: Vec<OwnedUserId>,
+    pub staff: Vec<Member>,
+    /// Who is invited into each new portal, in the same form; the staff when not given. People
+    /// invited who are not staff may read along, but their messages are not sent to WhatsApp.
+    #[serde(default)]
+    pub invite: Option<Vec<Member>>,
+    /// The template language `template` uses when the command names none.
+    #[serde(default = "default_template_language")]
+    pub template_language: String,
+}
+
+/// One entry of the staff and invite rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Member {
+    /// One Matrix user.
+    User(OwnedUserId),
+    /// Everyone joined to a room, read when needed.
+    Room(OwnedRoomOrAliasId),
+}
+
+impl TryFrom<String> for Member {
+    type Error = String;
+
+    fn try_from(entry: String) -> Result<Member, String> {
+        if entry.starts_with('@') {
+            OwnedUserId::try_from(entry.as_str())
+                .map(Member::User)
+                .map_err(|e| format!("{entry}: not a user id ({e})"))
+        } else if entry.starts_with('!') || entry.starts_with('#') {
+            OwnedRoomOrAliasId::try_from(entry.as_str())
+                .map(Member::Room)
+                .map_err(|e| format!("{entry}: not a room id or alias ({e})"))
+        } else {
+            Err(format!(
+                "{entry}: expected a user id (@user:server), a room id (!room:server) or a room \
+                 alias (#room:server)"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Member::User(user) => user.fmt(f),
+            Member::Room(room) => write!(f, "the members of {room}"),
+        }
+    }
+}
+
+impl BridgeSection {
+    /// Who is invited into each new portal: `invite`, else the staff.
+    pub fn invite_rules(&self) -> &[Member] {
+        self.invite.as_deref().unwrap_or(&self.staff)
+    }
 }
 
 fn default_api_base() -> String {
@@ -77,6 +137,9 @@ fn default_webhook_listen() -> SocketAddr {
 }
 fn default_database() -> PathBuf {
     "whatsapp-bridge.db".into()
+}
+fn default_template_language() -> String {
+    "en_US".into()
 }
 
 impl Config {
@@ -128,5 +191,66 @@ staff = ["@alice:localhost"]
         assert_eq!(config.graph_url(), "https://graph.facebook.com/v21.0");
         assert_eq!(config.bridge.staff.len(), 1);
         assert_eq!(config.bridge.webhook_listen.port(), 29319);
+        assert_eq!(config.bridge.template_language, "en_US");
+        // Without `invite`, the staff are invited (the rule before `invite` existed).
+        assert_eq!(config.bridge.invite_rules(), config.bridge.staff.as_slice());
+    }
+
+    fn bridge_section(lines: &str) -> Result<BridgeSection, String> {
+        let text = format!(
+            "[whatsapp]\nphone_number_id = \"1\"\naccess_token = \"t\"\napp_secret = \"s\"\n\
+             verify_token = \"v\"\n[homeserver]\nurl = \"http://hs\"\nserver_name = \"hs\"\n\
+             [bridge]\nregistration = \"r.yaml\"\n{lines}"
+        );
+        Config::parse(&text).map(|c| c.bridge)
+    }
+
+    #[test]
+    fn staff_and_invite_rules_take_users_and_rooms() {
+        let bridge = bridge_section(
+            r##"
+staff = ["@alice:hs", "#care-team:hs"]
+invite = ["@carol:hs", "!team:hs", "#care-team:hs"]
+template_language = "pt_BR"
+"##,
+        )
+        .expect("parses");
+        assert_eq!(
+            bridge.staff,
+            vec![
+                Member::User(ruma::owned_user_id!("@alice:hs")),
+                Member::Room("#care-team:hs".try_into().unwrap()),
+            ]
+        );
+        let invite = bridge.invite_rules();
+        assert_eq!(invite.len(), 3);
+        assert_eq!(invite[0], Member::User(ruma::owned_user_id!("@carol:hs")));
+        assert_eq!(invite[1], Member::Room("!team:hs".try_into().unwrap()));
+        assert_eq!(invite[1].to_string(), "the members of !team:hs");
+        assert_eq!(bridge.template_language, "pt_BR");
+        // An empty `invite` invites nobody (the staff open portals themselves with `start`).
+        assert!(
+            bridge_section("staff = [\"@alice:hs\"]\ninvite = []")
+                .unwrap()
+                .invite_rules()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_rules_are_refused_with_the_entry() {
+        for (lines, expected) in [
+            ("staff = [\"alice\"]", "alice: expected a user id"),
+            ("staff = [\"@alice\"]", "@alice: not a user id"),
+            (
+                "invite = [\"#no-server\"]",
+                "#no-server: not a room id or alias",
+            ),
+            ("staff = \"@alice:hs\"", "invalid type"),
+            ("invited = []", "unknown field"),
+        ] {
+            let error = bridge_section(lines).expect_err(lines);
+            assert!(error.contains(expected), "{lines}: {error}");
+        }
     }
 }

@@ -2,10 +2,17 @@
 //! WhatsApp contact's chat with the business number into a portal room, where the staff answer.
 //!
 //! - [`config`] — the TOML configuration.
-//! - [`cloud`] — the Cloud API client (sending, Graph errors).
+//! - [`cloud`] — the Cloud API client (sending, Graph errors); [`retry`] — its back-off and
+//!   the `[delivery]` configuration.
+//! - `recovery` — crash safety: sends cut short by a restart are sent, reconciled or explained,
+//!   never doubled; inbound copies are re-sent idempotently.
 //! - [`webhook`] — Meta's webhooks: handshake, signature, then [`WhatsAppBridge::handle_webhook`].
 //! - [`optout`] — contacts who wrote `STOP`.
-//! - `portal` — ghosts and portal rooms; `commands` — the bot's `!wa` commands.
+//! - `portal` — ghosts and portal rooms; `commands` — the bot's `!wa` commands; `staff` — who
+//!   may answer and who is invited (the `staff` and `invite` rules).
+//! - `inbound` (with `contacts`) — what each WhatsApp message type becomes in Matrix;
+//!   `outbound` — staff redactions, edits and locations; `reactions` — reactions both ways;
+//!   `receipts` — staff read receipts as WhatsApp's mark as read.
 //! - this module — the [`Bridge`] implementation (Matrix → WhatsApp), inbound messages and
 //!   statuses (WhatsApp → Matrix), and [`run`], which serves both listeners.
 //!
@@ -16,8 +23,16 @@
 pub mod cloud;
 mod commands;
 pub mod config;
+mod contacts;
+mod inbound;
 pub mod optout;
+mod outbound;
 mod portal;
+mod reactions;
+mod receipts;
+mod recovery;
+pub mod retry;
+mod staff;
 pub mod webhook;
 
 use std::path::Path;
@@ -28,9 +43,9 @@ use bridge_toolkit::delivery::Delivery;
 use bridge_toolkit::format::{self, Style};
 use bridge_toolkit::registration::Registration;
 use bridge_toolkit::store::{Direction, Store};
-use bridge_toolkit::{Bridge, Error, MatrixEvent, receiver};
-use ruma::events::room::message::{MessageType, RoomMessageEventContent};
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedUserId, UInt, UserId};
+use bridge_toolkit::{Bridge, EphemeralEvent, Error, MatrixEvent, receiver};
+use ruma::events::room::message::MessageType;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedUserId, UInt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -71,6 +86,10 @@ pub struct WhatsAppBridge {
     commands: bridge_toolkit::commands::Commands,
     /// Webhooks are handled one at a time, so a contact's first messages create one portal.
     inbound: tokio::sync::Mutex<()>,
+    reactions: reactions::Reactions,
+    read_marks: receipts::ReadMarks,
+    /// Sends under way, which the in-doubt sweep leaves alone.
+    in_flight: recovery::InFlight,
 }
 
 /// Serves the bridge: the appservice API on `appservice`, Meta's webhooks on `webhooks`, until
@@ -83,6 +102,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let store = Store::open(&config.bridge.database)?;
     let opt_outs = OptOuts::open(&config.bridge.database)?;
+    let reactions = reactions::Reactions::open(&config.bridge.database)?;
+    let read_marks = receipts::ReadMarks::open(&config.bridge.database)?;
     let client = Client::new(
         &config.homeserver.url,
         &registration,
@@ -93,14 +114,21 @@ pub async fn run(
         &config.whatsapp.phone_number_id,
         &config.whatsapp.access_token,
     )
-    .map_err(Error::Bridge)?;
+    .map_err(Error::Bridge)?
+    .with_backoff(config.delivery.backoff());
     let portals = Portals {
         client: client.clone(),
         store: store.clone(),
-        staff: config.bridge.staff.clone(),
+        staff: staff::Staff::new(client.clone(), &config.bridge),
     };
     let bridge = Arc::new(WhatsAppBridge {
-        commands: commands::commands(&config, portals.clone(), store.clone(), cloud.clone()),
+        commands: commands::commands(
+            &config,
+            portals.clone(),
+            store.clone(),
+            cloud.clone(),
+            opt_outs.clone(),
+        ),
         portals,
         opt_outs,
         delivery: Delivery::new(client.clone(), store.clone()),
@@ -109,7 +137,11 @@ pub async fn run(
         cloud,
         config,
         inbound: tokio::sync::Mutex::new(()),
+        reactions,
+        read_marks,
+        in_flight: recovery::InFlight::default(),
     });
+    tokio::spawn(bridge.clone().sweep_forever());
     let as_app = receiver::router(bridge.clone(), &registration.hs_token, store);
     let hook_app = webhook::router(bridge);
     tracing::info!(
@@ -124,6 +156,11 @@ pub async fn run(
         if let Err(e) = client.ensure_registered(BOT_LOCALPART).await {
             tracing::warn!(error = %e, "cannot register the bridge bot yet");
         }
+        // A ping tells the homeserver the bridge is back: what it queued (transactions a
+        // stopped run left unanswered) is delivered now instead of after its back-off.
+        if let Err(e) = client.ping().await {
+            tracing::warn!(error = %e, "cannot ping the homeserver yet");
+        }
         std::future::pending::<Result<(), std::io::Error>>().await
     };
     tokio::select! {
@@ -136,6 +173,9 @@ pub async fn run(
 
 impl Bridge for WhatsAppBridge {
     async fn handle_event(&self, event: MatrixEvent) -> Result<(), Error> {
+        // Staff may count through a team room: its members are read (when stale) before the
+        // commands' permission and the check below ask.
+        let is_staff = self.portals.staff.is_staff(&event.sender).await;
         // Commands to the bot (`!wa …`, or plain text in a direct chat with it).
         if self
             .commands
@@ -148,14 +188,14 @@ impl Bridge for WhatsAppBridge {
         if self.client.is_bridge_user(&event.sender) {
             return Ok(());
         }
-        if !self.config.bridge.staff.contains(&event.sender) {
-            return Ok(());
+        if !is_staff {
+            return staff::refuse(&self.store, &self.delivery, &event).await;
         }
         let Some(wa_id) = self.store.portal_remote(&event.room_id)? else {
             return Ok(());
         };
-        if event.kind == "m.reaction" {
-            return self.outbound_reaction(&event, &wa_id).await;
+        if self.outbound_special(&event, &wa_id).await? {
+            return Ok(()); // reactions, redactions, edits, locations
         }
         let Some(message) = event.message() else {
             return Ok(());
@@ -168,8 +208,8 @@ impl Bridge for WhatsAppBridge {
             MessageType::File(_) => Some("document"),
             _ => return Ok(()),
         };
-        if !self.store.claim_outbound(&event.event_id, &event.room_id)? {
-            return Ok(()); // bridged already
+        if !self.outbound_claim(&event)? {
+            return Ok(()); // bridged already, or in doubt
         }
         let mut body = match media_kind {
             None => {
@@ -192,6 +232,10 @@ impl Bridge for WhatsAppBridge {
         self.send_out(&event, &body).await
     }
 
+    async fn handle_ephemeral(&self, event: EphemeralEvent) -> Result<(), Error> {
+        self.receipt(&event).await
+    }
+
     async fn query_user(&self, user_id: OwnedUserId) -> Result<bool, Error> {
         Ok(self.store.ghost_remote(&user_id)?.is_some())
     }
@@ -206,19 +250,7 @@ impl WhatsAppBridge {
         {
             return Ok(());
         }
-        match self.cloud.send(body).await {
-            Ok(wamid) => self.store.record_remote_id(&event.event_id, &wamid),
-            Err(SendError::Refused { reason, .. }) => {
-                self.delivery
-                    .failed(&event.room_id, &event.event_id, &reason)
-                    .await
-            }
-            Err(SendError::Transient(reason)) => {
-                self.store
-                    .release_claim(Direction::Outbound, event.event_id.as_str())?;
-                Err(Error::Bridge(reason))
-            }
-        }
+        self.deliver(event, body).await
     }
 
     /// Whether `wa_id` opted out; if so, the claimed `event` is marked failed, the room told.
@@ -313,35 +345,6 @@ impl WhatsAppBridge {
         Ok(Some(message))
     }
 
-    /// A staff reaction to a bridged message becomes a WhatsApp reaction.
-    async fn outbound_reaction(&self, event: &MatrixEvent, wa_id: &str) -> Result<(), Error> {
-        let relation = &event.content["m.relates_to"];
-        let (Some("m.annotation"), Some(target), Some(key)) = (
-            relation["rel_type"].as_str(),
-            relation["event_id"].as_str(),
-            relation["key"].as_str(),
-        ) else {
-            return Ok(());
-        };
-        let Ok(target) = ruma::EventId::parse(target) else {
-            return Ok(());
-        };
-        let Some(wamid) = self.store.remote_for_event(&target)? else {
-            return Ok(()); // a reaction to something WhatsApp never saw
-        };
-        if !self.store.claim_outbound(&event.event_id, &event.room_id)? {
-            return Ok(());
-        }
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": wa_id,
-            "type": "reaction",
-            "reaction": {"message_id": wamid, "emoji": key},
-        });
-        self.send_out(event, &body).await
-    }
-
     /// Everything of one signed webhook body. An error means "answer non-2xx so Meta retries".
     pub async fn handle_webhook(&self, payload: &Value) -> Result<(), Error> {
         let _one_at_a_time = self.inbound.lock().await;
@@ -374,9 +377,15 @@ impl WhatsAppBridge {
             tracing::warn!("webhook message from an invalid WhatsApp id ignored");
             return Ok(());
         }
-        if self.store.message_by_remote(wamid)?.is_some() {
-            return Ok(()); // a retried webhook
-        }
+        // A wamid claimed without a recorded event: a run stopped before recording its copy.
+        // It is bridged again, idempotently (see `recovery`).
+        let resumed = match self.store.message_by_remote(wamid)? {
+            None => false,
+            Some(known) if known.direction == Direction::Inbound && known.event_id.is_none() => {
+                true
+            }
+            Some(_) => return Ok(()), // a retried webhook, or the echo of a message sent
+        };
         let kind = message["type"].as_str().unwrap_or_default();
         if kind.is_empty() {
             return Ok(());
@@ -389,7 +398,7 @@ impl WhatsAppBridge {
             .and_then(|c| c["profile"]["name"].as_str());
         let ghost = self.portals.ghost(wa_id, name).await?;
         let room = self.portals.portal(wa_id, name, &ghost).await?;
-        if !self.store.claim_inbound(wamid, &room)? {
+        if !resumed && !self.store.claim_inbound(wamid, &room)? {
             return Ok(());
         }
         let ts = message["timestamp"]
@@ -400,34 +409,13 @@ impl WhatsAppBridge {
         let sent = async {
             match kind {
                 "reaction" => {
-                    let target = message["reaction"]["message_id"]
-                        .as_str()
-                        .unwrap_or_default();
-                    let emoji = message["reaction"]["emoji"].as_str().unwrap_or_default();
-                    let Some(event) = self.store.event_for_remote(target)? else {
-                        return Ok(None); // a reaction to a message never bridged
-                    };
-                    if emoji.is_empty() {
-                        return Ok(None); // a removed reaction: not mirrored yet
-                    }
-                    self.client
-                        .react(&ghost, &room, &event, emoji, ts)
+                    self.mirror_reaction(wa_id, &ghost, &room, message, ts, wamid)
                         .await
-                        .map(Some)
                 }
-                _ => {
-                    let mut content = self.inbound_content(kind, message, &ghost).await?;
-                    // A reply (`context.id`) to a bridged message becomes a Matrix reply.
-                    if let Some(quoted) = message["context"]["id"].as_str()
-                        && let Some(event) = self.store.event_for_remote(quoted)?
-                    {
-                        content["m.relates_to"] = json!({"m.in_reply_to": {"event_id": event}});
-                    }
-                    self.client
-                        .send_event(&ghost, &room, "m.room.message", &content, ts)
-                        .await
-                        .map(Some)
-                }
+                _ => self
+                    .inbound_other(kind, message, &ghost, &room, ts, wamid)
+                    .await
+                    .map(Some),
             }
         };
         match sent.await {
@@ -476,69 +464,12 @@ impl WhatsAppBridge {
         Ok(())
     }
 
-    /// The Matrix content of an inbound text or media message (media re-uploaded to the
-    /// Matrix media repository as the ghost).
-    async fn inbound_content(
-        &self,
-        kind: &str,
-        message: &Value,
-        ghost: &UserId,
-    ) -> Result<Value, Error> {
-        let to_value = |content: &RoomMessageEventContent| {
-            serde_json::to_value(content).map_err(|e| Error::Invalid(e.to_string()))
-        };
-        if kind == "text" {
-            let body = message["text"]["body"].as_str().unwrap_or_default();
-            return to_value(&format::remote_to_matrix(body, Style::WhatsApp, &|_| None));
-        }
-        let msgtype = match kind {
-            "image" | "sticker" => "m.image",
-            "video" => "m.video",
-            "audio" => "m.audio",
-            "document" => "m.file",
-            other => {
-                let body = format!("[a WhatsApp {other} message, not supported by the bridge]");
-                return to_value(&RoomMessageEventContent::notice_plain(body));
-            }
-        };
-        let media = &message[kind];
-        let media_id = media["id"].as_str().unwrap_or_default();
-        let download = match self.cloud.download(media_id).await {
-            Ok(download) => download,
-            Err(reason) => {
-                // Not worth a retry loop: the media id does not get better.
-                tracing::warn!(%reason, "cannot fetch WhatsApp media");
-                let body = format!("[a WhatsApp {kind} that could not be fetched]");
-                return to_value(&RoomMessageEventContent::notice_plain(body));
-            }
-        };
-        let filename = media["filename"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("whatsapp-{kind}"));
-        let size = download.bytes.len();
-        let uri = self
-            .client
-            .upload(ghost, download.bytes, &download.mime_type, Some(&filename))
-            .await?;
-        let caption = media["caption"].as_str();
-        let mut content = json!({
-            "msgtype": msgtype,
-            "body": caption.unwrap_or(&filename),
-            "url": uri,
-            "info": {"mimetype": download.mime_type, "size": size},
-        });
-        if caption.is_some() {
-            content["filename"] = json!(filename);
-        }
-        Ok(content)
-    }
-
     /// A status of a message the bridge sent.
     async fn status(&self, status: &Value) -> Result<(), Error> {
         let Some(wamid) = status["id"].as_str() else {
             return Ok(());
         };
+        self.reconcile_status(status)?;
         let Some(message) = self.store.message_by_remote(wamid)? else {
             return Ok(()); // not ours, or not recorded yet
         };

@@ -74,6 +74,22 @@ impl OptOuts {
         })
     }
 
+    /// Everyone opted out now, with when they wrote STOP (Unix milliseconds), earliest first.
+    pub fn list(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT wa_id, since_ms FROM whatsapp_opt_outs ORDER BY since_ms, wa_id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Records the contact's choice; answers whether it changed.
     pub fn set(&self, wa_id: &str, opted_out: bool, now_ms: u64) -> Result<bool, Error> {
         self.with(|c| {
@@ -107,7 +123,20 @@ mod tests {
         assert!(opt_outs.set("447700900123", true, 1).unwrap());
         assert!(!opt_outs.set("447700900123", true, 2).unwrap());
         assert!(opt_outs.is_opted_out("447700900123").unwrap());
+        assert!(opt_outs.set("15550002222", true, 2).unwrap());
+        // The first STOP's time is kept.
+        assert_eq!(
+            opt_outs.list().unwrap(),
+            vec![
+                ("447700900123".to_owned(), 1),
+                ("15550002222".to_owned(), 2)
+            ]
+        );
         assert!(opt_outs.set("447700900123", false, 3).unwrap());
         assert!(!opt_outs.is_opted_out("447700900123").unwrap());
+        assert_eq!(
+            opt_outs.list().unwrap(),
+            vec![("15550002222".to_owned(), 2)]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Portals and ghosts: a WhatsApp contact's ghost (`@whatsapp_<phone>`, named after the
 //! contact's WhatsApp profile) and the portal room of the chat with them (created by the bot,
-//! the staff invited, `m.bridge` state). Shared by inbound messages and the `start` command.
+//! with whoever the invite rules name invited, `m.bridge` state). Shared by inbound messages
+//! and the `start` and `template` commands.
 
 use bridge_toolkit::Error;
 use bridge_toolkit::client::{BridgeInfo, Client, PortalRoom};
@@ -8,14 +9,15 @@ use bridge_toolkit::store::Store;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
 use super::GHOST_PREFIX;
+use super::staff::Staff;
 
 /// What creating portals and ghosts needs; clones share everything.
 #[derive(Clone)]
 pub struct Portals {
     pub client: Client,
     pub store: Store,
-    /// Invited to every new portal.
-    pub staff: Vec<OwnedUserId>,
+    /// Who may answer, and who is invited into every new portal.
+    pub staff: Staff,
 }
 
 impl Portals {
@@ -43,8 +45,8 @@ impl Portals {
         Ok(ghost)
     }
 
-    /// The portal of `wa_id`: created by the bot on the first message, the staff invited, the
-    /// ghost joined.
+    /// The portal of `wa_id`: created by the bot on the first message, the invite rules'
+    /// people invited, the ghost joined.
     pub async fn portal(
         &self,
         wa_id: &str,
@@ -64,7 +66,7 @@ impl Portals {
             .create_portal_room(&PortalRoom {
                 name: Some(title),
                 topic: Some(format!("WhatsApp chat with +{wa_id}")),
-                invite: self.staff.clone(),
+                invite: self.staff.invitees().await,
                 bridge_info: Some(BridgeInfo {
                     protocol_id: "whatsapp".into(),
                     protocol_name: "WhatsApp".into(),

@@ -51,6 +51,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/media", get(list_media).post(add_media))
         .route("/media/{id}", get(read_media))
         .route("/rate-limit", post(force_errors))
+        .route("/latency", put(set_latency))
         .route("/templates", post(add_template))
         .route("/errors", post(out_of_band_error))
 }
@@ -63,7 +64,10 @@ fn metadata(shared: &Shared) -> Value {
 }
 
 /// The `value` of a status webhook. `sent` and `delivered` carry the conversation and pricing
-/// objects; `failed` carries `errors`.
+/// objects; `failed` carries `errors`. Every status of a message sent with
+/// `biz_opaque_callback_data` echoes it: Meta's send reference describes the field as an
+/// arbitrary string (at most 512 characters) the Cloud API does not process but returns in the
+/// `statuses` objects of the message's webhooks (see the shared platform reference, C.3).
 pub(crate) fn status_value(
     shared: &Shared,
     id: &str,
@@ -72,13 +76,24 @@ pub(crate) fn status_value(
     errors: &[(u32, String)],
     origin: &str,
 ) -> Value {
-    let now = shared.lock().clock.now();
+    let (now, callback_data) = {
+        let state = shared.lock();
+        let callback_data = state
+            .messages
+            .get(id)
+            .and_then(|m| m.body["biz_opaque_callback_data"].as_str())
+            .map(str::to_owned);
+        (state.clock.now(), callback_data)
+    };
     let mut entry = json!({
         "id": id,
         "status": status,
         "timestamp": now.to_string(),
         "recipient_id": wa_id,
     });
+    if let Some(data) = callback_data {
+        entry["biz_opaque_callback_data"] = json!(data);
+    }
     if matches!(status, "sent" | "delivered") {
         entry["conversation"] = webhook::conversation(origin, now + WINDOW_SECONDS);
         entry["pricing"] = json!({"billable": true, "pricing_model": "PMP", "category": origin, "type": "regular"});
@@ -299,6 +314,13 @@ async fn inbound_message(
                 payload.insert("animated".into(), json!(false));
             }
         }
+        // Meta leaves the emoji out of the webhook of a removed reaction.
+        if kind == "reaction"
+            && let Some(reaction) = object.get_mut("reaction").and_then(Value::as_object_mut)
+            && reaction.get("emoji").is_some_and(|e| e == "")
+        {
+            reaction.remove("emoji");
+        }
         if let Some(context) = object.get_mut("context").and_then(Value::as_object_mut) {
             let quoted = context
                 .get("id")
@@ -480,17 +502,40 @@ async fn force_errors(State(shared): State<Arc<Shared>>, Json(body): Json<Force>
 }
 
 #[derive(Deserialize)]
-struct Template {
-    name: String,
+struct Latency {
+    ms: u64,
 }
 
-/// POST /_sim/templates {"name"} — approves a template.
+/// PUT /_sim/latency {"ms"} — each message send or media upload takes effect at once (stored,
+/// statuses queued) but is answered `ms` later: a slow network, and a window in which a bridge may die after
+/// Meta accepted a message and before it learnt the wamid.
+async fn set_latency(State(shared): State<Arc<Shared>>, Json(body): Json<Latency>) -> Json<Value> {
+    shared.lock().latency_ms = body.ms;
+    Json(json!({}))
+}
+
+#[derive(Deserialize)]
+struct Template {
+    name: String,
+    /// The body text, with its `{{n}}` placeholders.
+    body: Option<String>,
+}
+
+/// POST /_sim/templates {"name", "body"?} — approves a template; sends must then fill each of
+/// the body's `{{n}}` placeholders with a body parameter.
 async fn add_template(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<Template>,
 ) -> Json<Value> {
-    shared.lock().templates.insert(body.name);
-    Json(json!({}))
+    let params = body
+        .body
+        .as_deref()
+        .map(super::validate::placeholders)
+        .unwrap_or(0);
+    let mut state = shared.lock();
+    state.template_body_params.insert(body.name.clone(), params);
+    state.templates.insert(body.name);
+    Json(json!({"body_parameters": params}))
 }
 
 #[derive(Deserialize)]

@@ -176,8 +176,26 @@ pub(crate) async fn send_message(
             Send::Message(outbound) => accept(&shared, outbound, json),
         }
     })();
-    finish(&shared, &method, &uri, &headers, recorded, answer)
+    // Recorded before the latency: the call happened even if the caller is gone when the
+    // answer would leave.
+    late(
+        &shared,
+        finish(&shared, &method, &uri, &headers, recorded, answer),
+    )
+    .await
 }
+
+/// Holds an answer back for the configured latency (`PUT /_sim/latency`).
+async fn late(shared: &Shared, response: Response) -> Response {
+    let latency = shared.lock().latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    response
+}
+
+/// How long after its arrival an inbound message may be marked read.
+const READ_WITHIN_SECONDS: i64 = 30 * 24 * 3600;
 
 /// `status: read`: marks an inbound message, and the contact's earlier ones, read.
 fn mark_read(shared: &Shared, message_id: &str) -> Answer {
@@ -191,6 +209,13 @@ fn mark_read(shared: &Shared, message_id: &str) -> Answer {
             ));
         }
     };
+    // Meta marks messages read only within 30 days of their arrival.
+    if state.clock.now() - timestamp > READ_WITHIN_SECONDS {
+        return Err(GraphError::new(
+            131009,
+            format!("Invalid message_id '{message_id}': received more than 30 days ago"),
+        ));
+    }
     for message in state.messages.values_mut() {
         if message.direction == Direction::Inbound
             && message.wa_id == wa_id
@@ -243,6 +268,18 @@ fn accept(shared: &Arc<Shared>, outbound: validate::Outbound, body: Value) -> An
                 132001,
                 format!("template name ({name}) does not exist in {language}"),
             ));
+        }
+        if let Some((name, _)) = &outbound.template {
+            let expected = state.template_body_params.get(name).copied().unwrap_or(0);
+            let given = validate::template_body_parameters(&body);
+            if given != expected {
+                return Err(GraphError::new(
+                    132000,
+                    format!(
+                        "body: number of localizable_params ({given}) does not match the expected number of params ({expected})"
+                    ),
+                ));
+            }
         }
         if outbound.template.is_none() && !state.window_open(&outbound.wa_id) {
             return Err(GraphError::new(
@@ -396,7 +433,11 @@ pub(crate) async fn upload_media(
         shared.lock().media.insert(id.clone(), media);
         Ok(json!({"id": id}))
     })();
-    finish(&shared, &method, &uri, &headers, recorded, answer)
+    late(
+        &shared,
+        finish(&shared, &method, &uri, &headers, recorded, answer),
+    )
+    .await
 }
 
 /// The download URL of a media object, valid for five minutes of simulated time.
@@ -428,6 +469,10 @@ pub(crate) async fn get_media(
     let answer = (|| {
         authorize(&shared, &headers, uri.query())?;
         check_version(&version, uri.path())?;
+        // The business phone number is a Graph node too: `GET /{phone-number-id}`.
+        if media_id == shared.config.phone_number_id {
+            return Ok(phone_number_node(&shared));
+        }
         let state = shared.lock();
         let media = state
             .media
@@ -444,6 +489,19 @@ pub(crate) async fn get_media(
         }))
     })();
     finish(&shared, &method, &uri, &headers, Value::Null, answer)
+}
+
+/// The phone number node, with the fields Meta answers by default.
+fn phone_number_node(shared: &Shared) -> Value {
+    json!({
+        "verified_name": "Simulated Business",
+        "code_verification_status": "VERIFIED",
+        "display_phone_number": format!("+{}", shared.config.display_phone_number),
+        "quality_rating": "GREEN",
+        "platform_type": "CLOUD_API",
+        "throughput": {"level": "STANDARD"},
+        "id": shared.config.phone_number_id,
+    })
 }
 
 /// DELETE /{version}/{media-id}

@@ -144,8 +144,12 @@ pub struct State {
     pub webhook_url: Option<String>,
     /// Approved template names.
     pub templates: BTreeSet<String>,
+    /// How many body parameters (`{{1}}`, `{{2}}`, …) each template has; none when absent.
+    pub template_body_params: HashMap<String, usize>,
     /// Error codes the next sends answer with, one per send.
     pub forced: VecDeque<u32>,
+    /// How long the answer to a message send is held back after the send took effect.
+    pub latency_ms: u64,
     pair_buckets: HashMap<String, Bucket>,
     throughput: Option<Bucket>,
 }

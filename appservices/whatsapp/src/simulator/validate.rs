@@ -212,7 +212,49 @@ pub fn send(body: &Value) -> Result<Send, GraphError> {
         }
         media => outbound.media_id = self::media(media, object(payload, media)?)?,
     }
+    // An arbitrary string of at most 512 characters, echoed in the message's status webhooks.
+    if let Some(data) = body.get("biz_opaque_callback_data") {
+        match data.as_str() {
+            Some(data) if data.chars().count() <= 512 => {}
+            _ => {
+                return Err(invalid(
+                    "Parameter 'biz_opaque_callback_data' must be a string of at most 512 characters",
+                ));
+            }
+        }
+    }
     Ok(Send::Message(outbound))
+}
+
+/// How many distinct `{{n}}` placeholders a template text has.
+pub fn placeholders(text: &str) -> usize {
+    let mut numbers = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        rest = &rest[start + 2..];
+        if let Some(end) = rest.find("}}")
+            && let Ok(n) = rest[..end].trim().parse::<u32>()
+        {
+            numbers.insert(n);
+        }
+    }
+    numbers.len()
+}
+
+/// How many parameters a template message gives its body component.
+pub fn template_body_parameters(message: &Value) -> usize {
+    message["template"]["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("body"))
+        })
+        .filter_map(|c| c["parameters"].as_array())
+        .map(Vec::len)
+        .sum()
 }
 
 fn text(text: &Map<String, Value>) -> Result<(), GraphError> {
@@ -405,6 +447,18 @@ mod tests {
     }
 
     #[test]
+    fn callback_data_is_a_short_string() {
+        let text = |data: Value| {
+            json!({"messaging_product": "whatsapp", "to": "15551234567", "type": "text",
+                   "text": {"body": "hi"}, "biz_opaque_callback_data": data})
+        };
+        assert!(send(&text(json!("$event:hs"))).is_ok());
+        assert!(send(&text(json!("x".repeat(512)))).is_ok());
+        assert_eq!(code(text(json!("x".repeat(513)))), 131009);
+        assert_eq!(code(text(json!(7))), 131009);
+    }
+
+    #[test]
     fn documented_shapes_pass() {
         let base = |extra: Value| {
             let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+1 650-555-1234"});
@@ -515,6 +569,22 @@ mod tests {
                 json!({"messaging_product": "whatsapp", "to": "16505551234", "type": "template", "template": {"name": "x"}})
             ),
             100
+        );
+    }
+
+    #[test]
+    fn template_placeholders_and_body_parameters_are_counted() {
+        assert_eq!(placeholders("Hello"), 0);
+        assert_eq!(placeholders("On {{1}} at {{2}}; see you {{1}}"), 2);
+        assert_eq!(placeholders("{{ 1 }} and {{x}} and {{"), 1);
+        let message = json!({"template": {"name": "t", "components": [
+            {"type": "header", "parameters": [{"type": "text", "text": "h"}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ]}});
+        assert_eq!(template_body_parameters(&message), 2);
+        assert_eq!(
+            template_body_parameters(&json!({"template": {"name": "t"}})),
+            0
         );
     }
 }
