@@ -396,10 +396,7 @@ mod tests {
     const DAY: i64 = 24 * 3600 * 1000;
 
     fn key(seed: u8, version: &str) -> SigningKey {
-        SigningKey {
-            version: version.into(),
-            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
-        }
+        SigningKey::new(version, ed25519_dalek::SigningKey::from_bytes(&[seed; 32])).unwrap()
     }
 
     fn name(s: &str) -> &ServerName {
@@ -423,7 +420,7 @@ mod tests {
         }))
         .unwrap();
         for signer in signers {
-            sign_json(server, &signer.keypair().unwrap(), &mut object).unwrap();
+            sign_json(server, signer.keypair(), &mut object).unwrap();
         }
         serde_json::to_string(&object).unwrap()
     }

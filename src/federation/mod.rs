@@ -74,7 +74,7 @@ impl Federation {
         let client = FederationClient::new(
             &config.federation,
             config.server_name.clone(),
-            signing_key.keypair()?,
+            signing_key.to_keypair()?,
         )?;
         Ok(Federation {
             server_name: config.server_name.clone(),
@@ -82,7 +82,7 @@ impl Federation {
             access: AccessList::new(&config.federation.allow, &config.federation.deny),
             client,
             db,
-            keypair: signing_key.keypair()?,
+            keypair: signing_key.to_keypair()?,
             key_id: signing_key.key_id(),
             public_key: Base64::new(signing_key.key.verifying_key().to_bytes().to_vec()),
             key_fetches: keys::KeyFetches::default(),

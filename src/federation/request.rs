@@ -108,10 +108,11 @@ mod tests {
     use crate::federation::signing_key::SigningKey;
 
     fn key(seed: u8) -> SigningKey {
-        SigningKey {
-            version: format!("k{seed}"),
-            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
-        }
+        SigningKey::new(
+            format!("k{seed}"),
+            ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        )
+        .unwrap()
     }
 
     fn name(s: &str) -> &ServerName {
@@ -131,7 +132,7 @@ mod tests {
             body,
             name("origin.test"),
             name(destination),
-            &signer.keypair().unwrap(),
+            signer.keypair(),
         )
         .unwrap();
         assert!(

@@ -31,14 +31,11 @@ pub fn server() -> &'static ServerName {
 }
 
 pub fn signing_key() -> SigningKey {
-    SigningKey {
-        version: "test".into(),
-        key: ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]),
-    }
+    SigningKey::new("test", ed25519_dalek::SigningKey::from_bytes(&[42u8; 32])).unwrap()
 }
 
 pub fn keypair() -> Ed25519KeyPair {
-    signing_key().keypair().unwrap()
+    signing_key().to_keypair().unwrap()
 }
 
 /// The public key map `verify_event` needs to check this server's signatures.

@@ -61,10 +61,7 @@ async fn fixture(version: RoomVersionId) -> Fixture {
     };
     let (dir, services) = services_with(&[&alice.user_id]).await;
     let services = Arc::new(services);
-    let key = SigningKey {
-        version: "remote1".into(),
-        key: ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
-    };
+    let key = SigningKey::new("remote1", ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap();
     let stored = NewKey {
         key_id: key.key_id(),
         public_key: key.public_key_base64(),
@@ -173,7 +170,7 @@ impl Fixture {
             depth as u64 + 1,
             MilliSecondsSinceUnixEpoch::now(),
             remote(),
-            &self.key.keypair().unwrap(),
+            self.key.keypair(),
         )
         .unwrap()
     }
@@ -366,10 +363,8 @@ async fn limits_and_unknown_rooms_and_outsiders() {
 #[tokio::test]
 async fn a_pdu_with_a_bad_signature_is_refused_and_not_stored() {
     let f = fixture(RoomVersionId::V11).await;
-    let impostor = SigningKey {
-        version: "remote1".into(),
-        key: ed25519_dalek::SigningKey::from_bytes(&[10; 32]),
-    };
+    let impostor =
+        SigningKey::new("remote1", ed25519_dalek::SigningKey::from_bytes(&[10; 32])).unwrap();
     let mut pdu = f.build(&bob(), message("forged"), None).await;
     let template = message("forged");
     let forged = room::build_pdu(
@@ -382,7 +377,7 @@ async fn a_pdu_with_a_bad_signature_is_refused_and_not_stored() {
         pdu.depth,
         pdu.origin_server_ts,
         remote(),
-        &impostor.keypair().unwrap(),
+        impostor.keypair(),
     )
     .unwrap();
     pdu.json = forged.json;

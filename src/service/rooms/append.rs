@@ -342,10 +342,7 @@ impl Services {
             .filter_map(|key| state.get(key))
             .map(|pdu| pdu.event_id.clone())
             .collect();
-        let keypair = self
-            .signing_key
-            .keypair()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let keypair = self.signing_key.keypair();
         let origin_server_ts = template
             .origin_server_ts
             .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
@@ -359,7 +356,7 @@ impl Services {
             depth,
             origin_server_ts,
             self.server_name(),
-            &keypair,
+            keypair,
         )
         .map_err(pdu_error)?;
         let by_id: HashMap<&EventId, &Arc<Pdu>> =

@@ -92,10 +92,7 @@ impl Services {
                     .map_err(|e| Error::Internal(e.to_string()))?,
             )
         };
-        let keypair = self
-            .signing_key
-            .keypair()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let keypair = self.signing_key.keypair();
         let create = room::build_pdu(
             &rules,
             room_id.as_deref(),
@@ -106,7 +103,7 @@ impl Services {
             1,
             MilliSecondsSinceUnixEpoch::now(),
             self.server_name(),
-            &keypair,
+            keypair,
         )
         .map_err(pdu_error)?;
         let room_id = create.room_id.clone();

@@ -293,17 +293,9 @@ impl Services {
         rules: &RoomVersionRules,
         json: &mut CanonicalJsonObject,
     ) -> Result<()> {
-        let keypair = self
-            .signing_key
-            .keypair()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        ruma::signatures::sign_event(
-            self.server_name().as_str(),
-            &keypair,
-            json,
-            &rules.redaction,
-        )
-        .map_err(|e| Error::Internal(format!("cannot sign the event: {e}")))
+        let keypair = self.signing_key.keypair();
+        ruma::signatures::sign_event(self.server_name().as_str(), keypair, json, &rules.redaction)
+            .map_err(|e| Error::Internal(format!("cannot sign the event: {e}")))
     }
 
     /// The public keys of every server that must have signed `json`, for each key id it signed

@@ -239,10 +239,7 @@ impl Services {
         if let Some(via) = template["content"].get("join_authorised_via_users_server") {
             content["join_authorised_via_users_server"] = via.clone();
         }
-        let keypair = self
-            .signing_key
-            .keypair()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let keypair = self.signing_key.keypair();
         room::build_pdu(
             rules,
             Some(room_id),
@@ -253,7 +250,7 @@ impl Services {
             depth,
             MilliSecondsSinceUnixEpoch::now(),
             self.server_name(),
-            &keypair,
+            keypair,
         )
         .map_err(|e| Error::RemoteServer(format!("cannot build the event from the template: {e}")))
     }

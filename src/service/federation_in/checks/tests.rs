@@ -13,10 +13,7 @@ use crate::room::PduTemplate;
 const REMOTE: &str = "remote.test";
 
 fn key(seed: u8) -> SigningKey {
-    SigningKey {
-        version: "k1".into(),
-        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
-    }
+    SigningKey::new("k1", ed25519_dalek::SigningKey::from_bytes(&[seed; 32])).unwrap()
 }
 
 fn rules() -> RoomVersionRules {
@@ -45,7 +42,7 @@ fn signed_message(signer: &SigningKey) -> CanonicalJsonObject {
         2,
         MilliSecondsSinceUnixEpoch(UInt::new(5_000).unwrap()),
         <&ServerName>::try_from(REMOTE).unwrap(),
-        &signer.keypair().unwrap(),
+        signer.keypair(),
     )
     .unwrap();
     pdu.json
