@@ -1,8 +1,8 @@
 //! Managing the WhatsApp bridge (`appservices/whatsapp`) from Matrix, against a real Plexus and
 //! the Cloud API simulator: the bot's commands in the staff's direct chat with it (`help`,
 //! `status`, `template <name> <phone>` with parameters, `opt-out`), who is invited into a new
-//! portal (listed users and a care team's room), and a portal member who is not staff being
-//! told their message did not go to WhatsApp.
+//! portal (listed users and a care team's room), a portal member who is not staff being told
+//! their message did not go to WhatsApp, and the template configured for a closed 24-hour window.
 
 #[path = "whatsapp_bridge/support.rs"]
 mod support;
@@ -327,6 +327,118 @@ invite = ["@alice:localhost", "@dora:localhost", "#care-team:localhost"]"##,
         answer.unwrap_or_default()
     };
     assert_eq!(answer, "You may not run commands of this bridge.");
+}
+
+/// With `[bridge.window_template]` and `include_text`, a staff message refused because the
+/// 24-hour window is closed goes out once more, as the template carrying its text; it counts as
+/// sent (the template's statuses are its own) and the room is told how it went.
+#[tokio::test]
+async fn a_closed_window_sends_the_message_in_the_configured_template() {
+    let setup = Setup::start_with(
+        r#"staff = ["@alice:localhost"]
+[bridge.window_template]
+name = "care_team_message"
+language = "en_GB"
+include_text = true"#,
+    )
+    .await;
+    setup
+        .http
+        .post(
+            &setup.sim("/templates"),
+            json!({"name": "care_team_message", "body": "A message from your care team: {{1}}"}),
+        )
+        .await;
+    setup.contact_writes(MARIA, "Maria Lopez", "thanks!").await;
+    let room = setup.portal(MARIA).await;
+    let window = format!("/contacts/{MARIA}/window");
+    setup
+        .http
+        .put(&setup.sim(&window), json!({"open": false}))
+        .await;
+
+    let event = setup
+        .alice
+        .send_message(&room, "Your visit is confirmed")
+        .await;
+    bot_says(
+        &setup,
+        &room,
+        "went out in the approved template care_team_message",
+    )
+    .await;
+    let calls = setup.message_calls().await;
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0]["response"]["error"]["code"], 131047);
+    assert_eq!(calls[1]["status"], 200, "{:#}", calls[1]);
+    let mut template = calls[1]["body"].clone();
+    assert_eq!(
+        template["biz_opaque_callback_data"].as_str(),
+        Some(event.as_str()),
+        "the template's statuses name the message"
+    );
+    template
+        .as_object_mut()
+        .map(|t| t.remove("biz_opaque_callback_data"));
+    assert_eq!(
+        template,
+        json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": MARIA,
+               "type": "template",
+               "template": {"name": "care_team_message", "language": {"code": "en_GB"},
+                            "components": [{"type": "body", "parameters": [
+                                {"type": "text", "text": "Your visit is confirmed"}]}]}})
+    );
+    // Nothing says the message failed.
+    let events = setup.messages(&room).await;
+    assert!(
+        !events.iter().any(|e| e["content"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("Not delivered"))),
+        "{events:#?}"
+    );
+}
+
+/// Without `include_text`, the template is an invitation to write back: sent once however many
+/// messages meet the closed window, and each message is reported as not delivered.
+#[tokio::test]
+async fn a_closed_window_invites_the_contact_once() {
+    let setup = Setup::start_with(
+        r#"staff = ["@alice:localhost"]
+[bridge.window_template]
+name = "hello_world""#,
+    )
+    .await;
+    setup.contact_writes(MARIA, "Maria Lopez", "thanks!").await;
+    let room = setup.portal(MARIA).await;
+    let window = format!("/contacts/{MARIA}/window");
+    setup
+        .http
+        .put(&setup.sim(&window), json!({"open": false}))
+        .await;
+
+    setup
+        .alice
+        .send_message(&room, "Are you free on Monday?")
+        .await;
+    bot_says(&setup, &room, "asking them to write back was sent instead").await;
+    setup.alice.send_message(&room, "Or Tuesday?").await;
+    bot_says(&setup, &room, "asking them to write back was sent already").await;
+    let calls = setup.message_calls().await;
+    let templates: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["body"]["type"] == "template")
+        .collect();
+    assert_eq!(templates.len(), 1, "{calls:#?}");
+    assert_eq!(templates[0]["status"], 200);
+    assert_eq!(
+        templates[0]["body"]["template"],
+        json!({"name": "hello_world", "language": {"code": "en_US"}})
+    );
+    assert_eq!(
+        calls.len(),
+        3,
+        "two refused messages and one template: {calls:#?}"
+    );
 }
 
 /// Waits for a notice of the bot's in `room` containing `needle`.

@@ -278,7 +278,7 @@ impl TemplateRequest {
 }
 
 /// The Cloud API template message: the parameters fill the body's placeholders in order.
-fn template_message(to: &str, name: &str, language: &str, parameters: &[String]) -> Value {
+pub(super) fn template_message(to: &str, name: &str, language: &str, parameters: &[String]) -> Value {
     let mut template = json!({"name": name, "language": {"code": language}});
     if !parameters.is_empty() {
         let parameters: Vec<Value> = parameters

@@ -74,6 +74,26 @@ pub struct BridgeSection {
     /// The template language `template` uses when the command names none.
     #[serde(default = "default_template_language")]
     pub template_language: String,
+    /// The approved template sent instead of a staff message that WhatsApp refuses because the
+    /// contact's 24-hour window is closed (error 131047). Without it the room is told why the
+    /// message was not delivered.
+    #[serde(default)]
+    pub window_template: Option<WindowTemplate>,
+}
+
+/// `[bridge.window_template]`: what goes out when the 24-hour window is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowTemplate {
+    /// The approved template's name.
+    pub name: String,
+    /// Its language; `template_language` when not given.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Whether the staff message's text fills the template's one body placeholder (`{{1}}`);
+    /// otherwise the template is sent without parameters, as an invitation to write back.
+    #[serde(default)]
+    pub include_text: bool,
 }
 
 /// One entry of the staff and invite rules.
@@ -212,6 +232,9 @@ staff = ["@alice:localhost"]
 staff = ["@alice:hs", "#care-team:hs"]
 invite = ["@carol:hs", "!team:hs", "#care-team:hs"]
 template_language = "pt_BR"
+[bridge.window_template]
+name = "care_team_message"
+include_text = true
 "##,
         )
         .expect("parses");
@@ -228,6 +251,11 @@ template_language = "pt_BR"
         assert_eq!(invite[1], Member::Room("!team:hs".try_into().unwrap()));
         assert_eq!(invite[1].to_string(), "the members of !team:hs");
         assert_eq!(bridge.template_language, "pt_BR");
+        let window = bridge.window_template.as_ref().expect("a window template");
+        assert_eq!(
+            (window.name.as_str(), window.language.as_deref(), window.include_text),
+            ("care_team_message", None, true)
+        );
         // An empty `invite` invites nobody (the staff open portals themselves with `start`).
         assert!(
             bridge_section("staff = [\"@alice:hs\"]\ninvite = []")

@@ -9,7 +9,8 @@
 //! - [`webhook`] — Meta's webhooks: handshake, signature, then [`WhatsAppBridge::handle_webhook`].
 //! - [`optout`] — contacts who wrote `STOP`.
 //! - `portal` — ghosts and portal rooms; `commands` — the bot's `!wa` commands; `staff` — who
-//!   may answer and who is invited (the `staff` and `invite` rules).
+//!   may answer and who is invited (the `staff` and `invite` rules); `window` — the template
+//!   sent when the 24-hour window is closed.
 //! - `inbound` (with `contacts`) — what each WhatsApp message type becomes in Matrix;
 //!   `outbound` — staff redactions, edits and locations; `reactions` — reactions both ways;
 //!   `receipts` — staff read receipts as WhatsApp's mark as read.
@@ -34,6 +35,7 @@ mod recovery;
 pub mod retry;
 mod staff;
 pub mod webhook;
+mod window;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -90,6 +92,7 @@ pub struct WhatsAppBridge {
     read_marks: receipts::ReadMarks,
     /// Sends under way, which the in-doubt sweep leaves alone.
     in_flight: recovery::InFlight,
+    invitations: window::Invitations,
 }
 
 /// Serves the bridge: the appservice API on `appservice`, Meta's webhooks on `webhooks`, until
@@ -140,6 +143,7 @@ pub async fn run(
         reactions,
         read_marks,
         in_flight: recovery::InFlight::default(),
+        invitations: window::Invitations::default(),
     });
     tokio::spawn(bridge.clone().sweep_forever());
     let as_app = receiver::router(bridge.clone(), &registration.hs_token, store);

@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 use super::WhatsAppBridge;
 use super::cloud::CallError;
+use super::window;
 
 /// What the room is told of a message whose send was cut short and never confirmed.
 pub const IN_DOUBT_REASON: &str = "it may not have reached WhatsApp: the bridge restarted (or \
@@ -115,6 +116,9 @@ impl WhatsAppBridge {
         self.store.start_send(&event.event_id)?;
         match self.cloud.send_message(&body).await {
             Ok(wamid) => self.store.record_remote_id(&event.event_id, &wamid),
+            Err(CallError::Refused { code, reason }) if code == window::WINDOW_CLOSED => {
+                self.window_closed(event, &body, &reason).await
+            }
             Err(CallError::Refused { reason, .. }) => {
                 self.delivery
                     .failed(&event.room_id, &event.event_id, &reason)
