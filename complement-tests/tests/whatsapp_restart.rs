@@ -15,7 +15,9 @@ use std::time::Duration;
 use complement_tests::{Server, User, Value, json, state_path, wait_until};
 use plexus_whatsapp::bridge::{self, config::Config as BridgeConfig};
 use plexus_whatsapp::simulator::{Config as SimConfig, Simulator};
-use support::{ACCESS_TOKEN, APP_SECRET, Http, MARIA, PHONE_NUMBER_ID, VERIFY_TOKEN, ghost_of};
+use support::{
+    ACCESS_TOKEN, APP_SECRET, Http, MARIA, PHONE_NUMBER_ID, VERIFY_TOKEN, bridge_config, ghost_of,
+};
 use tokio::process::{Child, Command};
 
 /// How long a message sent while the bridge was down may wait for its status before the bridge
@@ -63,35 +65,22 @@ impl Harness {
         .await
         .expect("the simulator starts");
         let registration = dir.path().join("whatsapp.yaml");
-        let graph = sim.graph_url();
-        let (base, version) = graph.rsplit_once('/').expect("a versioned Graph URL");
         let config_text = |homeserver: &str| {
-            format!(
-                r#"
-[whatsapp]
-api_base_url = "{base}"
-api_version = "{version}"
-phone_number_id = "{PHONE_NUMBER_ID}"
-access_token = "{ACCESS_TOKEN}"
-app_secret = "{APP_SECRET}"
-verify_token = "{VERIFY_TOKEN}"
-[homeserver]
-url = "{homeserver}"
-server_name = "localhost"
-[bridge]
-registration = "{registration}"
-appservice_listen = "{appservice}"
-webhook_listen = "{webhooks}"
-database = "{database}"
-staff = ["@alice:localhost"]
+            bridge_config(
+                &sim.graph_url(),
+                homeserver,
+                &registration,
+                &appservice.to_string(),
+                &webhooks.to_string(),
+                &dir.path().join("bridge.db"),
+                &format!(
+                    r#"staff = ["@alice:localhost"]
 [delivery]
 attempts = {ATTEMPTS}
 backoff_base_ms = 50
 backoff_max_ms = 200
-in_doubt_grace_secs = {IN_DOUBT_GRACE_SECS}
-"#,
-                registration = registration.display(),
-                database = dir.path().join("bridge.db").display(),
+in_doubt_grace_secs = {IN_DOUBT_GRACE_SECS}"#
+                ),
             )
         };
         let config = BridgeConfig::parse(&config_text("http://placeholder"))

@@ -17,6 +17,43 @@ pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const MARIA: &str = "447700900123";
 
+/// The bridge's TOML for the simulator at `graph_url` (versioned) and the homeserver at
+/// `homeserver`; `tail` ends the `[bridge]` section (the staff rules) and may add sections after
+/// it.
+pub fn bridge_config(
+    graph_url: &str,
+    homeserver: &str,
+    registration: &std::path::Path,
+    appservice: &str,
+    webhooks: &str,
+    database: &std::path::Path,
+    tail: &str,
+) -> String {
+    let (base, version) = graph_url.rsplit_once('/').expect("a versioned Graph URL");
+    format!(
+        r#"
+[whatsapp]
+api_base_url = "{base}"
+api_version = "{version}"
+phone_number_id = "{PHONE_NUMBER_ID}"
+access_token = "{ACCESS_TOKEN}"
+app_secret = "{APP_SECRET}"
+verify_token = "{VERIFY_TOKEN}"
+[homeserver]
+url = "{homeserver}"
+server_name = "localhost"
+[bridge]
+registration = "{registration}"
+appservice_listen = "{appservice}"
+webhook_listen = "{webhooks}"
+database = "{database}"
+{tail}
+"#,
+        registration = registration.display(),
+        database = database.display(),
+    )
+}
+
 /// Plain HTTP to the simulator's control API and the bridge's webhook endpoint.
 pub struct Http(pub reqwest::Client);
 
@@ -100,31 +137,14 @@ impl Setup {
         .await
         .expect("the simulator starts");
         let registration = dir.path().join("whatsapp.yaml");
-        let graph = sim.graph_url();
-        let (base, version) = graph.rsplit_once('/').expect("a versioned Graph URL");
-        let config_text = format!(
-            r#"
-[whatsapp]
-api_base_url = "{base}"
-api_version = "{version}"
-phone_number_id = "{PHONE_NUMBER_ID}"
-access_token = "{ACCESS_TOKEN}"
-app_secret = "{APP_SECRET}"
-verify_token = "{VERIFY_TOKEN}"
-[homeserver]
-url = "http://placeholder"
-server_name = "localhost"
-[bridge]
-registration = "{registration}"
-appservice_listen = "{appservice}"
-webhook_listen = "{webhooks}"
-database = "{database}"
-{bridge_lines}
-"#,
-            registration = registration.display(),
-            appservice = appservice.local_addr().expect("an address"),
-            webhooks = webhooks.local_addr().expect("an address"),
-            database = dir.path().join("bridge.db").display(),
+        let config_text = bridge_config(
+            &sim.graph_url(),
+            "http://placeholder",
+            &registration,
+            &appservice.local_addr().expect("an address").to_string(),
+            &webhooks.local_addr().expect("an address").to_string(),
+            &dir.path().join("bridge.db"),
+            bridge_lines,
         );
         let mut config = BridgeConfig::parse(&config_text).expect("the bridge config parses");
         let generated =
