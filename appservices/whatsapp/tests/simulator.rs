@@ -765,3 +765,89 @@ async fn read_marks_locations_and_removed_reactions_follow_the_documentation() {
         json!({"message_id": business, "emoji": "👍"})
     );
 }
+
+/// Groups: made with a subject and participants (id in Meta's documented shape), read with
+/// `GET /{group_id}`; a participant's message webhook carries `group_id` next to `from`; a send
+/// with `recipient_type: "group"` is accepted for a known group, its statuses name the group
+/// (`recipient_id`, `recipient_type: "group"`), and an unknown group is refused.
+#[tokio::test]
+async fn groups_are_created_written_in_and_sent_to() {
+    let f = Fixture::with(|config| config.auto_statuses = true).await;
+    let group = f
+        .control(
+            reqwest::Method::POST,
+            "groups",
+            json!({"subject": "  Knee clinic  ", "participants": [CONTACT, "+44 7700 900123"]}),
+        )
+        .await;
+    let id = group["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("Y2FwaV9ncm91cDo"), "{id}");
+    assert_eq!(group["subject"], "Knee clinic");
+
+    let node: Value = f
+        .http
+        .get(f.graph(&id))
+        .bearer_auth("good-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(node["id"], id.as_str());
+    assert_eq!(node["subject"], "Knee clinic");
+    assert_eq!(
+        node["participants"],
+        json!([{"wa_id": CONTACT}, {"wa_id": "447700900123"}])
+    );
+    assert_eq!(node["total_participant_count"], 2);
+
+    let written = f
+        .control(
+            reqwest::Method::POST,
+            &format!("groups/{id}/messages"),
+            json!({"from": CONTACT, "type": "text", "text": {"body": "hello all"}}),
+        )
+        .await;
+    let hook = f.webhook(1).await;
+    let value = &hook["entry"][0]["changes"][0]["value"];
+    assert_eq!(value["messages"][0]["from"], CONTACT);
+    assert_eq!(value["messages"][0]["group_id"], id.as_str());
+    assert_eq!(value["messages"][0]["id"], written["id"]);
+    assert_eq!(value["contacts"][0]["wa_id"], CONTACT);
+
+    let to_group = |body: Value| {
+        let mut message =
+            json!({"messaging_product": "whatsapp", "recipient_type": "group", "to": id});
+        message
+            .as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        message
+    };
+    // No window is kept for a group: the business may write at once.
+    let (status, sent) = f
+        .send(to_group(
+            json!({"type": "text", "text": {"body": "Welcome"},
+            "context": {"message_id": written["id"]}}),
+        ))
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let status = |hook: Value| hook["entry"][0]["changes"][0]["value"]["statuses"][0].clone();
+    let sent_status = status(f.webhook(2).await);
+    assert_eq!(sent_status["id"], sent["messages"][0]["id"]);
+    assert_eq!(sent_status["status"], "sent");
+    assert_eq!(sent_status["recipient_id"], id.as_str());
+    assert_eq!(sent_status["recipient_type"], "group");
+
+    let (status, refused) = f
+        .send(
+            json!({"messaging_product": "whatsapp", "recipient_type": "group",
+            "to": "Y2FwaV9ncm91cDpub3RoaW5n", "type": "text", "text": {"body": "x"}}),
+        )
+        .await;
+    assert_eq!((status, error_code(&refused)), (400, 131009), "{refused}");
+    // A group message is not the contact's one-to-one window.
+    let (status, refused) = f.send(base(json!({"text": {"body": "x"}}))).await;
+    assert_eq!((status, error_code(&refused)), (400, 131047), "{refused}");
+}

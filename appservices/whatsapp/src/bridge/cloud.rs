@@ -284,6 +284,13 @@ impl CloudApi {
         let request = self.http.get(&url).bearer_auth(&self.access_token);
         call(request).await.map_err(SendError::from)
     }
+
+    /// `GET /{id}`: a Graph node by id, such as a group (`subject`, `participants`, …).
+    pub async fn node(&self, id: &str) -> Result<Value, SendError> {
+        let url = format!("{}/{}", self.graph_url, id);
+        let request = self.http.get(&url).bearer_auth(&self.access_token);
+        call(request).await.map_err(SendError::from)
+    }
 }
 
 impl CloudApi {

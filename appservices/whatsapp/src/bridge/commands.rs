@@ -156,7 +156,8 @@ impl Tools {
             .language
             .clone()
             .unwrap_or_else(|| self.template_language.clone());
-        let message = template_message(&wa_id, name, &language, &request.parameters);
+        let mut message = template_message(&wa_id, name, &language, &request.parameters);
+        super::groups::address(&mut message);
         // The notice stands for the template in the portal, so its statuses show there.
         let client = &self.portals.client;
         let notice = client
@@ -278,7 +279,12 @@ impl TemplateRequest {
 }
 
 /// The Cloud API template message: the parameters fill the body's placeholders in order.
-pub(super) fn template_message(to: &str, name: &str, language: &str, parameters: &[String]) -> Value {
+pub(super) fn template_message(
+    to: &str,
+    name: &str,
+    language: &str,
+    parameters: &[String],
+) -> Value {
     let mut template = json!({"name": name, "language": {"code": language}});
     if !parameters.is_empty() {
         let parameters: Vec<Value> = parameters

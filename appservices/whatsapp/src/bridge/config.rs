@@ -253,7 +253,11 @@ include_text = true
         assert_eq!(bridge.template_language, "pt_BR");
         let window = bridge.window_template.as_ref().expect("a window template");
         assert_eq!(
-            (window.name.as_str(), window.language.as_deref(), window.include_text),
+            (
+                window.name.as_str(),
+                window.language.as_deref(),
+                window.include_text
+            ),
             ("care_team_message", None, true)
         );
         // An empty `invite` invites nobody (the staff open portals themselves with `start`).

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use super::WhatsAppBridge;
 use super::contacts;
+use super::groups;
 use super::recovery::inbound_txn_id;
 
 fn to_value(content: &RoomMessageEventContent) -> Result<Value, Error> {
@@ -63,10 +64,15 @@ impl WhatsAppBridge {
         if kind == "contacts" {
             self.contact_file(message, ghost, room, ts, &txn_id).await?;
         }
-        if let Some(wa_id) = message["from"].as_str() {
+        // The newest message of each chat (a group's apart from its writer's own chat).
+        let chat = match message["group_id"].as_str() {
+            Some(group_id) => Some(groups::portal_key(group_id)),
+            None => message["from"].as_str().map(str::to_owned),
+        };
+        if let Some(chat) = chat {
             let at = ts.unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
             self.read_marks
-                .note_inbound(wa_id, wamid, u64::from(at.0))?;
+                .note_inbound(&chat, wamid, u64::from(at.0))?;
         }
         Ok(event_id)
     }

@@ -8,9 +8,10 @@
 //!   never doubled; inbound copies are re-sent idempotently.
 //! - [`webhook`] — Meta's webhooks: handshake, signature, then [`WhatsAppBridge::handle_webhook`].
 //! - [`optout`] — contacts who wrote `STOP`.
-//! - `portal` — ghosts and portal rooms; `commands` — the bot's `!wa` commands; `staff` — who
-//!   may answer and who is invited (the `staff` and `invite` rules); `window` — the template
-//!   sent when the 24-hour window is closed.
+//! - `portal` — ghosts and portal rooms; `groups` — group conversations' portals and their
+//!   addressing; `commands` — the bot's `!wa` commands; `staff` — who may answer and who is
+//!   invited (the `staff` and `invite` rules); `window` — the template sent when the 24-hour
+//!   window is closed.
 //! - `inbound` (with `contacts`) — what each WhatsApp message type becomes in Matrix;
 //!   `outbound` — staff redactions, edits and locations; `reactions` — reactions both ways;
 //!   `receipts` — staff read receipts as WhatsApp's mark as read.
@@ -25,6 +26,7 @@ pub mod cloud;
 mod commands;
 pub mod config;
 mod contacts;
+mod groups;
 mod inbound;
 pub mod optout;
 mod outbound;
@@ -377,6 +379,8 @@ impl WhatsAppBridge {
         let (Some(wa_id), Some(wamid)) = (message["from"].as_str(), message["id"].as_str()) else {
             return Ok(());
         };
+        // Meta's group webhook reference shows `from` as a phone number with its `+`.
+        let wa_id = wa_id.trim_start_matches('+');
         if !valid_wa_id(wa_id) {
             tracing::warn!("webhook message from an invalid WhatsApp id ignored");
             return Ok(());
@@ -400,8 +404,17 @@ impl WhatsAppBridge {
             .flatten()
             .find(|c| c["wa_id"].as_str() == Some(wa_id))
             .and_then(|c| c["profile"]["name"].as_str());
+        // A message in a group (`group_id` next to `from`) goes to the group's portal.
+        let group = message["group_id"].as_str();
+        if group.is_some_and(|g| !groups::valid_group_id(g)) {
+            tracing::warn!("webhook message with an invalid group id ignored");
+            return Ok(());
+        }
         let ghost = self.portals.ghost(wa_id, name).await?;
-        let room = self.portals.portal(wa_id, name, &ghost).await?;
+        let room = match group {
+            Some(group_id) => self.group_portal(group_id, &ghost).await?,
+            None => self.portals.portal(wa_id, name, &ghost).await?,
+        };
         if !resumed && !self.store.claim_inbound(wamid, &room)? {
             return Ok(());
         }
@@ -425,7 +438,8 @@ impl WhatsAppBridge {
         match sent.await {
             Ok(Some(event_id)) => {
                 self.store.record_event_id(wamid, &event_id)?;
-                if kind == "text" {
+                // STOP said in a group is said to the group, not to the business.
+                if kind == "text" && group.is_none() {
                     let text = message["text"]["body"].as_str().unwrap_or_default();
                     self.opt_out_keyword(wa_id, &room, text).await?;
                 }

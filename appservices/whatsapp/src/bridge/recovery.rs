@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 use super::WhatsAppBridge;
 use super::cloud::CallError;
+use super::groups;
 use super::window;
 
 /// What the room is told of a message whose send was cut short and never confirmed.
@@ -111,6 +112,7 @@ impl WhatsAppBridge {
     /// the homeserver the transaction back; a lost answer leaves the message in doubt.
     pub(super) async fn deliver(&self, event: &MatrixEvent, body: &Value) -> Result<(), Error> {
         let mut body = body.clone();
+        groups::address(&mut body);
         body["biz_opaque_callback_data"] = json!(event.event_id);
         let _sending = Sending::new(&self.in_flight, &event.event_id);
         self.store.start_send(&event.event_id)?;

@@ -54,6 +54,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/latency", put(set_latency))
         .route("/templates", post(add_template))
         .route("/errors", post(out_of_band_error))
+        .merge(super::groups::router())
 }
 
 fn metadata(shared: &Shared) -> Value {
@@ -76,14 +77,14 @@ pub(crate) fn status_value(
     errors: &[(u32, String)],
     origin: &str,
 ) -> Value {
-    let (now, callback_data) = {
+    let (now, callback_data, to_group) = {
         let state = shared.lock();
-        let callback_data = state
-            .messages
-            .get(id)
+        let message = state.messages.get(id);
+        let callback_data = message
             .and_then(|m| m.body["biz_opaque_callback_data"].as_str())
             .map(str::to_owned);
-        (state.clock.now(), callback_data)
+        let to_group = message.is_some_and(|m| m.group_id.is_some());
+        (state.clock.now(), callback_data, to_group)
     };
     let mut entry = json!({
         "id": id,
@@ -91,10 +92,15 @@ pub(crate) fn status_value(
         "timestamp": now.to_string(),
         "recipient_id": wa_id,
     });
+    // A message sent to a group: `recipient_id` is the group id (Meta's group messaging page).
+    if to_group {
+        entry["recipient_type"] = json!("group");
+    }
     if let Some(data) = callback_data {
         entry["biz_opaque_callback_data"] = json!(data);
     }
-    if matches!(status, "sent" | "delivered") {
+    // Meta's group status examples carry neither conversation nor pricing.
+    if matches!(status, "sent" | "delivered") && !to_group {
         entry["conversation"] = webhook::conversation(origin, now + WINDOW_SECONDS);
         entry["pricing"] = json!({"billable": true, "pricing_model": "PMP", "category": origin, "type": "regular"});
     }
@@ -266,10 +272,22 @@ async fn set_opt_out(
 async fn inbound_message(
     State(shared): State<Arc<Shared>>,
     Path(wa_id): Path<String>,
-    Json(mut body): Json<Value>,
+    Json(body): Json<Value>,
 ) -> Control {
     let wa_id =
         super::validate::wa_id(&wa_id).ok_or_else(|| bad("wa_id must be 7 to 15 digits"))?;
+    contact_writes(&shared, &wa_id, body, None)
+}
+
+/// A message `wa_id` writes, to the business or (with `group`) in that group: stored, and its
+/// webhook queued. Only a one-to-one message opens the contact's window.
+pub(crate) fn contact_writes(
+    shared: &Arc<Shared>,
+    wa_id: &str,
+    mut body: Value,
+    group: Option<&str>,
+) -> Control {
+    let wa_id = wa_id.to_owned();
     let object = body
         .as_object_mut()
         .ok_or_else(|| bad("body must be an object"))?;
@@ -341,9 +359,14 @@ async fn inbound_message(
         if let Some(name) = name {
             contact.name = name;
         }
-        contact.last_inbound = Some(now);
+        if group.is_none() {
+            contact.last_inbound = Some(now);
+        }
         let profile = contact.name.clone();
         let mut message = json!({"from": wa_id, "id": id, "timestamp": now.to_string()});
+        if let Some(group) = group {
+            message["group_id"] = json!(group);
+        }
         if let Some(m) = message.as_object_mut() {
             m.extend(object.clone());
         }
@@ -356,17 +379,18 @@ async fn inbound_message(
                 timestamp: now,
                 body: message.clone(),
                 read: false,
+                group_id: group.map(str::to_owned),
             },
         );
         let value = json!({
             "messaging_product": "whatsapp",
-            "metadata": metadata(&shared),
+            "metadata": metadata(shared),
             "contacts": [{"profile": {"name": profile}, "wa_id": wa_id}],
             "messages": [message],
         });
         (id, value)
     };
-    let seq = webhook::enqueue(&shared, value);
+    let seq = webhook::enqueue(shared, value);
     Ok(Json(json!({"id": id, "webhook": seq})))
 }
 

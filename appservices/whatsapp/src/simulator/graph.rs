@@ -237,6 +237,13 @@ fn accept(shared: &Arc<Shared>, outbound: validate::Outbound, body: Value) -> An
         if let Some(code) = state.forced.pop_front() {
             return Err(forced_error(code));
         }
+        // Meta documents no error for an unknown group; 131009 (an invalid parameter) is ours.
+        if outbound.group && !state.groups.contains_key(&outbound.wa_id) {
+            return Err(GraphError::new(
+                131009,
+                format!("Invalid 'to' parameter: no group '{}'", outbound.wa_id),
+            ));
+        }
         if let Some(media_id) = &outbound.media_id
             && state.media.get(media_id).is_none_or(|m| m.deleted)
         {
@@ -253,7 +260,7 @@ fn accept(shared: &Arc<Shared>, outbound: validate::Outbound, body: Value) -> An
                 && state
                     .messages
                     .get(id)
-                    .is_none_or(|m| m.wa_id != outbound.wa_id)
+                    .is_none_or(|m| m.group_id.as_deref().unwrap_or(&m.wa_id) != outbound.wa_id)
             {
                 return Err(GraphError::new(
                     131009,
@@ -281,7 +288,8 @@ fn accept(shared: &Arc<Shared>, outbound: validate::Outbound, body: Value) -> An
                 ));
             }
         }
-        if outbound.template.is_none() && !state.window_open(&outbound.wa_id) {
+        // Meta's group pages state no customer-service window for groups: none is enforced.
+        if outbound.template.is_none() && !outbound.group && !state.window_open(&outbound.wa_id) {
             return Err(GraphError::new(
                 131047,
                 "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
@@ -301,11 +309,13 @@ fn accept(shared: &Arc<Shared>, outbound: validate::Outbound, body: Value) -> An
                 timestamp,
                 body,
                 read: false,
+                group_id: outbound.group.then(|| outbound.wa_id.clone()),
             },
         );
         // Unknown numbers and contacts who blocked the business are only found out on
         // delivery: the send is accepted and a failed status follows.
         let failure = match state.contacts.get(&outbound.wa_id) {
+            _ if outbound.group => None,
             None => Some("Message failed to send because the recipient is not a WhatsApp user"),
             Some(c) if c.opted_out => {
                 Some("Message could not be delivered: the recipient has blocked this business")
@@ -345,6 +355,10 @@ fn accept(shared: &Arc<Shared>, outbound: validate::Outbound, body: Value) -> An
     let mut message = json!({"id": id});
     if outbound.template.is_some() {
         message["message_status"] = json!("accepted");
+    }
+    // Meta's group pages show no send answer; a group has no `wa_id`, so `contacts` is left out.
+    if outbound.group {
+        return Ok(json!({"messaging_product": "whatsapp", "messages": [message]}));
     }
     Ok(json!({
         "messaging_product": "whatsapp",
@@ -474,6 +488,10 @@ pub(crate) async fn get_media(
             return Ok(phone_number_node(&shared));
         }
         let state = shared.lock();
+        // So is a group the number is in: `GET /{group-id}` (Meta's Groups query reference).
+        if let Some(group) = state.groups.get(&media_id) {
+            return Ok(super::groups::info(group));
+        }
         let media = state
             .media
             .get(&media_id)

@@ -10,6 +10,7 @@
 mod control;
 pub mod error;
 mod graph;
+mod groups;
 pub mod ids;
 pub mod multipart;
 pub mod state;

@@ -1,7 +1,8 @@
 //! The simulator's world: contacts with their customer-service windows and opt-outs, the
-//! messages exchanged, stored media, the calls received, the webhooks sent, forced errors and the
-//! rate-limit buckets. Plain data behind one mutex, never held across an await; time comes from
-//! a controllable clock so tests can step past the 24-hour window.
+//! messages exchanged, stored media, the calls received, the webhooks sent, forced errors, the
+//! rate-limit buckets and the groups the number is in. Plain data behind one mutex, never held
+//! across an await; time comes from a controllable clock so tests can step past the 24-hour
+//! window.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -73,6 +74,21 @@ pub struct Message {
     pub body: Value,
     /// Inbound messages the business marked read.
     pub read: bool,
+    /// The group the message was written in or sent to; `wa_id` is then the writer (inbound)
+    /// or the group id (outbound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+}
+
+/// A WhatsApp group the business number belongs to (see `groups`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub id: String,
+    pub subject: String,
+    pub description: Option<String>,
+    /// The WhatsApp ids of the participants other than the business.
+    pub participants: Vec<String>,
+    pub creation_timestamp: i64,
 }
 
 /// A stored media object.
@@ -137,6 +153,7 @@ impl Bucket {
 pub struct State {
     pub clock: Clock,
     pub contacts: HashMap<String, Contact>,
+    pub groups: HashMap<String, Group>,
     pub messages: HashMap<String, Message>,
     pub media: HashMap<String, Media>,
     pub calls: Vec<Call>,

@@ -42,9 +42,11 @@ pub enum Send {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {
-    /// `to` as given, and the digits-only WhatsApp id it designates.
+    /// `to` as given, and the digits-only WhatsApp id it designates (the group id for a group).
     pub input: String,
     pub wa_id: String,
+    /// `recipient_type: "group"`.
+    pub group: bool,
     pub kind: String,
     /// The uploaded media the message refers to by id.
     pub media_id: Option<String>,
@@ -143,16 +145,22 @@ pub fn send(body: &Value) -> Result<Send, GraphError> {
             message_id: message_id.to_owned(),
         });
     }
-    if let Some(recipient_type) = optional_string(body, "recipient_type", "recipient_type")?
-        && recipient_type != "individual"
-    {
-        return Err(GraphError::param(format!(
-            "Param recipient_type must be one of {{INDIVIDUAL}} - got \"{recipient_type}\"."
-        )));
-    }
+    let group = match optional_string(body, "recipient_type", "recipient_type")? {
+        None | Some("individual") => false,
+        Some("group") => true,
+        Some(other) => {
+            return Err(GraphError::param(format!(
+                "Param recipient_type must be one of {{INDIVIDUAL, GROUP}} - got \"{other}\"."
+            )));
+        }
+    };
     let input = string(body, "to", "to")?;
-    let wa_id =
-        wa_id(input).ok_or_else(|| invalid("Invalid 'to' parameter: not a phone number"))?;
+    // To a group, `to` is the group id from the Groups API; whether it exists is the caller's.
+    let wa_id = if group {
+        input.to_owned()
+    } else {
+        wa_id(input).ok_or_else(|| invalid("Invalid 'to' parameter: not a phone number"))?
+    };
     let kind = optional_string(body, "type", "type")?.unwrap_or("text");
     if !TYPES.contains(&kind) {
         return Err(GraphError::param(format!(
@@ -167,6 +175,7 @@ pub fn send(body: &Value) -> Result<Send, GraphError> {
     let mut outbound = Outbound {
         input: input.to_owned(),
         wa_id,
+        group,
         kind: kind.to_owned(),
         media_id: None,
         context: None,
