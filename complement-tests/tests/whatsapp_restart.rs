@@ -445,6 +445,70 @@ fn in_doubt_notices(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// A run that dies after creating a portal but before recording it leaves a room behind: the
+/// next run finds it by its alias (`#whatsapp_<phone>`) and bridges into it, not into a second
+/// portal.
+#[tokio::test]
+async fn a_portal_made_by_a_run_that_died_is_the_one_used() {
+    let mut harness = Harness::start().await;
+    harness.kill_bridge().await;
+    // What the dead run got as far as: the room, with its alias, state and invite, and nothing
+    // in the bridge's store.
+    let registration = std::fs::read_to_string(harness.dir.path().join("whatsapp.yaml"))
+        .expect("the registration");
+    let as_token = registration
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("as_token:"))
+        .map(|t| t.trim().trim_matches(['"', '\'']).to_owned())
+        .expect("an as_token");
+    let created = harness
+        .http
+        .0
+        .post(format!(
+            "{}/_matrix/client/v3/createRoom",
+            harness._server.base_url()
+        ))
+        .bearer_auth(&as_token)
+        .json(&json!({
+            "preset": "private_chat",
+            "room_alias_name": format!("whatsapp_{MARIA}"),
+            "invite": ["@alice:localhost"],
+            "initial_state": [{"type": "m.bridge", "state_key": format!("whatsapp/{MARIA}"),
+                               "content": {"channel": {"id": MARIA}}}],
+        }))
+        .send()
+        .await
+        .expect("createRoom answers");
+    assert_eq!(created.status(), 200);
+    let left_behind = created.json::<Value>().await.expect("JSON")["room_id"]
+        .as_str()
+        .expect("a room id")
+        .to_owned();
+
+    harness.start_bridge().await;
+    harness.contact_writes("are you there?").await;
+    let room = harness.portal().await;
+    assert_eq!(room, left_behind, "{}", harness.logs());
+    wait_until(
+        "the message in the portal",
+        Duration::from_secs(20),
+        async || {
+            bodies_from(&harness.room_messages(&room).await, &ghost_of(MARIA))
+                == vec!["are you there?".to_owned()]
+        },
+    )
+    .await;
+    // No second portal: Alice is in exactly one room bridged to Maria.
+    let mut portals = 0;
+    for joined in harness.alice.joined_rooms().await {
+        let path = state_path(&joined, "m.bridge", &format!("whatsapp/{MARIA}"));
+        if harness.alice.get(&path).await.status == 200 {
+            portals += 1;
+        }
+    }
+    assert_eq!(portals, 1);
+}
+
 #[tokio::test]
 async fn a_throttled_message_is_retried_with_backoff_and_sent_once() {
     let harness = Harness::start().await;

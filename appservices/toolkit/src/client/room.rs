@@ -7,7 +7,7 @@ use reqwest::Method;
 use ruma::events::room::message::RoomMessageEventContent;
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedMxcUri, OwnedRoomId, OwnedUserId,
-    RoomId, UserId,
+    RoomAliasId, RoomId, UserId,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -25,6 +25,8 @@ pub struct PortalRoom {
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
     /// The localpart of an alias to bind (it should fall in the registration's alias namespace).
+    /// Creating a portal whose alias exists answers the room it names, so a portal keyed by its
+    /// alias is made once even when the bridge dies before recording it.
     pub alias_localpart: Option<String>,
     /// The `m.bridge` state event describing the bridged chat.
     pub bridge_info: Option<BridgeInfo>,
@@ -264,11 +266,21 @@ impl Client {
                 &[],
                 Some(&body),
             )
-            .await?;
-        let room: OwnedRoomId = answer["room_id"]
-            .as_str()
-            .and_then(|r| r.try_into().ok())
-            .ok_or_else(|| Error::Invalid("createRoom answered no room_id".into()))?;
+            .await;
+        let room: OwnedRoomId = match (answer, &portal.alias_localpart) {
+            (Ok(answer), _) => answer["room_id"]
+                .as_str()
+                .and_then(|r| r.try_into().ok())
+                .ok_or_else(|| Error::Invalid("createRoom answered no room_id".into()))?,
+            // The alias is the portal's already: a run that stopped before recording the room
+            // created it. The homeserver binds the alias with the room, so that room is whole.
+            (Err(e), Some(alias)) if e.errcode() == Some("M_ROOM_IN_USE") => {
+                let alias = RoomAliasId::parse(format!("#{alias}:{}", self.inner.server_name))
+                    .map_err(|e| Error::Invalid(format!("portal alias: {e}")))?;
+                self.resolve_alias(&alias).await?
+            }
+            (Err(e), _) => return Err(e),
+        };
         if let Ok(mut joined) = self.inner.joined.lock() {
             joined.insert((self.inner.bot.clone(), room.clone()));
         }

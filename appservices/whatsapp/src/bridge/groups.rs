@@ -11,7 +11,7 @@ use bridge_toolkit::client::{BridgeInfo, PortalRoom};
 use ruma::{OwnedRoomId, UserId};
 use serde_json::{Value, json};
 
-use super::WhatsAppBridge;
+use super::{GHOST_PREFIX, WhatsAppBridge};
 
 /// What a group portal's remote id starts with.
 const PREFIX: &str = "group:";
@@ -87,6 +87,9 @@ impl WhatsAppBridge {
                     channel_id: key.clone(),
                     channel_name: subject,
                 }),
+                // Hex, since aliases are best kept lower-case: the portal is made once, even if
+                // this run dies before recording it.
+                alias_localpart: Some(format!("{GHOST_PREFIX}group_{}", hex::encode(group_id))),
                 ..PortalRoom::default()
             })
             .await?;

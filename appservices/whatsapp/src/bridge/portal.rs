@@ -73,6 +73,8 @@ impl Portals {
                     channel_id: wa_id.to_owned(),
                     channel_name: name.map(str::to_owned),
                 }),
+                // The alias makes the portal once, even if this run dies before recording it.
+                alias_localpart: Some(format!("{GHOST_PREFIX}{wa_id}")),
                 ..PortalRoom::default()
             })
             .await?;
