@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use ruma::events::AnySyncTimelineEvent;
 use ruma::power_levels::NotificationPowerLevels;
-use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{
+    Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset,
+};
 use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;
 use ruma::{Int, OwnedUserId, RoomId, UInt, UserId};
@@ -95,6 +97,8 @@ impl Services {
                 Ok(raw) => Raw::from_json(raw),
                 Err(_) => continue,
             };
+            // Flattened once for all members (ruma's `get_actions` flattens it for each).
+            let flat = FlattenedJson::from_raw(&raw);
             for (member, display_name) in &room.members {
                 if member.as_str() == sender {
                     continue;
@@ -112,7 +116,7 @@ impl Services {
                     display_name.clone(),
                 );
                 ctx.power_levels = room.power_levels.clone();
-                let matched = ruleset.get_actions(&raw, &ctx).await;
+                let matched = first_match(ruleset, &flat, &ctx).await;
                 if matched.iter().any(Action::should_notify) {
                     let highlight = matched.iter().any(Action::is_highlight);
                     actions.push(PushAction {
@@ -213,6 +217,22 @@ impl Services {
             power_levels: Some(power_levels),
         })
     }
+}
+
+/// The actions of the first of `rules` that applies to `event`: what ruma's
+/// `Ruleset::get_actions` answers (the sender's own events reach no rule; the caller skips the
+/// sender), given the event flattened once for every member instead of once per member.
+async fn first_match<'a>(
+    rules: &'a Ruleset,
+    event: &FlattenedJson,
+    context: &PushConditionRoomCtx,
+) -> &'a [Action] {
+    for rule in rules {
+        if rule.applies(event, context).await {
+            return rule.actions();
+        }
+    }
+    &[]
 }
 
 /// The thread an event belongs to for unread counts: its thread root when it is a thread reply
