@@ -423,6 +423,26 @@ async fn unknown_aliases_and_users_of_a_namespace_are_asked_of_the_bridge() {
         .await
         .ok();
     assert_eq!(me["user_id"], "@_whatsapp_77:localhost");
+
+    // The same for a ghost invited when a room is created: asked first, then invited.
+    let room = alice
+        .create_room(json!({"invite": ["@_whatsapp_78:localhost"]}))
+        .await;
+    assert!(
+        bridge
+            .requests()
+            .iter()
+            .any(|r| r.path == "/_matrix/app/v1/users/@_whatsapp_78:localhost")
+    );
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            encode(&room),
+            encode("@_whatsapp_78:localhost")
+        ))
+        .await
+        .ok();
+    assert_eq!(member["membership"], "invite");
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 
 use complement_tests::e2ee::E2eeDevice;
 use complement_tests::{
-    FederationPeer, PeerClient, Server, User, Value, encode, json, pdu_event_id, verify_pdu,
+    FederationPeer, PeerClient, Server, TestAppservice, User, Value, encode, json, pdu_event_id,
+    verify_pdu,
 };
 
 /// A Plexus server that federates with the peer, and a local user.
@@ -503,6 +504,68 @@ async fn unknown_rooms_and_events_are_not_found_and_bad_requests_are_refused() {
             .await
             .assert_error(401, "M_UNAUTHORIZED");
     }
+}
+
+/// Another server looking up an alias in an appservice's namespace that nobody made yet gets
+/// what a local client would: the appservice is asked, may create the room behind it, and the
+/// answer names that room.
+#[tokio::test]
+async fn an_alias_a_bridge_creates_when_asked_is_answered_over_federation() {
+    let peer = FederationPeer::start().await;
+    let bridge = TestAppservice::start("whatsapp").await;
+    let server = TestAppservice::configure(peer.server("hs1.test"), &[&bridge])
+        .start()
+        .await;
+    bridge.attach(&server);
+    let bot = bridge.client();
+    bridge.on_alias_query(move |alias: String| {
+        let bot = bot.clone();
+        async move {
+            if !alias.starts_with("#_whatsapp_group") {
+                return 404;
+            }
+            let localpart = alias
+                .trim_start_matches('#')
+                .split(':')
+                .next()
+                .unwrap_or("");
+            bot.post(
+                "/_matrix/client/v3/createRoom",
+                json!({"preset": "public_chat", "room_alias_name": localpart}),
+            )
+            .await
+            .status
+        }
+    });
+    let client = peer.client(&server);
+    let lookup = |alias: &str| {
+        format!(
+            "/_matrix/federation/v1/query/directory?room_alias={}",
+            encode(alias)
+        )
+    };
+    let found = client.get(&lookup("#_whatsapp_group7:hs1.test")).await.ok();
+    assert!(
+        found["room_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with('!')),
+        "{found}"
+    );
+    assert_eq!(found["servers"], json!(["hs1.test"]));
+    // Asked once; the second lookup finds the alias stored.
+    let again = client.get(&lookup("#_whatsapp_group7:hs1.test")).await.ok();
+    assert_eq!(again["room_id"], found["room_id"]);
+    let queries = bridge
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/_matrix/app/v1/rooms/"))
+        .count();
+    assert_eq!(queries, 1);
+    // An alias the bridge does not make is not found.
+    client
+        .get(&lookup("#_whatsapp_nothing:hs1.test"))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
 }
 
 #[tokio::test]

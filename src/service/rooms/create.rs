@@ -65,6 +65,11 @@ impl Services {
             Some(local) => Some(self.check_new_alias(local).await?),
             None => None,
         };
+        // Invitees in an appservice's namespace that do not exist yet are asked of it first, as
+        // for `/invite`, so that a bridge can create its ghost before the invite reaches it.
+        for invitee in &request.invite {
+            self.ensure_appservice_user(invitee).await?;
+        }
 
         let mut create_content = request.creation_content.clone().unwrap_or_default();
         create_content.insert("room_version".into(), json!(version.as_str()));

@@ -33,20 +33,14 @@ impl Services {
         if alias.server_name() != self.server_name() {
             return Err(missing());
         }
-        let text = alias.to_string();
-        let (room, servers) = self
+        // Resolved as for local clients: an unknown alias in an appservice's namespace is asked
+        // of the appservice, which may create the room behind it now.
+        let room_id = self.resolve_alias(alias).await?;
+        let room = room_id.to_string();
+        let servers = self
             .db
-            .read(move |c| {
-                let Some((room, _)) = storage::rooms::alias_room(c, &text)? else {
-                    return Ok(None);
-                };
-                let servers = storage::room_servers::joined_servers(c, &room)?;
-                Ok(Some((room, servers)))
-            })
-            .await?
-            .ok_or_else(missing)?;
-        let room_id = OwnedRoomId::try_from(room)
-            .map_err(|e| Error::Internal(format!("stored room id is invalid: {e}")))?;
+            .read(move |c| storage::room_servers::joined_servers(c, &room))
+            .await?;
         let own = self.server_name().to_owned();
         let others = servers
             .iter()
