@@ -4,5 +4,6 @@
 //! simulator outside tests.
 
 pub mod bridge;
+mod https;
 pub mod signature;
 pub mod simulator;

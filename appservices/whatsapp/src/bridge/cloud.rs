@@ -3,7 +3,6 @@
 //! "try again soon" (retried here, see [`super::retry`]), "try again later" or "it may have
 //! gone" (see [`CallError`]). It knows nothing of Matrix.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -65,7 +64,7 @@ impl CloudApi {
         access_token: &str,
     ) -> Result<CloudApi, String> {
         Ok(CloudApi {
-            http: http_client()?,
+            http: crate::https::client(Duration::from_secs(30))?,
             graph_url: graph_url.trim_end_matches('/').to_owned(),
             phone_number_id: phone_number_id.to_owned(),
             access_token: access_token.to_owned(),
@@ -360,25 +359,6 @@ pub fn reason_for(code: i64, details: &str) -> String {
         132001 => format!("the template is not approved (error 132001): {details}"),
         _ => format!("WhatsApp refused it (error {code}): {details}"),
     }
-}
-
-/// rustls with ring and the Mozilla roots.
-fn http_client() -> Result<reqwest::Client, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS set-up: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ impl Simulator {
             state: Mutex::new(state),
             webhook_queue: queue,
             webhook_progress: Notify::new(),
-            http: http_client().map_err(std::io::Error::other)?,
+            http: crate::https::client(Duration::from_secs(20)).map_err(std::io::Error::other)?,
         });
         let worker = tokio::spawn(webhook::worker(shared.clone(), receiver));
         let app = router(shared.clone());
@@ -206,23 +206,4 @@ fn router(shared: Arc<Shared>) -> Router {
         // Documents may be up to 100 MB.
         .layer(DefaultBodyLimit::max(110 * 1024 * 1024))
         .with_state(shared)
-}
-
-/// The webhook client: rustls with ring and the Mozilla roots, so an https callback works too.
-fn http_client() -> Result<reqwest::Client, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS set-up: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .map_err(|e| e.to_string())
 }
