@@ -1,5 +1,8 @@
 //! The test rig: a simulator on port 0 and a stand-in for the bridge's webhook endpoint.
 
+// Each test file uses its own part of the rig.
+#![allow(dead_code)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
