@@ -20,20 +20,6 @@ pub enum EntryKind {
     ToDevice = 2,
 }
 
-/// An event of the stream, with what the outbox needs to decide who is interested in it.
-#[derive(Debug, Clone)]
-pub struct StreamEvent {
-    pub nid: EventNid,
-    pub room_id: String,
-    pub sender: String,
-    pub kind: String,
-    pub state_key: Option<String>,
-    pub membership: Option<String>,
-    pub outlier: bool,
-    /// Rejected and soft-failed events are never sent.
-    pub accepted: bool,
-}
-
 /// A queued entry: an event by stream ordering, or an ephemeral update's or to-device message's
 /// JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,28 +87,6 @@ pub fn register_services_txn(txn: &Connection, ids: &[String]) -> Result<HashMap
     )?
     .execute([oldest])?;
     Ok(since)
-}
-
-/// Up to `limit` events after stream ordering `after`, oldest first.
-pub fn events_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<StreamEvent>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT stream_ordering, room_id, sender, type, state_key, membership, outlier,
-                rejected_reason IS NULL AND soft_failed = 0
-         FROM events WHERE stream_ordering > ?1 ORDER BY stream_ordering LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![after, limit as i64], |r| {
-        Ok(StreamEvent {
-            nid: r.get(0)?,
-            room_id: r.get(1)?,
-            sender: r.get(2)?,
-            kind: r.get(3)?,
-            state_key: r.get(4)?,
-            membership: r.get(5)?,
-            outlier: r.get(6)?,
-            accepted: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The users of a room who are joined or invited now.

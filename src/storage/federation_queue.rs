@@ -9,19 +9,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Result;
 use super::state::EventNid;
 
-/// An event of the stream, with what the outbox needs to decide where it goes.
-#[derive(Debug, Clone)]
-pub struct StreamEvent {
-    pub nid: EventNid,
-    pub room_id: String,
-    pub sender: String,
-    pub kind: String,
-    pub state_key: Option<String>,
-    pub membership: Option<String>,
-    /// Outliers and rejected events are never sent.
-    pub sendable: bool,
-}
-
 /// A transaction for one destination: its id and the PDUs (stored federation JSON) and EDUs
 /// (`{"edu_type", "content"}` JSON) it carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,27 +25,6 @@ pub fn outbox_position(conn: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
-}
-
-/// Up to `limit` events after stream ordering `after`, oldest first.
-pub fn events_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<StreamEvent>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT stream_ordering, room_id, sender, type, state_key, membership,
-                outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0
-         FROM events WHERE stream_ordering > ?1 ORDER BY stream_ordering LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![after, limit as i64], |r| {
-        Ok(StreamEvent {
-            nid: r.get(0)?,
-            room_id: r.get(1)?,
-            sender: r.get(2)?,
-            kind: r.get(3)?,
-            state_key: r.get(4)?,
-            membership: r.get(5)?,
-            sendable: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Queues the PDUs `(destination, event)` and moves the outbox's position to `position`, in one
@@ -277,8 +243,8 @@ mod tests {
         for nid in 1..=3 {
             event(&conn, nid, "{}");
         }
-        let events = events_after(&conn, 1, 10).unwrap();
+        let events = crate::storage::event_stream::events_after(&conn, 1, 10).unwrap();
         assert_eq!(events.iter().map(|e| e.nid).collect::<Vec<_>>(), [2, 3]);
-        assert!(events.iter().all(|e| e.sendable && e.sender == "@a:hs1"));
+        assert!(events.iter().all(|e| e.sendable() && e.sender == "@a:hs1"));
     }
 }

@@ -18,6 +18,7 @@ pub mod dag;
 pub mod dehydrated_devices;
 pub mod directory;
 pub mod e2e_keys;
+pub mod event_stream;
 pub mod events;
 pub mod federation_queue;
 pub mod filters;

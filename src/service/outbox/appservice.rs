@@ -248,7 +248,7 @@ impl Services {
         let (members, last, entries, more) = self
             .db
             .read(move |c| {
-                let events = queue::events_after(c, from, SCAN_BATCH)?;
+                let events = storage::event_stream::events_after(c, from, SCAN_BATCH)?;
                 let mut aliases: HashMap<String, Vec<bool>> = HashMap::new();
                 let mut entries = Vec::new();
                 for event in &events {

@@ -33,7 +33,8 @@ use serde_json::Value as JsonValue;
 use serde_json::value::RawValue as RawJsonValue;
 
 use crate::service::{Error, Result, Services};
-use crate::storage::federation_queue::{StreamEvent, Transaction};
+use crate::storage::event_stream::StreamEvent;
+use crate::storage::federation_queue::Transaction;
 use crate::storage::{self, now_ms};
 
 /// How often the outbox looks for work when nobody woke it.
@@ -269,7 +270,7 @@ impl Services {
         let (last, entries, more) = self
             .db
             .read(move |c| {
-                let events = storage::federation_queue::events_after(c, from, SCAN_BATCH)?;
+                let events = storage::event_stream::events_after(c, from, SCAN_BATCH)?;
                 let mut servers: HashMap<String, Vec<String>> = HashMap::new();
                 let mut entries = Vec::new();
                 for event in events.iter().filter(|e| is_local(e, &own)) {
@@ -398,7 +399,7 @@ impl Services {
 
 /// Whether the outbox sends this event: a local user's, in the room's timeline.
 fn is_local(event: &StreamEvent, own: &ServerName) -> bool {
-    event.sendable && server_of(&event.sender) == Some(own.as_str())
+    event.sendable() && server_of(&event.sender) == Some(own.as_str())
 }
 
 /// The other servers an event goes to: those with joined members, and the server of a member
@@ -445,7 +446,8 @@ mod tests {
             kind: kind.into(),
             state_key: state_key.map(Into::into),
             membership: membership.map(Into::into),
-            sendable: true,
+            outlier: false,
+            accepted: true,
         };
         let joined = ["hs1".to_string(), "hs2".to_string()];
         let message = event("m.room.message", None, None);
@@ -465,7 +467,7 @@ mod tests {
         };
         assert!(!is_local(&remote, &own));
         let rejected = StreamEvent {
-            sendable: false,
+            accepted: false,
             ..message
         };
         assert!(!is_local(&rejected, &own));

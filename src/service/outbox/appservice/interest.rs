@@ -11,7 +11,8 @@ use serde_json::Value as JsonValue;
 
 use crate::service::appservice::Registration;
 use crate::storage;
-use crate::storage::appservice_queue::{self as queue, StreamEvent};
+use crate::storage::appservice_queue as queue;
+use crate::storage::event_stream::StreamEvent;
 
 /// Rooms whose namespace members are kept; beyond this the cache starts over.
 const MAX_CACHED_ROOMS: usize = 100_000;
