@@ -204,6 +204,21 @@ impl Db {
             .map_err(|e| StorageError::ReaderFailed(e.to_string()))?
     }
 
+    /// Runs `f` with a read-only connection on the calling thread when one is idle, else like
+    /// [`Db::read`]. Only for reads that take microseconds (a few indexed lookups on hot pages):
+    /// for them the hand-off to the blocking pool and back costs more than the read, and the
+    /// async worker is held no longer than by the hand-off itself.
+    pub async fn read_small<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        match self.readers.try_acquire() {
+            Some(permit) => self.readers.with_connection(permit, f),
+            None => self.read(f).await,
+        }
+    }
+
     /// Waits until every write queued so far is committed and the writer thread has stopped. Used
     /// at shutdown; other clones of the handle must be dropped first for the thread to end.
     pub fn close(self) {

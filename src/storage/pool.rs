@@ -44,6 +44,11 @@ impl ReaderPool {
             .map_err(|_| StorageError::WriterStopped)
     }
 
+    /// A free connection's permit, if one is idle now.
+    pub(super) fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     pub(super) fn with_connection<T>(
         &self,
         permit: OwnedSemaphorePermit,

@@ -194,7 +194,7 @@ impl Services {
         let joined: HashSet<String> = base.joined.iter().cloned().collect();
         let counts = self
             .db
-            .read(move |c| {
+            .read_small(move |c| {
                 if push > from {
                     for room in
                         storage::push_actions::rooms_notified_between(c, &user_text, from, push)?

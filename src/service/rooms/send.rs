@@ -150,7 +150,7 @@ impl Services {
         );
         let existing = self
             .db
-            .read(move |c| storage::events::txn_event(c, &room, &user, &device, &txn))
+            .read_small(move |c| storage::events::txn_event(c, &room, &user, &device, &txn))
             .await?;
         Ok(existing.and_then(|id| EventId::parse(id).ok()))
     }
