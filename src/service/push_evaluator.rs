@@ -67,16 +67,22 @@ impl Services {
             cache.rooms.clear();
             cache.rules_generation = generation;
         }
+        let known = cache.position;
         let (position, rows) = self
             .db
-            .read(|c| {
-                let position = storage::push_actions::progress(c)?;
+            .read(move |c| {
+                // Only the evaluator moves its position, so after the first read it is known.
+                let position = match known {
+                    Some(position) => position,
+                    None => storage::push_actions::progress(c)?,
+                };
                 Ok((
                     position,
                     storage::push_actions::events_after(c, position, BATCH)?,
                 ))
             })
             .await?;
+        cache.position = Some(position);
         let Some(last) = rows.last().map(|r| r.nid) else {
             self.notifier.push_evaluated(position);
             return Ok(0);
@@ -142,11 +148,18 @@ impl Services {
             .filter_map(|a| UserId::parse(&a.user_id).ok())
             .collect();
         let count = rows.len();
-        self.db
+        let recorded = self
+            .db
             .write("record_push_actions", move |c| {
                 storage::push_actions::record_batch_txn(c, &actions, last)
             })
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            // What was written is unknown until read again.
+            cache.position = None;
+            return Err(e.into());
+        }
+        cache.position = Some(last);
         self.pusher_wake.notify_one();
         self.notifier.push_evaluated(last);
         for user in woken {
@@ -255,11 +268,13 @@ fn thread_of(event: &JsonValue) -> String {
     }
 }
 
-/// What the evaluator keeps between batches: each user's push rules (all dropped when any user's
+/// What the evaluator keeps between batches: its position, each user's push rules (all dropped when any user's
 /// rules change) and each room's members and power levels (dropped after each state event of the
 /// room, which may change them).
 #[derive(Default)]
 pub(crate) struct EvalCache {
+    /// The evaluator's recorded position, once read.
+    position: Option<i64>,
     rules_generation: u64,
     rules: HashMap<OwnedUserId, Ruleset>,
     rooms: HashMap<String, Arc<PushRoom>>,

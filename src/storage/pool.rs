@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Result, StorageError, open_connection};
+use super::{Result, StorageError, control, open_connection};
 use crate::config::DatabaseConfig;
 
 pub(super) struct ReaderPool {
@@ -62,7 +62,7 @@ impl ReaderPool {
             .ok_or_else(|| StorageError::ReaderFailed("no idle reader despite a permit".into()))?;
         // One read transaction per job: every statement of the job sees the same snapshot, and
         // the database's read lock is taken once instead of once per statement.
-        let outcome = match conn.execute_batch("BEGIN DEFERRED") {
+        let outcome = match control(&conn, "BEGIN DEFERRED") {
             Ok(()) => {
                 let outcome = f(&conn);
                 let end = if outcome.is_ok() {
@@ -70,9 +70,9 @@ impl ReaderPool {
                 } else {
                     "ROLLBACK"
                 };
-                if let Err(e) = conn.execute_batch(end) {
+                if let Err(e) = control(&conn, end) {
                     tracing::warn!(error = %e, "ending a read transaction failed");
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = control(&conn, "ROLLBACK");
                 }
                 outcome
             }

@@ -202,12 +202,15 @@ pub fn rooms_notified_between(
     after: i64,
     upto: i64,
 ) -> Result<Vec<String>> {
+    // Deduplicated here: `DISTINCT` builds a temporary b-tree for every query, which was most of
+    // the cost of this read on the sync fast path.
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT room_id FROM event_push_actions
+        "SELECT room_id FROM event_push_actions
          WHERE user_id = ?1 AND event_nid > ?2 AND event_nid <= ?3",
     )?;
-    let rows = stmt.query_map(params![user_id, after, upto], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rooms = stmt.query_map(params![user_id, after, upto], |r| r.get::<_, String>(0))?;
+    let rooms: std::collections::BTreeSet<String> = rooms.collect::<rusqlite::Result<_>>()?;
+    Ok(rooms.into_iter().collect())
 }
 
 /// A user's notifications, newest first, below `before`: (room, event row, highlight, actions).

@@ -16,8 +16,9 @@ use super::append::pdu_from_row;
 use crate::room::Pdu;
 use crate::storage::{self, state};
 
-/// In-flight transaction ids kept before the oldest are forgotten (by then they are committed).
-const RECENT_TXNS: usize = 4096;
+/// In-flight transaction ids kept before the oldest are forgotten (by then they are committed,
+/// and the send path finds committed ones in the database before it takes the room's lock).
+const RECENT_TXNS: usize = 1024;
 
 type StateKey = (StateEventType, String);
 

@@ -54,10 +54,14 @@ pub use token::StreamToken;
 pub use visibility::Viewer;
 
 /// One lock per room, so that events of a room are created in order while rooms never wait for
-/// each other. The lock guards the room's cached head (see `head.rs`), present while the room is
-/// busy.
+/// each other. The lock guards the room's cached head (see `head.rs`), kept while the room is
+/// busy and for up to `IDLE_HEADS` rooms after that, so that a room with a steady stream of
+/// events does not read its head again each time its writes happen to drain.
 #[derive(Default)]
 pub struct RoomLocks(Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<Option<head::RoomHead>>>>>);
+
+/// Rooms whose lock (and cached head) is kept while nobody holds or waits for it.
+const IDLE_HEADS: usize = 64;
 
 impl RoomLocks {
     pub async fn lock(
@@ -66,8 +70,10 @@ impl RoomLocks {
     ) -> tokio::sync::OwnedMutexGuard<Option<head::RoomHead>> {
         let lock = {
             let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            // Locks nobody holds or waits for are dropped, so the map tracks only busy rooms.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            if locks.len() > IDLE_HEADS && !locks.contains_key(room_id) {
+                // Locks nobody holds or waits for are dropped, so the map stays small.
+                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
             locks.entry(room_id.to_owned()).or_default().clone()
         };
         lock.lock_owned().await
