@@ -150,7 +150,7 @@ impl Services {
         let count = rows.len();
         let recorded = self
             .db
-            .write("record_push_actions", move |c| {
+            .write_leading("record_push_actions", move |c| {
                 storage::push_actions::record_batch_txn(c, &actions, last)
             })
             .await;

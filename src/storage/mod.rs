@@ -90,9 +90,14 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-/// What the writer thread runs: the closure, run inside the open transaction, returns how to
-/// report its result once the batch's commit has succeeded or failed.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// What the writer thread runs: the closure, run inside the open transaction (in a savepoint of
+/// its own when `guarded`), returns how to report its result once the batch's commit has
+/// succeeded or failed, and whether it failed.
+struct Job {
+    run: Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>,
+    /// Run without a savepoint when it is the first of its batch (see `Db::write_leading`).
+    leading: bool,
+}
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// A handle on the database. Cloning is cheap; the writer thread stops when the last handle is
@@ -155,6 +160,19 @@ impl Db {
         self.submit(name, f).await
     }
 
+    /// Like [`Db::write`], for a write that touches many pages scattered over a table (the push
+    /// evaluator's): when it is the first write of its batch it runs without a savepoint of its
+    /// own, since a failure can then roll the whole transaction back, which holds nothing else
+    /// yet. A savepoint copies every page a write first touches into its journal, which was the
+    /// largest part of such a write's cost. Otherwise it runs in a savepoint like any write.
+    pub async fn write_leading<T, F>(&self, name: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.queue(name, true, f).await
+    }
+
     /// Queues `f` for the writer thread now and returns a future of its committed result. Writes
     /// run in the order they were submitted, so a caller may queue a write, release its own lock,
     /// and only then wait for the commit.
@@ -167,20 +185,40 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.queue(name, false, f)
+    }
+
+    fn queue<T, F>(
+        &self,
+        name: &'static str,
+        leading: bool,
+        f: F,
+    ) -> impl Future<Output = Result<T>> + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let span = tracing::debug_span!("db.write", write.name = name);
-        let job: Job = Box::new(move |conn| {
+        let run = Box::new(move |conn: &Connection, guarded: bool| {
             let _entered = span.enter();
-            let outcome = run_in_savepoint(conn, f);
-            Box::new(move |commit: Result<()>| {
+            let outcome = if guarded {
+                run_in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
+            let failed = outcome.is_err();
+            let completion: Completion = Box::new(move |commit: Result<()>| {
                 let result = match (outcome, commit) {
                     (Err(e), _) => Err(e),
                     (Ok(_), Err(e)) => Err(e),
                     (Ok(v), Ok(())) => Ok(v),
                 };
                 let _ = tx.send(result);
-            })
+            });
+            (completion, failed)
         });
+        let job = Job { run, leading };
         let sent = self
             .writer
             .send(job)
@@ -306,15 +344,26 @@ fn writer_loop(
             }
         }
         let size = batch.len();
-        let begin = control(&conn, "BEGIN IMMEDIATE");
-        let completions: Vec<Completion> = match begin {
-            Ok(()) => batch.into_iter().map(|job| job(&conn)).collect(),
-            Err(e) => {
-                // Dropping the jobs unblocks their callers with `WriterStopped`.
-                tracing::error!(error = %e, batch.size = size, "cannot begin write transaction");
-                continue;
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
+            // Dropping the jobs unblocks their callers with `WriterStopped`.
+            tracing::error!(error = %e, batch.size = size, "cannot begin write transaction");
+            continue;
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(size);
+        for (i, job) in batch.into_iter().enumerate() {
+            let leading = i == 0 && job.leading;
+            let (completion, failed) = (job.run)(&conn, !leading);
+            completions.push(completion);
+            if leading && failed {
+                // Nothing else ran in this transaction yet: undo it and begin afresh.
+                let restarted =
+                    control(&conn, "ROLLBACK").and_then(|()| control(&conn, "BEGIN IMMEDIATE"));
+                if let Err(e) = restarted {
+                    tracing::error!(error = %e, "cannot begin write transaction");
+                    break;
+                }
             }
-        };
+        }
         let commit = control(&conn, "COMMIT").map_err(StorageError::from);
         match &commit {
             Ok(()) => {
@@ -449,6 +498,57 @@ mod tests {
             partial.is_none(),
             "the failed closure's insert must be rolled back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failing_leading_write_leaves_nothing_first_in_its_batch_or_later() {
+        let (_dir, db) = open_temp();
+        // Alone, it opens its transaction without a savepoint; the rollback must undo it and
+        // leave the writer able to go on.
+        let alone = db
+            .write_leading("half_then_fail", |txn| {
+                insert("alone")(txn)?;
+                Err::<(), _>(StorageError::Aborted("refused".into()))
+            })
+            .await;
+        assert!(alone.is_err());
+        db.write("insert", insert("after")).await.unwrap();
+        // Mixed into batches at any place, failing and succeeding ones.
+        let writes = (0..60).map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                match i % 3 {
+                    0 => {
+                        db.write_leading("half_then_fail", move |txn| {
+                            insert(&format!("partial{i}"))(txn)?;
+                            Err::<(), _>(StorageError::Aborted("refused".into()))
+                        })
+                        .await
+                    }
+                    1 => db.write_leading("insert", insert(&format!("l{i}"))).await,
+                    _ => db.write("insert", insert(&format!("t{i}"))).await,
+                }
+            })
+        });
+        let results: Vec<_> = futures_join(writes).await;
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 20);
+        assert_eq!(
+            count(&db).await,
+            41,
+            "40 writes that succeeded, and `after`"
+        );
+        let partial: i64 = db
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM registration_tokens
+                     WHERE token LIKE 'partial%' OR token = 'alone'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(partial, 0, "no failed write may leave a row");
     }
 
     #[tokio::test]
