@@ -71,6 +71,14 @@ pub struct Services {
     pub push_rules_generation: std::sync::atomic::AtomicU64,
     /// Wakes the push outbox when the evaluator has recorded notifications.
     pub pusher_wake: tokio::sync::Notify,
+    /// Each user's push rules as evaluation last read them, with the generation they were
+    /// read at (`push_evaluator.rs`).
+    pub(crate) push_rule_cache: Mutex<(
+        u64,
+        HashMap<OwnedUserId, std::sync::Arc<ruma::push::Ruleset>>,
+    )>,
+    /// Events whose push actions were recorded with them, until the evaluator passes them.
+    pub(crate) push_inline: Mutex<std::collections::BTreeSet<i64>>,
     /// Wakes the federation outbox when events are committed or EDUs queued.
     pub federation_wake: tokio::sync::Notify,
     /// Wakes the appservice outbox when events are committed or an appservice is back.
@@ -129,6 +137,8 @@ impl Services {
             push_wake: tokio::sync::Notify::new(),
             push_rules_generation: std::sync::atomic::AtomicU64::new(0),
             pusher_wake: tokio::sync::Notify::new(),
+            push_rule_cache: Mutex::new((0, HashMap::new())),
+            push_inline: Mutex::new(std::collections::BTreeSet::new()),
             federation_wake: tokio::sync::Notify::new(),
             appservice_wake: tokio::sync::Notify::new(),
             appservice_retry_now: Mutex::new(HashSet::new()),

@@ -25,8 +25,14 @@ use crate::storage::{self, push_actions::PushAction};
 
 /// Events evaluated per transaction.
 const BATCH: usize = 200;
+/// A batch this small is read on the evaluator's own thread (`Db::read_small`).
+const SMALL_BATCH: usize = 16;
 /// Rooms whose members and power levels the evaluator keeps between batches.
 const MAX_CACHED_ROOMS: usize = 1_000;
+/// Users whose push rules are kept in memory.
+const MAX_CACHED_RULES: usize = 10_000;
+/// Events recorded with their actions that the evaluator has not passed yet, at most.
+const MAX_INLINE: usize = 10_000;
 /// How often the evaluator looks for work when nobody woke it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// The least time between two of the evaluator's writes. Under a steady stream of events it
@@ -61,83 +67,50 @@ impl Services {
 
     /// Evaluates the next batch of committed events; returns how many it took.
     pub(crate) async fn evaluate_pending(&self, cache: &mut EvalCache) -> Result<usize> {
-        let generation = self.push_rules_generation.load(Ordering::Acquire);
-        if cache.rules_generation != generation || cache.rooms.len() > MAX_CACHED_ROOMS {
-            cache.rules.clear();
+        if cache.rooms.len() > MAX_CACHED_ROOMS {
             cache.rooms.clear();
-            cache.rules_generation = generation;
         }
         let known = cache.position;
-        let (position, rows) = self
-            .db
-            .read(move |c| {
-                // Only the evaluator moves its position, so after the first read it is known.
-                let position = match known {
-                    Some(position) => position,
-                    None => storage::push_actions::progress(c)?,
-                };
-                Ok((
-                    position,
-                    storage::push_actions::events_after(c, position, BATCH)?,
-                ))
-            })
-            .await?;
+        let read = move |c: &storage::Conn| {
+            // Only the evaluator moves its position, so after the first read it is known.
+            let position = match known {
+                Some(position) => position,
+                None => storage::push_actions::progress(c)?,
+            };
+            Ok((
+                position,
+                storage::push_actions::events_after(c, position, BATCH)?,
+            ))
+        };
+        // After a small batch the next is likely small too: read it inline, since a `/sync`
+        // waiting for unread counts waits for this.
+        let (position, rows) = if cache.last_batch < SMALL_BATCH {
+            self.db.read_small(read).await?
+        } else {
+            self.db.read(read).await?
+        };
         cache.position = Some(position);
+        cache.last_batch = rows.len();
         let Some(last) = rows.last().map(|r| r.nid) else {
             self.notifier.push_evaluated(position);
             return Ok(0);
         };
         let mut actions = Vec::new();
         for row in &rows {
+            if self.counted_inline(row.nid) {
+                // A message whose actions were recorded with it (`rooms/append.rs`).
+                continue;
+            }
             let event = client_event(row)?;
-            let (Some(sender), Ok(room_id)) = (
-                event.get("sender").and_then(JsonValue::as_str),
-                RoomId::parse(&row.room_id),
-            ) else {
+            let Ok(room_id) = RoomId::parse(&row.room_id) else {
                 continue;
             };
-            let thread_id = thread_of(&event);
             if !cache.rooms.contains_key(room_id.as_str()) {
                 let room = self.push_room(&room_id).await?;
                 cache.rooms.insert(room_id.to_string(), Arc::new(room));
             }
             let room = cache.rooms[room_id.as_str()].clone();
-            let raw: Raw<AnySyncTimelineEvent> = match serde_json::value::to_raw_value(&event) {
-                Ok(raw) => Raw::from_json(raw),
-                Err(_) => continue,
-            };
-            // Flattened once for all members (ruma's `get_actions` flattens it for each).
-            let flat = FlattenedJson::from_raw(&raw);
-            for (member, display_name) in &room.members {
-                if member.as_str() == sender {
-                    continue;
-                }
-                if !cache.rules.contains_key(member) {
-                    cache
-                        .rules
-                        .insert(member.clone(), self.push_rules(member).await?);
-                }
-                let ruleset = &cache.rules[member];
-                let mut ctx = PushConditionRoomCtx::new(
-                    room_id.clone(),
-                    room.member_count,
-                    member.clone(),
-                    display_name.clone(),
-                );
-                ctx.power_levels = room.power_levels.clone();
-                let matched = first_match(ruleset, &flat, &ctx).await;
-                if matched.iter().any(Action::should_notify) {
-                    let highlight = matched.iter().any(Action::is_highlight);
-                    actions.push(PushAction {
-                        user_id: member.to_string(),
-                        room_id: row.room_id.clone(),
-                        event_nid: row.nid,
-                        highlight,
-                        actions: serde_json::to_string(matched).unwrap_or_else(|_| "[]".into()),
-                        thread_id: thread_id.clone(),
-                    });
-                }
-            }
+            actions.extend(self.actions_for(&room, &room_id, row.nid, &event).await?);
             if event.get("state_key").is_some() {
                 // Members, names or power levels may have changed with it.
                 cache.rooms.remove(room_id.as_str());
@@ -160,6 +133,10 @@ impl Services {
             return Err(e.into());
         }
         cache.position = Some(last);
+        self.push_inline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|nid| *nid > last);
         self.pusher_wake.notify_one();
         self.notifier.push_evaluated(last);
         for user in woken {
@@ -170,7 +147,7 @@ impl Services {
 
     /// What evaluation needs of a room: its joined members with their display names, its size,
     /// and the power levels that decide who may notify the whole room.
-    async fn push_room(&self, room_id: &RoomId) -> Result<PushRoom> {
+    pub(crate) async fn push_room(&self, room_id: &RoomId) -> Result<PushRoom> {
         let room = room_id.to_string();
         let members = self
             .db
@@ -235,6 +212,100 @@ impl Services {
     }
 }
 
+impl Services {
+    /// The notifying actions `event` (at stream position `nid`, in the client format) has for
+    /// each joined member of `room` but its sender.
+    pub(crate) async fn actions_for(
+        &self,
+        room: &PushRoom,
+        room_id: &RoomId,
+        nid: i64,
+        event: &JsonValue,
+    ) -> Result<Vec<PushAction>> {
+        let Some(sender) = event.get("sender").and_then(JsonValue::as_str) else {
+            return Ok(Vec::new());
+        };
+        let raw: Raw<AnySyncTimelineEvent> = match serde_json::value::to_raw_value(event) {
+            Ok(raw) => Raw::from_json(raw),
+            Err(_) => return Ok(Vec::new()),
+        };
+        // Flattened once for all members (ruma's `get_actions` flattens it for each).
+        let flat = FlattenedJson::from_raw(&raw);
+        let thread_id = thread_of(event);
+        let mut actions = Vec::new();
+        for (member, display_name) in &room.members {
+            if member.as_str() == sender {
+                continue;
+            }
+            let ruleset = self.rules_for_push(member).await?;
+            let mut ctx = PushConditionRoomCtx::new(
+                room_id.to_owned(),
+                room.member_count,
+                member.clone(),
+                display_name.clone(),
+            );
+            ctx.power_levels = room.power_levels.clone();
+            let matched = first_match(&ruleset, &flat, &ctx).await;
+            if matched.iter().any(Action::should_notify) {
+                actions.push(PushAction {
+                    user_id: member.to_string(),
+                    room_id: room_id.to_string(),
+                    event_nid: nid,
+                    highlight: matched.iter().any(Action::is_highlight),
+                    actions: serde_json::to_string(matched).unwrap_or_else(|_| "[]".into()),
+                    thread_id: thread_id.clone(),
+                });
+            }
+        }
+        Ok(actions)
+    }
+
+    /// A user's push rules, kept in memory until any user's rules change.
+    async fn rules_for_push(&self, user_id: &UserId) -> Result<Arc<Ruleset>> {
+        let generation = self.push_rules_generation.load(Ordering::Acquire);
+        {
+            let cache = self
+                .push_rule_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cache.0 == generation
+                && let Some(rules) = cache.1.get(user_id)
+            {
+                return Ok(rules.clone());
+            }
+        }
+        let rules = Arc::new(self.push_rules(user_id).await?);
+        let mut cache = self
+            .push_rule_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.0 != generation || cache.1.len() >= MAX_CACHED_RULES {
+            *cache = (generation, HashMap::new());
+        }
+        cache.1.insert(user_id.to_owned(), rules.clone());
+        Ok(rules)
+    }
+
+    /// Records that the event at `nid` was evaluated and its actions recorded with it, so the
+    /// evaluator passes over it. Forgotten once the evaluator is past it; not recorded at all
+    /// while the evaluator lags far behind (it then evaluates the event again, and recording
+    /// the same actions twice changes nothing).
+    pub(crate) fn counted_with_event(&self, nid: i64) {
+        let mut inline = self.push_inline.lock().unwrap_or_else(|p| p.into_inner());
+        if inline.len() < MAX_INLINE {
+            inline.insert(nid);
+        }
+    }
+
+    /// Whether the event at `nid` had its actions recorded with it (see `counted_with_event`).
+    pub(crate) fn counted_inline(&self, nid: i64) -> bool {
+        self.push_inline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&nid)
+    }
+}
+
 /// The actions of the first of `rules` that applies to `event`: what ruma's
 /// `Ruleset::get_actions` answers (the sender's own events reach no rule; the caller skips the
 /// sender), given the event flattened once for every member instead of once per member.
@@ -268,19 +339,19 @@ fn thread_of(event: &JsonValue) -> String {
     }
 }
 
-/// What the evaluator keeps between batches: its position, each user's push rules (all dropped when any user's
-/// rules change) and each room's members and power levels (dropped after each state event of the
-/// room, which may change them).
+/// What the evaluator keeps between batches: its position and each room's members and power
+/// levels (dropped after each state event of the room, which may change them).
 #[derive(Default)]
 pub(crate) struct EvalCache {
     /// The evaluator's recorded position, once read.
     position: Option<i64>,
-    rules_generation: u64,
-    rules: HashMap<OwnedUserId, Ruleset>,
+    /// How many events the last batch held.
+    last_batch: usize,
     rooms: HashMap<String, Arc<PushRoom>>,
 }
 
-struct PushRoom {
+/// What evaluation needs of a room.
+pub(crate) struct PushRoom {
     members: Vec<(OwnedUserId, String)>,
     member_count: UInt,
     power_levels: Option<PushConditionPowerLevelsCtx>,

@@ -41,7 +41,25 @@ pub fn events_after(conn: &Connection, position: i64, limit: usize) -> Result<Ve
 }
 
 /// Stores the actions of a batch and moves the evaluator past it, in one transaction.
+/// Events the user has read already are not counted (a receipt can overtake the evaluator).
+/// Actions recorded before (the same user and event) are left as they are and not counted again,
+/// so recording is idempotent.
 pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64) -> Result<()> {
+    record_txn(txn, actions, true)?;
+    txn.execute(
+        "UPDATE push_progress SET position = ?1 WHERE id = 1",
+        [position],
+    )?;
+    Ok(())
+}
+
+/// Stores the actions of an event being written in the same transaction, and counts them: it
+/// is the newest event of the stream, which no receipt can have reached yet.
+pub fn record_new_event_actions_txn(txn: &Connection, actions: &[PushAction]) -> Result<()> {
+    record_txn(txn, actions, false)
+}
+
+fn record_txn(txn: &Connection, actions: &[PushAction], check_receipts: bool) -> Result<()> {
     let mut insert = txn.prepare_cached(
         "INSERT INTO event_push_actions
            (user_id, room_id, event_nid, highlight, actions, thread_id)
@@ -72,6 +90,14 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
             continue;
         }
         let key = (action.user_id.as_str(), action.room_id.as_str());
+        if !check_receipts {
+            let entry = unread
+                .entry((key.0, key.1, action.thread_id.as_str()))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += i64::from(action.highlight);
+            continue;
+        }
         let receipts = match read.entry(key) {
             std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
@@ -94,10 +120,6 @@ pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64)
     for ((user, room, thread), (notify, highlight)) in unread {
         count.execute(params![user, room, thread, notify, highlight])?;
     }
-    txn.execute(
-        "UPDATE push_progress SET position = ?1 WHERE id = 1",
-        [position],
-    )?;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The fast path of a long-poll: after a full pass found nothing new, a wake caused only by new
 //! events in the user's rooms is answered from the in-memory room tails (`tails.rs`), without
 //! reading the database except for the rooms' unread counts (for which it waits briefly for the
-//! push evaluator, so that the counts come with the events that change them).
+//! push evaluator, so that the counts come with the events that change them, unless the events'
+//! actions were recorded in their own commit).
 //!
 //! It only answers what it can answer exactly as the full pass would: new non-state events from
 //! other users that relate to nothing, in rooms the user was joined to throughout, within the
@@ -141,6 +142,9 @@ impl Services {
                 .unwrap_or_default()
         });
         let mut rooms: Vec<(String, Vec<JsonValue>, i64)> = Vec::new();
+        // The latest new event whose unread counts the evaluator records (rather than its own
+        // commit): the answer waits for the evaluator to get that far.
+        let mut counted_later = 0;
         for room in &base.joined {
             let Some(window) = self.tails.window(room, base.upto, upto) else {
                 return Ok(Hot::Slow);
@@ -150,6 +154,9 @@ impl Services {
             for event in &window.events {
                 if event.is_state || event.relates || event.is_stale() || event.sender == user {
                     return Ok(Hot::Slow);
+                }
+                if !self.counted_inline(event.nid) {
+                    counted_later = counted_later.max(event.nid);
                 }
                 if base.ignored.contains(&event.sender) {
                     continue;
@@ -183,9 +190,12 @@ impl Services {
                 return Ok(Hot::Nothing);
             }
             evaluated
-        } else {
+        } else if counted_later > 0 {
             // Counts come with the events: wait (briefly) for the push evaluator to reach them.
-            self.notifier.wait_for_push(upto, PUSH_WAIT).await
+            self.notifier.wait_for_push(counted_later, PUSH_WAIT).await
+        } else {
+            // Every new event had its counts recorded in its own commit.
+            self.notifier.push_position()
         };
         // Every room whose counts the evaluator changed since the client's token comes along.
         let push = evaluated.max(base.token.push);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
@@ -12,6 +13,10 @@ use serde_json::Value as JsonValue;
 use super::super::{Error, Result, Services};
 use crate::room::{self, Pdu, PduTemplate};
 use crate::storage::{self, events::EventRow, events::NewEvent, state};
+
+/// How long a room has had no local event before the next one's push actions are recorded with
+/// it (see `push_with_event`): the push evaluator's batching interval.
+const QUIET_ROOM: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What else the transaction that persists a new event must do.
 #[derive(Default)]
@@ -131,6 +136,9 @@ impl Services {
             None => None,
         };
         let pdu = Arc::new(pdu);
+        let mut push = self.push_with_event(room_id, head, &pdu).await;
+        let push_evaluated = push.is_some();
+        let notifies = push.as_ref().is_some_and(|actions| !actions.is_empty());
         let txn = options
             .txn
             .map(|(device, txn)| (device.to_owned(), txn.to_owned()));
@@ -139,15 +147,31 @@ impl Services {
         // writes in order, so the next event of the room may be built on this one at once.
         let committed = self.db.submit("persist_event", move |c| {
             let state_before = storage::events::state_after_of_prev_txn(c, &write.prev_events())?;
-            write.persist_txn(c, state_before)
+            let (nid, state_after) = write.persist_txn(c, state_before)?;
+            if let Some(actions) = &mut push {
+                for action in actions.iter_mut() {
+                    action.event_nid = nid;
+                }
+                storage::push_actions::record_new_event_actions_txn(c, actions)?;
+            }
+            Ok((nid, state_after))
         });
+        let in_flight = head.in_flight.clone();
+        in_flight.fetch_add(1, Ordering::AcqRel);
         head.advance(&pdu, sender, txn);
         drop(guard);
         let committed = committed.await;
+        in_flight.fetch_sub(1, Ordering::AcqRel);
         drop(keep_head);
         match committed {
             Ok((nid, _)) => {
                 tracing::debug!(room.id = %room_id, event.id = %pdu.event_id, stream_ordering = nid, "persisted event");
+                if push_evaluated {
+                    self.counted_with_event(nid);
+                }
+                if notifies {
+                    self.pusher_wake.notify_one();
+                }
                 self.announce(&pdu, nid);
                 Ok(pdu)
             }
@@ -157,6 +181,35 @@ impl Services {
                 Err(e.into())
             }
         }
+    }
+
+    /// The push actions of a new message event when they are to be recorded with it: in a quiet
+    /// room (no write in flight, no local event for `QUIET_ROOM`). Its unread counts then come
+    /// with the event's own commit, without waiting for the evaluator and its commit. Under a
+    /// stream of events the evaluator records them in batches instead, which touches each
+    /// member's pages once per batch rather than once per event. `None` leaves the event to the
+    /// evaluator (also when what evaluation needs cannot be read now).
+    async fn push_with_event(
+        &self,
+        room_id: &RoomId,
+        head: &mut super::head::RoomHead,
+        pdu: &Pdu,
+    ) -> Option<Vec<storage::push_actions::PushAction>> {
+        let busy = head.in_flight.load(Ordering::Acquire) > 0
+            || head.last_append.is_some_and(|at| at.elapsed() < QUIET_ROOM);
+        if pdu.state_key.is_some() || busy {
+            return None;
+        }
+        let room = match &head.push_room {
+            Some(room) => room.clone(),
+            None => {
+                let room = Arc::new(self.push_room(room_id).await.ok()?);
+                head.push_room = Some(room.clone());
+                room
+            }
+        };
+        let event = JsonValue::Object(pdu.to_client_event());
+        self.actions_for(&room, room_id, 0, &event).await.ok()
     }
 
     /// Appends a PDU built and signed by another server for one of its users (`send_join`,

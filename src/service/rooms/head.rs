@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
 
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
@@ -14,6 +16,7 @@ use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
 use super::super::{Error, Result, Services};
 use super::append::pdu_from_row;
 use crate::room::Pdu;
+use crate::service::push_evaluator::PushRoom;
 use crate::storage::{self, state};
 
 /// In-flight transaction ids kept before the oldest are forgotten (by then they are committed,
@@ -29,6 +32,13 @@ pub struct RoomHead {
     /// Current state entries seen so far; `None` records that a key has no event.
     state: HashMap<StateKey, Option<Arc<Pdu>>>,
     pub recent_txns: HashMap<(OwnedUserId, String, String), OwnedEventId>,
+    /// What push evaluation needs of the room (members, power levels), once read; dropped with
+    /// every state event, which may change it.
+    pub(crate) push_room: Option<Arc<PushRoom>>,
+    /// Writes of this room queued and not yet committed.
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    /// When the last local event was appended through this head.
+    pub(crate) last_append: Option<Instant>,
 }
 
 impl RoomHead {
@@ -36,8 +46,10 @@ impl RoomHead {
     pub fn advance(&mut self, pdu: &Arc<Pdu>, sender: &UserId, txn: Option<(String, String)>) {
         self.extremities = vec![pdu.event_id.clone()];
         self.depth = pdu.depth;
+        self.last_append = Some(Instant::now());
         if let Some(key) = pdu.state_map_key() {
             self.state.insert(key, Some(pdu.clone()));
+            self.push_room = None;
         }
         if let Some((device, txn_id)) = txn {
             if self.recent_txns.len() >= RECENT_TXNS {
@@ -79,6 +91,9 @@ impl Services {
             depth: depth as u64,
             state: HashMap::new(),
             recent_txns: HashMap::new(),
+            push_room: None,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            last_append: None,
         })
     }
 
