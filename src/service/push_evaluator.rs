@@ -29,6 +29,9 @@ const BATCH: usize = 200;
 const SMALL_BATCH: usize = 16;
 /// Rooms whose members and power levels the evaluator keeps between batches.
 const MAX_CACHED_ROOMS: usize = 1_000;
+/// Events a position moved in memory only may run ahead of the one written (see
+/// `evaluate_pending`).
+const PERSIST_EVERY: i64 = 1_000;
 /// Users whose push rules are kept in memory.
 const MAX_CACHED_RULES: usize = 10_000;
 /// Events recorded with their actions that the evaluator has not passed yet, at most.
@@ -89,6 +92,9 @@ impl Services {
         } else {
             self.db.read(read).await?
         };
+        if known.is_none() {
+            cache.persisted = position;
+        }
         cache.position = Some(position);
         cache.last_batch = rows.len();
         let Some(last) = rows.last().map(|r| r.nid) else {
@@ -121,16 +127,22 @@ impl Services {
             .filter_map(|a| UserId::parse(&a.user_id).ok())
             .collect();
         let count = rows.len();
-        let recorded = self
-            .db
-            .write_leading("record_push_actions", move |c| {
-                storage::push_actions::record_batch_txn(c, &actions, last)
-            })
-            .await;
-        if let Err(e) = recorded {
-            // What was written is unknown until read again.
-            cache.position = None;
-            return Err(e.into());
+        // A batch without actions (every event counted with it, or notifying nobody) moves the
+        // position in memory only, up to `PERSIST_EVERY` events: after a restart the evaluator
+        // goes over them again, which records nothing twice.
+        if !actions.is_empty() || last - cache.persisted >= PERSIST_EVERY {
+            let recorded = self
+                .db
+                .write_leading("record_push_actions", move |c| {
+                    storage::push_actions::record_batch_txn(c, &actions, last)
+                })
+                .await;
+            if let Err(e) = recorded {
+                // What was written is unknown until read again.
+                cache.position = None;
+                return Err(e.into());
+            }
+            cache.persisted = last;
         }
         cache.position = Some(last);
         self.push_inline
@@ -347,6 +359,8 @@ pub(crate) struct EvalCache {
     position: Option<i64>,
     /// How many events the last batch held.
     last_batch: usize,
+    /// The position last written to the database.
+    persisted: i64,
     rooms: HashMap<String, Arc<PushRoom>>,
 }
 

@@ -321,4 +321,26 @@ mod tests {
         let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
         assert_eq!(counts.threads, vec![("$root".to_owned(), 1, 0)]);
     }
+
+    #[test]
+    fn actions_recorded_with_their_event_are_not_counted_again_by_the_evaluator() {
+        let conn = migrated_in_memory();
+        conn.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts)
+             VALUES ('!a:x', '11', '@alice:x', 0)",
+            [],
+        )
+        .unwrap();
+        record_new_event_actions_txn(&conn, &[action(30, "main", true)]).unwrap();
+        assert_eq!(unread_counts(&conn, "@bob:x", "!a:x").unwrap().main, (1, 1));
+        // The evaluator going over the same event (after a restart) changes nothing.
+        record_batch_txn(
+            &conn,
+            &[action(30, "main", true), action(31, "main", false)],
+            31,
+        )
+        .unwrap();
+        assert_eq!(unread_counts(&conn, "@bob:x", "!a:x").unwrap().main, (2, 1));
+        assert_eq!(progress(&conn).unwrap(), 31);
+    }
 }
