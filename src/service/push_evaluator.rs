@@ -1,8 +1,10 @@
-//! The push evaluator: an outbox that reacts to committed events. In stream order it runs each
-//! joined member's push rules (ruma's evaluation) on every new event and records the actions of
-//! those that notify, together with its new position, in one transaction; a restart resumes from
-//! the recorded position, so no notification is lost. Unread counts and `/notifications` read
-//! what it recorded.
+//! Push evaluation and the push evaluator. `actions_for` runs each joined member's push rules
+//! (ruma's evaluation) on an event. The evaluator is an outbox that reacts to committed events:
+//! in stream order it evaluates every new event and records the actions of those that notify,
+//! together with its new position, in one transaction; a restart resumes from the recorded
+//! position, so no notification is lost. Messages of quiet rooms are evaluated by the append
+//! path and recorded in their own commit instead; the evaluator passes over them. Unread counts
+//! and `/notifications` read what was recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,8 +1,9 @@
-//! A room's head, cached in memory while the room is busy: its version rules, forward
-//! extremities, depth, the current state entries local events have needed for authorisation, and
-//! the transaction ids of writes still in flight. With it, appending an event needs no database
-//! read in the common case, and the room's lock is held only while building the event, not while
-//! it is committed.
+//! A room's head, cached in memory while the room is busy (and for a while after, see
+//! `RoomLocks`): its version rules, forward extremities, depth, the current state entries local
+//! events have needed for authorisation, the transaction ids of writes still in flight, how many
+//! writes are in flight, and what push evaluation needs of the room. With it, appending an event
+//! needs no database read in the common case, and the room's lock is held only while building
+//! the event, not while it is committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
