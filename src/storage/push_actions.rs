@@ -284,8 +284,8 @@ mod tests {
         recount_txn(conn, "@bob:x", "!a:x").unwrap();
     }
 
-    #[test]
-    fn counts_follow_recorded_actions_and_receipts_per_thread() {
+    /// A database holding the room `!a:x`.
+    fn with_room() -> Connection {
         let conn = migrated_in_memory();
         conn.execute(
             "INSERT INTO rooms (room_id, room_version, creator, created_ts)
@@ -293,6 +293,12 @@ mod tests {
             [],
         )
         .unwrap();
+        conn
+    }
+
+    #[test]
+    fn counts_follow_recorded_actions_and_receipts_per_thread() {
+        let conn = with_room();
         let batch = [
             action(10, "main", false),
             action(11, "main", true),
@@ -324,13 +330,7 @@ mod tests {
 
     #[test]
     fn actions_recorded_with_their_event_are_not_counted_again_by_the_evaluator() {
-        let conn = migrated_in_memory();
-        conn.execute(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts)
-             VALUES ('!a:x', '11', '@alice:x', 0)",
-            [],
-        )
-        .unwrap();
+        let conn = with_room();
         record_new_event_actions_txn(&conn, &[action(30, "main", true)]).unwrap();
         assert_eq!(unread_counts(&conn, "@bob:x", "!a:x").unwrap().main, (1, 1));
         // The evaluator going over the same event (after a restart) changes nothing.
