@@ -94,11 +94,13 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// its own when `guarded`), returns how to report its result once the batch's commit has
 /// succeeded or failed, and whether it failed.
 struct Job {
-    run: Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>,
+    run: JobRun,
     /// Run without a savepoint when it is the first of its batch (see `Db::write_leading`).
     leading: bool,
 }
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+/// Runs a job: given whether to use a savepoint, returns its completion and whether it failed.
+type JobRun = Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>;
 
 /// A handle on the database. Cloning is cheap; the writer thread stops when the last handle is
 /// dropped, after committing everything queued before.
