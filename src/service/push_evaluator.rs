@@ -46,7 +46,7 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// was 40% of all WAL frames with a write every 4 ms under `bench load send`. An evaluator that
 /// was idle for longer writes at once, so a quiet server adds no delay to unread counts, and a
 /// long-poll waits at most `sync::hot::PUSH_WAIT` (longer than this) for the counts.
-const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(20);
 
 impl Services {
     /// Evaluates forever; started once with the server.

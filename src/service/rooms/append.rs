@@ -15,8 +15,9 @@ use crate::room::{self, Pdu, PduTemplate};
 use crate::storage::{self, events::EventRow, events::NewEvent, state};
 
 /// How long a room has had no local event before the next one's push actions are recorded with
-/// it (see `push_with_event`): the push evaluator's batching interval.
-const QUIET_ROOM: std::time::Duration = std::time::Duration::from_millis(20);
+/// it (see `push_with_event`): the push evaluator's batching interval, beyond which it would
+/// not have batched the event with others anyway.
+const QUIET_ROOM: std::time::Duration = super::super::push_evaluator::MIN_WRITE_INTERVAL;
 
 /// What else the transaction that persists a new event must do.
 #[derive(Default)]
