@@ -444,6 +444,31 @@ impl TestAppservice {
             .unwrap_or_else(|e| e.into_inner()) = Some(handler);
     }
 
+    /// Answers alias queries for aliases starting with `prefix` as a bridge does: its bot creates
+    /// a public room with that alias and the answer is `createRoom`'s status; others are 404.
+    pub fn create_rooms_for_aliases(&self, prefix: &str) {
+        let (bot, prefix) = (self.client(), prefix.to_owned());
+        self.on_alias_query(move |alias: String| {
+            let (bot, known) = (bot.clone(), alias.starts_with(&prefix));
+            async move {
+                if !known {
+                    return 404;
+                }
+                let localpart = alias
+                    .trim_start_matches('#')
+                    .split(':')
+                    .next()
+                    .unwrap_or("");
+                bot.post(
+                    "/_matrix/client/v3/createRoom",
+                    json!({"preset": "public_chat", "room_alias_name": localpart}),
+                )
+                .await
+                .status
+            }
+        });
+    }
+
     /// Answers pings with `status` after `delay`.
     pub fn set_ping(&self, status: u16, delay: Duration) {
         let mut recorded = self.shared.recorded();

@@ -314,27 +314,7 @@ async fn unknown_aliases_and_users_of_a_namespace_are_asked_of_the_bridge() {
     let alice = server.register_user("alice").await;
 
     // The bridge creates the room behind the alias when asked, as its bot.
-    let bot = bridge.client();
-    bridge.on_alias_query(move |alias: String| {
-        let bot = bot.clone();
-        async move {
-            if !alias.starts_with("#_whatsapp_group") {
-                return 404;
-            }
-            let localpart = alias
-                .trim_start_matches('#')
-                .split(':')
-                .next()
-                .unwrap_or("");
-            let reply = bot
-                .post(
-                    "/_matrix/client/v3/createRoom",
-                    json!({"preset": "public_chat", "room_alias_name": localpart}),
-                )
-                .await;
-            reply.status
-        }
-    });
+    bridge.create_rooms_for_aliases("#_whatsapp_group");
     let joined = alice
         .post(
             &format!(

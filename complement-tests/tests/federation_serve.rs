@@ -517,26 +517,7 @@ async fn an_alias_a_bridge_creates_when_asked_is_answered_over_federation() {
         .start()
         .await;
     bridge.attach(&server);
-    let bot = bridge.client();
-    bridge.on_alias_query(move |alias: String| {
-        let bot = bot.clone();
-        async move {
-            if !alias.starts_with("#_whatsapp_group") {
-                return 404;
-            }
-            let localpart = alias
-                .trim_start_matches('#')
-                .split(':')
-                .next()
-                .unwrap_or("");
-            bot.post(
-                "/_matrix/client/v3/createRoom",
-                json!({"preset": "public_chat", "room_alias_name": localpart}),
-            )
-            .await
-            .status
-        }
-    });
+    bridge.create_rooms_for_aliases("#_whatsapp_group");
     let client = peer.client(&server);
     let lookup = |alias: &str| {
         format!(

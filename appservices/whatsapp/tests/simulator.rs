@@ -359,16 +359,7 @@ async fn media_round_trips_byte_identical() {
     let id = upload["id"].as_str().unwrap();
     assert!(id.bytes().all(|b| b.is_ascii_digit()));
 
-    let info: Value = f
-        .http
-        .get(f.graph(id))
-        .bearer_auth("good-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, info) = f.node(id).await;
     assert_eq!(info["messaging_product"], "whatsapp");
     assert_eq!(info["id"], id);
     assert_eq!(info["mime_type"], "application/pdf");
@@ -425,15 +416,8 @@ async fn media_round_trips_byte_identical() {
         .await
         .unwrap();
     assert_eq!(deleted, json!({"success": true}));
-    let gone = f
-        .http
-        .get(f.graph(id))
-        .bearer_auth("good-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 400);
-    let gone: Value = gone.json().await.unwrap();
+    let (status, gone) = f.node(id).await;
+    assert_eq!(status, 400);
     assert_eq!(
         (error_code(&gone), gone["error"]["error_subcode"].as_u64()),
         (100, Some(33))

@@ -101,16 +101,7 @@ async fn every_inbound_type_and_status_reaches_the_bridge() {
     assert_eq!(reply["context"], json!({"id": first, "from": CONTACT}));
 
     // The bridge fetches the inbound media as it would from Meta.
-    let info: Value = f
-        .http
-        .get(f.graph(&media_id))
-        .bearer_auth("good-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, info) = f.node(&media_id).await;
     let bytes = f
         .http
         .get(info["url"].as_str().unwrap())
@@ -352,16 +343,7 @@ async fn groups_are_created_written_in_and_sent_to() {
     assert!(id.starts_with("Y2FwaV9ncm91cDo"), "{id}");
     assert_eq!(group["subject"], "Knee clinic");
 
-    let node: Value = f
-        .http
-        .get(f.graph(&id))
-        .bearer_auth("good-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, node) = f.node(&id).await;
     assert_eq!(node["id"], id.as_str());
     assert_eq!(node["subject"], "Knee clinic");
     assert_eq!(

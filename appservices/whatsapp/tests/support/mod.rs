@@ -114,6 +114,18 @@ impl Fixture {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    /// `GET` a Graph API node (a media id, a group id) with the good token: status and body.
+    pub async fn node(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.graph(id))
+            .bearer_auth("good-token")
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
     pub async fn control(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let response = self
             .http
