@@ -84,6 +84,37 @@ async fn messages_notify_mentions_highlight_and_a_receipt_resets_the_counts() {
 }
 
 #[tokio::test]
+async fn a_mention_highlights_only_the_member_it_names_whoever_is_evaluated_first() {
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    // Members with the default rules share one evaluation unless the event names them: the
+    // named member comes before and after unnamed ones in the member list.
+    let mut members = Vec::new();
+    for name in ["bob", "carol", "dave"] {
+        let member = server.register_user(name).await;
+        member.join(&room).await;
+        members.push(member);
+    }
+    let [bob, carol, dave] = &members[..] else {
+        unreachable!()
+    };
+    let mention = |user: &User| json!({"msgtype": "m.text", "body": "see me", "m.mentions": {"user_ids": [user.user_id]}});
+    alice
+        .send_event(&room, "m.room.message", mention(bob))
+        .await;
+    wait_for_counts(bob, &room, (1, 1)).await;
+    wait_for_counts(carol, &room, (1, 0)).await;
+    wait_for_counts(dave, &room, (1, 0)).await;
+    alice
+        .send_event(&room, "m.room.message", mention(dave))
+        .await;
+    wait_for_counts(bob, &room, (2, 1)).await;
+    wait_for_counts(carol, &room, (2, 0)).await;
+    wait_for_counts(dave, &room, (2, 1)).await;
+}
+
+#[tokio::test]
 async fn room_mentions_highlight_only_from_someone_with_power() {
     let server = Server::start().await;
     let alice = server.register_user("alice").await;

@@ -75,7 +75,7 @@ pub struct Services {
     /// read at (`push_evaluator.rs`).
     pub(crate) push_rule_cache: Mutex<(
         u64,
-        HashMap<OwnedUserId, std::sync::Arc<ruma::push::Ruleset>>,
+        HashMap<OwnedUserId, std::sync::Arc<push_evaluator::UserPushRules>>,
     )>,
     /// Events whose push actions were recorded with them, until the evaluator passes them.
     pub(crate) push_inline: Mutex<std::collections::BTreeSet<i64>>,

@@ -246,27 +246,45 @@ impl Services {
         // Flattened once for all members (ruma's `get_actions` flattens it for each).
         let flat = FlattenedJson::from_raw(&raw);
         let thread_id = thread_of(event);
+        // Members with the default rules who are not named in the event share one evaluation.
+        let named = raw.json().get().to_lowercase();
+        let mut shared: Option<Option<(bool, String)>> = None;
         let mut actions = Vec::new();
         for (member, display_name) in &room.members {
             if member.as_str() == sender {
                 continue;
             }
-            let ruleset = self.rules_for_push(member).await?;
-            let mut ctx = PushConditionRoomCtx::new(
-                room_id.to_owned(),
-                room.member_count,
-                member.clone(),
-                display_name.clone(),
-            );
-            ctx.power_levels = room.power_levels.clone();
-            let matched = first_match(&ruleset, &flat, &ctx).await;
-            if matched.iter().any(Action::should_notify) {
+            let rules = self.rules_for_push(member).await?;
+            let unnamed_default = rules.default && !named.contains(&member.as_str().to_lowercase());
+            let outcome = match &shared {
+                Some(outcome) if unnamed_default => outcome.clone(),
+                _ => {
+                    let mut ctx = PushConditionRoomCtx::new(
+                        room_id.to_owned(),
+                        room.member_count,
+                        member.clone(),
+                        display_name.clone(),
+                    );
+                    ctx.power_levels = room.power_levels.clone();
+                    let matched = first_match(&rules.ruleset, &flat, &ctx).await;
+                    let outcome = matched.iter().any(Action::should_notify).then(|| {
+                        let actions =
+                            serde_json::to_string(matched).unwrap_or_else(|_| "[]".into());
+                        (matched.iter().any(Action::is_highlight), actions)
+                    });
+                    if unnamed_default {
+                        shared = Some(outcome.clone());
+                    }
+                    outcome
+                }
+            };
+            if let Some((highlight, actions_json)) = outcome {
                 actions.push(PushAction {
                     user_id: member.to_string(),
                     room_id: room_id.to_string(),
                     event_nid: nid,
-                    highlight: matched.iter().any(Action::is_highlight),
-                    actions: serde_json::to_string(matched).unwrap_or_else(|_| "[]".into()),
+                    highlight,
+                    actions: actions_json,
                     thread_id: thread_id.clone(),
                 });
             }
@@ -275,7 +293,7 @@ impl Services {
     }
 
     /// A user's push rules, kept in memory until any user's rules change.
-    async fn rules_for_push(&self, user_id: &UserId) -> Result<Arc<Ruleset>> {
+    async fn rules_for_push(&self, user_id: &UserId) -> Result<Arc<UserPushRules>> {
         let generation = self.push_rules_generation.load(Ordering::Acquire);
         {
             let cache = self
@@ -288,7 +306,10 @@ impl Services {
                 return Ok(rules.clone());
             }
         }
-        let rules = Arc::new(self.push_rules(user_id).await?);
+        let ruleset = self.push_rules(user_id).await?;
+        let default = serde_json::to_value(&ruleset).ok()
+            == serde_json::to_value(Ruleset::server_default(user_id)).ok();
+        let rules = Arc::new(UserPushRules { ruleset, default });
         let mut cache = self
             .push_rule_cache
             .lock()
@@ -364,6 +385,16 @@ pub(crate) struct EvalCache {
     /// The position last written to the database.
     persisted: i64,
     rooms: HashMap<String, Arc<PushRoom>>,
+}
+
+/// A user's push rules as evaluation keeps them.
+pub(crate) struct UserPushRules {
+    ruleset: Ruleset,
+    /// Whether they are the server's defaults. The defaults of two users differ only where they
+    /// name the user (`.m.rule.invite_for_me` matches the invitee's `state_key`,
+    /// `.m.rule.is_user_mention` the user's id in `m.mentions`), so for an event that names
+    /// neither user anywhere, they decide the same; `actions_for` evaluates such users once.
+    default: bool,
 }
 
 /// What evaluation needs of a room.

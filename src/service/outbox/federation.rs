@@ -41,6 +41,10 @@ use crate::storage::{self, now_ms};
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Events read from the stream at a time.
 const SCAN_BATCH: usize = 500;
+/// How long the outbox lets events gather after being woken before it reads them: a burst of
+/// local events is one read of the stream, not one per event (under `bench load send`, rounds
+/// per event were about 5% of the server's CPU). It delays a delivery by at most this.
+const WAKE_GATHER: Duration = Duration::from_millis(10);
 /// The most PDUs and EDUs one transaction may carry (the specification's limits).
 pub const MAX_PDUS: usize = 50;
 pub const MAX_EDUS: usize = 100;
@@ -126,7 +130,7 @@ impl Services {
                 Some(done) = running.next(), if !running.is_empty() => {
                     active.remove(&done);
                 }
-                () = self.federation_wake.notified() => {}
+                () = self.federation_wake.notified() => tokio::time::sleep(WAKE_GATHER).await,
                 () = tokio::time::sleep(wait) => {}
             }
         }
