@@ -99,19 +99,22 @@ async fn a_mention_highlights_only_the_member_it_names_whoever_is_evaluated_firs
     let [bob, carol, dave] = &members[..] else {
         unreachable!()
     };
-    let mention = |user: &User| json!({"msgtype": "m.text", "body": "see me", "m.mentions": {"user_ids": [user.user_id]}});
-    alice
-        .send_event(&room, "m.room.message", mention(bob))
-        .await;
-    wait_for_counts(bob, &room, (1, 1)).await;
-    wait_for_counts(carol, &room, (1, 0)).await;
-    wait_for_counts(dave, &room, (1, 0)).await;
-    alice
-        .send_event(&room, "m.room.message", mention(dave))
-        .await;
-    wait_for_counts(bob, &room, (2, 1)).await;
-    wait_for_counts(carol, &room, (2, 0)).await;
-    wait_for_counts(dave, &room, (2, 1)).await;
+    let mention = |user: &User| {
+        let mentions = json!({"user_ids": [user.user_id]});
+        json!({"msgtype": "m.text", "body": "see me", "m.mentions": mentions})
+    };
+    // Counts of bob, carol and dave after a mention of bob, then after one of dave.
+    for (mentioned, expected) in [
+        (bob, [(1, 1), (1, 0), (1, 0)]),
+        (dave, [(2, 1), (2, 0), (2, 1)]),
+    ] {
+        alice
+            .send_event(&room, "m.room.message", mention(mentioned))
+            .await;
+        for (member, counts) in [bob, carol, dave].into_iter().zip(expected) {
+            wait_for_counts(member, &room, counts).await;
+        }
+    }
 }
 
 #[tokio::test]
