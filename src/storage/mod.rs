@@ -45,6 +45,7 @@ pub mod to_device;
 pub mod tokens;
 pub mod uiaa;
 pub mod users;
+mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -123,10 +124,9 @@ impl Db {
     pub fn open(path: &Path, config: &DatabaseConfig) -> Result<Db> {
         let mut conn = open_connection(path, OpenFlags::default(), config)?;
         migrate::apply(&mut conn)?;
-        // The writer never checkpoints the WAL itself; a thread of its own does, off the commit path.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let mut log = wal::LogLength::watch(&mut conn)?;
         let checkpointer =
-            Checkpointer::start(open_connection(path, OpenFlags::default(), config)?)?;
+            wal::Checkpointer::start(open_connection(path, OpenFlags::default(), config)?)?;
         let readers = pool::ReaderPool::open(path, config)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let observer = std::sync::Arc::new(std::sync::OnceLock::<CommitObserver>::new());
@@ -134,7 +134,7 @@ impl Db {
         let handle = std::thread::Builder::new()
             .name("plexus-db-writer".into())
             .spawn(move || {
-                writer_loop(conn, rx, &writer_observer);
+                writer_loop(conn, rx, &writer_observer, &mut log);
                 checkpointer.stop();
             })
             .map_err(|e| StorageError::Aborted(format!("cannot start writer thread: {e}")))?;
@@ -335,6 +335,7 @@ fn writer_loop(
     conn: Connection,
     jobs: mpsc::Receiver<Job>,
     observer: &std::sync::OnceLock<CommitObserver>,
+    log: &mut wal::LogLength,
 ) {
     while let Ok(first) = jobs.recv() {
         let started = Instant::now();
@@ -385,6 +386,7 @@ fn writer_loop(
             };
             complete(report);
         }
+        log.keep_short(&conn);
         tracing::trace!(
             batch.size = size,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -399,42 +401,6 @@ pub(crate) fn migrated_in_memory() -> Connection {
     let mut conn = Connection::open_in_memory().expect("in-memory SQLite opens");
     migrate::apply(&mut conn).expect("migrations apply");
     conn
-}
-
-/// Copies the WAL back into the database file every `CHECKPOINT_INTERVAL`, on its own connection,
-/// so that commits never wait for it; truncates the WAL when the database closes.
-struct Checkpointer {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-
-impl Checkpointer {
-    fn start(conn: Connection) -> Result<Checkpointer> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("plexus-db-checkpoint".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
-                {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
-                }
-                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            })
-            .map_err(|e| StorageError::Aborted(format!("cannot start checkpoint thread: {e}")))?;
-        Ok(Checkpointer { stop, thread })
-    }
-
-    /// Runs a last checkpoint and waits for the thread to end.
-    fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
-    }
 }
 
 /// Milliseconds since the Unix epoch, the unit every timestamp column uses.
