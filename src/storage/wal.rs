@@ -65,17 +65,33 @@ impl LogLength {
         if frames < self.due {
             return;
         }
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(0)
-        }) {
-            Ok(1) => {}
-            Ok(_) => self.due = frames + RESTART_FRAMES,
+        match checkpoint(conn) {
+            Ok(Copied::NotNow) => {}
+            Ok(Copied::AsFarAsReadersAllow) => self.due = frames + RESTART_FRAMES,
             Err(e) => {
                 tracing::warn!(error = %e, "WAL checkpoint by the writer failed");
                 self.due = frames + RESTART_FRAMES;
             }
         }
     }
+}
+
+/// What a checkpoint did.
+enum Copied {
+    /// Another connection was checkpointing; nothing was copied.
+    NotNow,
+    /// Every frame no reader still needs was copied.
+    AsFarAsReadersAllow,
+}
+
+/// Copies what it can of the log into the database file without waiting for anyone.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Copied> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(0))?;
+    Ok(if busy == 1 {
+        Copied::NotNow
+    } else {
+        Copied::AsFarAsReadersAllow
+    })
 }
 
 /// Copies the WAL back into the database file every `CHECKPOINT_INTERVAL`, on its own connection,
@@ -94,8 +110,7 @@ impl Checkpointer {
                 while let Err(mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_INTERVAL)
                 {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
+                    if let Err(e) = checkpoint(&conn) {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
                     }
                 }
