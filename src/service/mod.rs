@@ -6,6 +6,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod appservice;
+pub mod client_txns;
 mod devices;
 mod error;
 mod federation_in;
@@ -100,6 +101,8 @@ pub struct Services {
     pub sync_resume: crate::sync::ResumeCache,
     /// The media repository's files, waiters and background thumbnailing.
     pub media: media::Media,
+    /// Which event each recent client send with a transaction id made.
+    pub client_txns: client_txns::ClientTxns,
     room_locks: rooms::RoomLocks,
     token_cache: token_cache::TokenCache,
     shared_secret_nonces: Mutex<shared_secret::Nonces>,
@@ -125,6 +128,7 @@ impl Services {
             // Another `Services` over the same database already follows its commits.
             tracing::warn!(error = %e, "room tails not fed; /sync reads the database");
         }
+        let client_txns = client_txns::ClientTxns::new(db.clone());
         Services {
             config,
             db,
@@ -149,6 +153,7 @@ impl Services {
             tails,
             sync_resume: crate::sync::ResumeCache::default(),
             media,
+            client_txns,
             room_locks: rooms::RoomLocks::default(),
             token_cache: token_cache::TokenCache::default(),
             shared_secret_nonces: Mutex::new(shared_secret::Nonces::default()),

@@ -35,10 +35,10 @@ pub fn backward_extremity(conn: &Connection, room_id: &str) -> Result<Option<Bac
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT d.prev_event_id FROM event_edges d
-         WHERE d.event_nid = ?1
-           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = d.prev_event_id)
-         ORDER BY d.prev_event_id",
+        "SELECT DISTINCT p.value FROM events x, json_each(x.json, '$.prev_events') p
+         WHERE x.stream_ordering = ?1
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = p.value)
+         ORDER BY p.value",
     )?;
     let missing = stmt
         .query_map([nid], |r| r.get(0))?
@@ -81,7 +81,6 @@ pub fn insert_backfilled_txn(
         event.json,
         state_group,
     ])?;
-    super::events::insert_links_txn(txn, position, event.prev_events, event.auth_events)?;
     Ok(Some(position))
 }
 
@@ -90,7 +89,7 @@ mod tests {
     use super::*;
     use crate::storage::events::{insert_event_txn, insert_room_txn};
 
-    fn event<'a>(id: &'a str, prev: &'a [String]) -> NewEvent<'a> {
+    fn event<'a>(id: &'a str, prev: &'a [String], json: &'a str) -> NewEvent<'a> {
         NewEvent {
             event_id: id,
             room_id: "!r:x",
@@ -100,9 +99,8 @@ mod tests {
             membership: None,
             depth: 5,
             origin_server_ts: 0,
-            json: "{}",
+            json,
             prev_events: prev,
-            auth_events: &[],
             state_before: None,
             txn: None,
         }
@@ -112,23 +110,25 @@ mod tests {
     fn backfilled_events_sort_before_the_earliest_and_leave_extremities_alone() {
         let conn = crate::storage::migrated_in_memory();
         insert_room_txn(&conn, "!r:x", "11", "@a:x", 0).unwrap();
+        let edges = |prev: &[String]| crate::storage::json_with_edges(prev, &[]);
         let prev = vec!["$older".to_owned()];
-        let join = insert_event_txn(&conn, &event("$join", &prev)).unwrap();
+        let join = insert_event_txn(&conn, &event("$join", &prev, &edges(&prev))).unwrap();
         let (nid, _, missing) = backward_extremity(&conn, "!r:x").unwrap().unwrap();
         assert_eq!((nid, missing.clone()), (join, prev.clone()));
 
         let oldest = vec!["$oldest".to_owned()];
-        let first = insert_backfilled_txn(&conn, &event("$older", &oldest), None)
+        let older = edges(&oldest);
+        let first = insert_backfilled_txn(&conn, &event("$older", &oldest, &older), None)
             .unwrap()
             .unwrap();
         assert!(first < 0 && first < join);
         assert_eq!(
-            insert_backfilled_txn(&conn, &event("$older", &oldest), None).unwrap(),
+            insert_backfilled_txn(&conn, &event("$older", &oldest, &older), None).unwrap(),
             None
         );
         let (nid, _, missing) = backward_extremity(&conn, "!r:x").unwrap().unwrap();
         assert_eq!((nid, missing), (first, oldest));
-        let second = insert_backfilled_txn(&conn, &event("$oldest", &[]), None)
+        let second = insert_backfilled_txn(&conn, &event("$oldest", &[], &edges(&[])), None)
             .unwrap()
             .unwrap();
         assert_eq!(second, first - 1);
@@ -136,7 +136,8 @@ mod tests {
         assert_eq!(extremities.len(), 1);
         assert_eq!(extremities[0].event_id, "$join");
         // Later events still get positions above everything.
-        let next = insert_event_txn(&conn, &event("$next", &["$join".to_owned()])).unwrap();
+        let join_id = ["$join".to_owned()];
+        let next = insert_event_txn(&conn, &event("$next", &join_id, &edges(&join_id))).unwrap();
         assert_eq!(next, join + 1);
     }
 }

@@ -1,7 +1,8 @@
 //! Reads along the room DAG's edges, for other servers: the auth chain of a set of events (the
-//! transitive closure of `event_auth`, computed by SQLite in one recursive query rather than one
-//! round trip per event) and the `prev_events` of an event (`event_edges`). Which events a server
-//! may see is the service's concern, not this module's.
+//! transitive closure of `auth_events`, computed by SQLite in one recursive query rather than one
+//! round trip per event) and the `prev_events` of an event. The edges are read from the stored
+//! event JSON (both fields survive redaction), so appending an event writes no extra rows for
+//! them. Which events a server may see is the service's concern, not this module's.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -20,12 +21,11 @@ pub fn auth_chain(conn: &Connection, room_id: &str, seeds: &[EventNid]) -> Resul
     // (the create event, power levels) cost one step however many events cite them.
     let mut stmt = conn.prepare_cached(&format!(
         "WITH RECURSIVE chain(event_id) AS (
-             SELECT a.auth_event_id FROM event_auth a
-             WHERE a.event_nid IN (SELECT value FROM json_each(?2))
+             SELECT a.value FROM events s, json_each(s.json, '$.auth_events') a
+             WHERE s.stream_ordering IN (SELECT value FROM json_each(?2))
              UNION
-             SELECT a.auth_event_id FROM chain c
-             JOIN events e ON e.event_id = c.event_id
-             JOIN event_auth a ON a.event_nid = e.stream_ordering
+             SELECT a.value FROM chain c
+             JOIN events e ON e.event_id = c.event_id, json_each(e.json, '$.auth_events') a
          )
          SELECT {COLUMNS} FROM chain c JOIN events e ON e.event_id = c.event_id
          WHERE e.room_id = ?1
@@ -64,9 +64,10 @@ pub fn room_event(conn: &Connection, room_id: &str, event_id: &str) -> Result<Op
 /// stream order.
 pub fn prev_events(conn: &Connection, nid: EventNid) -> Result<Vec<DagEvent>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT e.depth, {COLUMNS} FROM event_edges x
-         JOIN events e ON e.event_id = x.prev_event_id
-         WHERE x.event_nid = ?1 AND e.rejected_reason IS NULL
+        "SELECT e.depth, {COLUMNS} FROM events e
+         WHERE e.event_id IN (SELECT p.value FROM events x, json_each(x.json, '$.prev_events') p
+                              WHERE x.stream_ordering = ?1)
+           AND e.rejected_reason IS NULL
          ORDER BY e.stream_ordering"
     ))?;
     let rows = stmt.query_map([nid], dag_event)?;
@@ -81,7 +82,7 @@ mod tests {
     /// Inserts an event with the given edges and returns its stream ordering.
     fn insert(conn: &Connection, id: &str, prev: &[&str], auth: &[&str]) -> EventNid {
         let prev: Vec<String> = prev.iter().map(|s| s.to_string()).collect();
-        let auth: Vec<String> = auth.iter().map(|s| s.to_string()).collect();
+        let json = crate::storage::json_with_edges(&prev, auth);
         insert_event_txn(
             conn,
             &NewEvent {
@@ -93,9 +94,8 @@ mod tests {
                 membership: None,
                 depth: 1,
                 origin_server_ts: 0,
-                json: "{}",
+                json: &json,
                 prev_events: &prev,
-                auth_events: &auth,
                 state_before: None,
                 txn: None,
             },

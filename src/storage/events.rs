@@ -1,5 +1,5 @@
-//! Tables `rooms`, `events`, `event_edges`, `event_auth`, `forward_extremities` and
-//! `event_relations`: the room DAG and its local stream positions.
+//! Tables `rooms`, `events`, `forward_extremities` and `event_relations`: the room DAG and its
+//! local stream positions. (An event's edges are in its JSON: see `dag`.)
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -28,9 +28,10 @@ pub struct NewEvent<'a> {
     pub membership: Option<&'a str>,
     pub depth: i64,
     pub origin_server_ts: i64,
+    /// The federation form; `prev_events` and `auth_events` are read back from it (`dag`).
     pub json: &'a str,
+    /// The event's `prev_events` (also in `json`), which stop being forward extremities.
     pub prev_events: &'a [String],
-    pub auth_events: &'a [String],
     pub state_before: Option<i64>,
     /// (device, txn id) of a client send.
     pub txn: Option<(&'a str, &'a str)>,
@@ -78,8 +79,8 @@ pub fn set_room_published_txn(txn: &Connection, room_id: &str, published: bool) 
     Ok(())
 }
 
-/// Inserts a new (non-outlier) event with its edges, makes it the room's only forward extremity
-/// in place of the events it references, and returns its stream ordering.
+/// Inserts a new (non-outlier) event, makes it the room's only forward extremity in place of the
+/// events it references, records a client send in `client_txns`, and returns its stream ordering.
 pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventNid> {
     txn.prepare_cached(
         "INSERT INTO events (event_id, room_id, sender, type, state_key, membership, depth,
@@ -101,7 +102,9 @@ pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventN
         event.txn.map(|(_, txn_id)| txn_id)
     ])?;
     let nid = txn.last_insert_rowid();
-    insert_links_txn(txn, nid, event.prev_events, event.auth_events)?;
+    if event.txn.is_some() {
+        super::client_txns::record_txn(txn, nid, super::now_ms())?;
+    }
     let mut extremity =
         txn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
     for prev in event.prev_events {
@@ -110,28 +113,6 @@ pub fn insert_event_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<EventN
     txn.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?
         .execute(params![event.room_id, event.event_id])?;
     Ok(nid)
-}
-
-/// Records an event's DAG links: its prev events (`event_edges`) and auth events (`event_auth`).
-pub fn insert_links_txn(
-    txn: &Connection,
-    nid: EventNid,
-    prev_events: &[String],
-    auth_events: &[String],
-) -> Result<()> {
-    let mut edge = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_edges (event_nid, prev_event_id) VALUES (?1, ?2)",
-    )?;
-    for prev in prev_events {
-        edge.execute(params![nid, prev])?;
-    }
-    let mut auth = txn.prepare_cached(
-        "INSERT OR IGNORE INTO event_auth (event_nid, auth_event_id) VALUES (?1, ?2)",
-    )?;
-    for auth_event in auth_events {
-        auth.execute(params![nid, auth_event])?;
-    }
-    Ok(())
 }
 
 /// Records the state after a state event (a new group); other events keep the state before.
@@ -313,23 +294,6 @@ pub fn max_stream_ordering(conn: &Connection) -> Result<i64> {
         [],
         |r| r.get(0),
     )?)
-}
-
-/// The event a device sent into a room with a transaction id, if any.
-pub fn txn_event(
-    conn: &Connection,
-    room_id: &str,
-    user_id: &str,
-    device_id: &str,
-    txn_id: &str,
-) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT event_id FROM events
-             WHERE room_id = ?1 AND sender = ?2 AND txn_device = ?3 AND txn_id = ?4 AND txn_id IS NOT NULL",
-        )?
-        .query_row(params![room_id, user_id, device_id, txn_id], |r| r.get(0))
-        .optional()?)
 }
 
 /// The transaction id the given device sent an event with, if it sent it.

@@ -84,6 +84,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0019_create_appservice_queue",
         include_str!("../../migrations/0019_create_appservice_queue.sql"),
     ),
+    (
+        "0020_client_txns_and_edges_from_json",
+        include_str!("../../migrations/0020_client_txns_and_edges_from_json.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -14,6 +14,7 @@
 pub mod account_data;
 pub mod appservice_queue;
 pub mod backfill;
+pub mod client_txns;
 pub mod dag;
 pub mod dehydrated_devices;
 pub mod directory;
@@ -401,6 +402,12 @@ pub(crate) fn migrated_in_memory() -> Connection {
     let mut conn = Connection::open_in_memory().expect("in-memory SQLite opens");
     migrate::apply(&mut conn).expect("migrations apply");
     conn
+}
+
+/// The stored JSON of a test event with these DAG edges (what `dag` and `backfill` read them from).
+#[cfg(test)]
+pub(crate) fn json_with_edges(prev_events: &[String], auth_events: &[&str]) -> String {
+    serde_json::json!({ "prev_events": prev_events, "auth_events": auth_events }).to_string()
 }
 
 /// Milliseconds since the Unix epoch, the unit every timestamp column uses.

@@ -159,7 +159,6 @@ pub fn insert_received_event_txn(
         rejected_reason,
     ])?;
     let nid = txn.last_insert_rowid();
-    super::events::insert_links_txn(txn, nid, event.prev_events, event.auth_events)?;
     Ok(nid)
 }
 
@@ -251,7 +250,6 @@ mod tests {
             origin_server_ts: 0,
             json: "{}",
             prev_events: prev,
-            auth_events: &[],
             state_before: None,
             txn: None,
         }

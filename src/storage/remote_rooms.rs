@@ -33,7 +33,6 @@ pub fn insert_outlier_txn(txn: &Connection, event: &NewEvent<'_>) -> Result<Even
         event.json,
     ])?;
     let nid = txn.last_insert_rowid();
-    super::events::insert_links_txn(txn, nid, event.prev_events, event.auth_events)?;
     Ok(nid)
 }
 
@@ -63,7 +62,6 @@ mod tests {
             origin_server_ts: 0,
             json: "{}",
             prev_events: &[],
-            auth_events: &[],
             state_before: None,
             txn: None,
         }

@@ -82,7 +82,6 @@ mod tests {
                 origin_server_ts: ts,
                 json: "{}",
                 prev_events: &[],
-                auth_events: &[],
                 state_before: None,
                 txn: None,
             },

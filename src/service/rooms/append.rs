@@ -10,6 +10,7 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::Value as JsonValue;
 
+use super::super::client_txns::TxnKey;
 use super::super::{Error, Result, Services};
 use crate::room::{self, Pdu, PduTemplate};
 use crate::storage::{self, events::EventRow, events::NewEvent, state};
@@ -77,39 +78,22 @@ impl Services {
         // Holding the room's lock entry until the write commits keeps the cached head alive, so
         // a head is only ever reloaded when none of its writes is still in flight.
         let keep_head = tokio::sync::OwnedMutexGuard::mutex(&guard).clone();
-        let fresh = guard.is_none();
         let head = match guard.take() {
             Some(head) => guard.insert(head),
             None => guard.insert(self.load_head(room_id).await?),
         };
         if let Some((device, txn_id)) = options.txn {
-            // Checked under the lock, against writes still in flight too: two requests with one
-            // transaction id make one event. A freshly loaded head knows no recent sends, so
-            // then the database answers.
+            // Checked under the lock, against writes still in flight too (the head's recent
+            // sends): two requests with one transaction id make one event.
             let key = (sender.to_owned(), device.to_owned(), txn_id.to_owned());
             if let Some(event_id) = head.recent_txns.get(&key).cloned() {
                 drop(guard);
                 return self.pdu_by_id(&event_id).await;
             }
-            if fresh {
-                let (room, user, device, txn) = (
-                    room_id.to_string(),
-                    sender.to_string(),
-                    device.to_owned(),
-                    txn_id.to_owned(),
-                );
-                let existing = self
-                    .db
-                    .read(move |c| {
-                        match storage::events::txn_event(c, &room, &user, &device, &txn)? {
-                            Some(id) => storage::events::get_event(c, &id),
-                            None => Ok(None),
-                        }
-                    })
-                    .await?;
-                if let Some(row) = existing {
-                    return pdu_from_row(&row);
-                }
+            let committed = self.client_txns.find(txn_key(room_id, sender, device, txn_id));
+            if let Some(event_id) = committed.await? {
+                drop(guard);
+                return self.pdu_by_id(&event_id).await;
             }
         }
         let keys = self.auth_keys(&head.rules, sender, &template)?;
@@ -162,6 +146,14 @@ impl Services {
         head.advance(&pdu, sender, txn);
         drop(guard);
         let committed = committed.await;
+        if let (Ok((nid, _)), Some((device, txn_id))) = (&committed, options.txn) {
+            // Before the head may be dropped, so a retry always finds the send in one or the
+            // other.
+            let key = txn_key(room_id, sender, device, txn_id);
+            if let Err(e) = self.client_txns.remember(key, *nid).await {
+                tracing::warn!(error = %e, "a send's transaction id is not remembered");
+            }
+        }
         in_flight.fetch_sub(1, Ordering::AcqRel);
         drop(keep_head);
         match committed {
@@ -496,7 +488,6 @@ impl PendingWrite {
     ) -> storage::Result<(i64, Option<i64>)> {
         let pdu = &self.pdu;
         let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-        let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
         let kind = pdu.kind.to_string();
         let nid = storage::events::insert_event_txn(
             c,
@@ -511,7 +502,6 @@ impl PendingWrite {
                 origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
                 json: &self.json,
                 prev_events: &prev,
-                auth_events: &auth,
                 state_before,
                 txn: self
                     .txn
@@ -556,6 +546,21 @@ impl PendingWrite {
 }
 
 /// `content.membership` of a member event.
+/// The key a local user's send with a transaction id is remembered under.
+pub(super) fn txn_key<'a>(
+    room_id: &'a RoomId,
+    sender: &'a UserId,
+    device_id: &'a str,
+    txn_id: &'a str,
+) -> TxnKey<'a> {
+    TxnKey {
+        room_id: room_id.as_str(),
+        sender: sender.as_str(),
+        device_id,
+        txn_id,
+    }
+}
+
 pub fn membership_of(pdu: &Pdu) -> Option<String> {
     if pdu.kind != TimelineEventType::RoomMember {
         return None;

@@ -420,6 +420,7 @@ mod tests {
             ("$d", &["$b", "$c"][..], 4),
         ] {
             let prev: Vec<String> = prev.iter().map(|s| s.to_string()).collect();
+            let json = crate::storage::json_with_edges(&prev, &[]);
             insert_event_txn(
                 &conn,
                 &NewEvent {
@@ -431,9 +432,8 @@ mod tests {
                     membership: None,
                     depth,
                     origin_server_ts: 0,
-                    json: "{}",
+                    json: &json,
                     prev_events: &prev,
-                    auth_events: &[],
                     state_before: None,
                     txn: None,
                 },

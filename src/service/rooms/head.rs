@@ -21,7 +21,7 @@ use crate::service::push_evaluator::PushRoom;
 use crate::storage::{self, state};
 
 /// In-flight transaction ids kept before the oldest are forgotten (by then they are committed,
-/// and the send path finds committed ones in the database before it takes the room's lock).
+/// and the send path finds committed ones in `Services::client_txns`).
 const RECENT_TXNS: usize = 1024;
 
 type StateKey = (StateEventType, String);

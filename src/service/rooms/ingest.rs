@@ -463,7 +463,6 @@ impl Services {
                 }
             };
             let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-            let auth: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
             let event_kind = pdu.kind.to_string();
             let nid = received::insert_received_event_txn(
                 c,
@@ -478,7 +477,6 @@ impl Services {
                     origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
                     json: &json,
                     prev_events: &prev,
-                    auth_events: &auth,
                     state_before,
                     txn: None,
                 },

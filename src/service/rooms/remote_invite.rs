@@ -227,7 +227,6 @@ impl Services {
         let (version, creator) = (version.to_string(), pdu.sender.to_string());
         let kind = pdu.kind.to_string();
         let prev: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-        let auth: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
         let owned = (
             pdu.event_id.to_string(),
             pdu.room_id.to_string(),
@@ -262,7 +261,6 @@ impl Services {
                         origin_server_ts: *ts,
                         json: &json,
                         prev_events: &prev,
-                        auth_events: &auth,
                         state_before: None,
                         txn: None,
                     },
@@ -346,8 +344,6 @@ impl Services {
                 let kind = stored.kind.to_string();
                 let prev: Vec<String> =
                     stored.prev_events.iter().map(ToString::to_string).collect();
-                let auth: Vec<String> =
-                    stored.auth_events.iter().map(ToString::to_string).collect();
                 let nid = storage::remote_rooms::insert_outlier_txn(
                     c,
                     &NewEvent {
@@ -361,7 +357,6 @@ impl Services {
                         origin_server_ts: u64::from(stored.origin_server_ts.get()) as i64,
                         json: &json,
                         prev_events: &prev,
-                        auth_events: &auth,
                         state_before: None,
                         txn: None,
                     },

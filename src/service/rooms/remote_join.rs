@@ -451,7 +451,6 @@ pub(super) fn with_new_event<T>(
 ) -> T {
     let kind = pdu.kind.to_string();
     let prev: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-    let auth: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
     insert(&NewEvent {
         event_id: pdu.event_id.as_str(),
         room_id: pdu.room_id.as_str(),
@@ -463,7 +462,6 @@ pub(super) fn with_new_event<T>(
         origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
         json,
         prev_events: &prev,
-        auth_events: &auth,
         state_before,
         txn: None,
     })

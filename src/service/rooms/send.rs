@@ -6,7 +6,7 @@ use serde_json::{Value as JsonValue, json};
 
 use super::super::rate_limit::Action;
 use super::super::{Error, Result, Services, UserSession};
-use super::append::{AppendOptions, pdu_from_row};
+use super::append::{AppendOptions, pdu_from_row, txn_key};
 use crate::room::PduTemplate;
 use crate::storage;
 
@@ -136,23 +136,15 @@ impl Services {
         Ok(pdu.event_id.clone())
     }
 
+    /// The event this device already sent into the room with `txn_id`, if it did (a retry).
     async fn txn_event(
         &self,
         session: &UserSession,
         room_id: &RoomId,
         txn_id: &str,
     ) -> Result<Option<OwnedEventId>> {
-        let (room, user, device, txn) = (
-            room_id.to_string(),
-            session.user_id.to_string(),
-            session.device_id.to_string(),
-            txn_id.to_owned(),
-        );
-        let existing = self
-            .db
-            .read_small(move |c| storage::events::txn_event(c, &room, &user, &device, &txn))
-            .await?;
-        Ok(existing.and_then(|id| EventId::parse(id).ok()))
+        let key = txn_key(room_id, &session.user_id, session.device_id.as_str(), txn_id);
+        self.client_txns.find(key).await
     }
 
     /// Whether the user's power level reaches the room's `redact` level.
