@@ -135,7 +135,7 @@ impl Services {
         if !actions.is_empty() || last - cache.persisted >= PERSIST_EVERY {
             let recorded = self
                 .db
-                .write_leading("record_push_actions", move |c| {
+                .write("record_push_actions", move |c| {
                     storage::push_actions::record_batch_txn(c, &actions, last)
                 })
                 .await;

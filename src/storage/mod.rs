@@ -4,7 +4,11 @@
 //!
 //! Callers hand in named, synchronous closures: `Db::write("name", |txn| …)` and
 //! `Db::read(|conn| …)`. Each write closure runs inside its own savepoint, so a closure that fails
-//! leaves no trace while the other closures of the same batch still commit. A write's future
+//! leaves no trace while the other closures of the same batch still commit; the first closure of
+//! a transaction runs without one, since its failure can roll back the whole transaction, which
+//! holds nothing else yet. (A savepoint copies every page a write first touches into its journal,
+//! spilled to a temporary file past 64 KiB: most of the cost of a write that touches a page per
+//! room member, as a message's push actions do.) A write's future
 //! resolves only after the batch it belongs to is durably committed, which is what lets the API
 //! acknowledge a request: what was acknowledged survives `kill -9`.
 //!
@@ -97,8 +101,6 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// succeeded or failed, and whether it failed.
 struct Job {
     run: JobRun,
-    /// Run without a savepoint when it is the first of its batch (see `Db::write_leading`).
-    leading: bool,
 }
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// Runs a job: given whether to use a savepoint, returns its completion and whether it failed.
@@ -163,38 +165,12 @@ impl Db {
         self.submit(name, f).await
     }
 
-    /// Like [`Db::write`], for a write that touches many pages scattered over a table (the push
-    /// evaluator's): when it is the first write of its batch it runs without a savepoint of its
-    /// own, since a failure can then roll the whole transaction back, which holds nothing else
-    /// yet. A savepoint copies every page a write first touches into its journal, which was the
-    /// largest part of such a write's cost. Otherwise it runs in a savepoint like any write.
-    pub async fn write_leading<T, F>(&self, name: &'static str, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        self.queue(name, true, f).await
-    }
-
     /// Queues `f` for the writer thread now and returns a future of its committed result. Writes
     /// run in the order they were submitted, so a caller may queue a write, release its own lock,
     /// and only then wait for the commit.
     pub fn submit<T, F>(
         &self,
         name: &'static str,
-        f: F,
-    ) -> impl Future<Output = Result<T>> + use<T, F>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        self.queue(name, false, f)
-    }
-
-    fn queue<T, F>(
-        &self,
-        name: &'static str,
-        leading: bool,
         f: F,
     ) -> impl Future<Output = Result<T>> + use<T, F>
     where
@@ -221,7 +197,7 @@ impl Db {
             });
             (completion, failed)
         });
-        let job = Job { run, leading };
+        let job = Job { run };
         let sent = self
             .writer
             .send(job)
@@ -354,18 +330,21 @@ fn writer_loop(
             continue;
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(size);
-        for (i, job) in batch.into_iter().enumerate() {
-            let leading = i == 0 && job.leading;
-            let (completion, failed) = (job.run)(&conn, !leading);
+        // Whether the transaction holds no write yet: the next job then runs without a savepoint.
+        let mut empty = true;
+        for job in batch {
+            let (completion, failed) = (job.run)(&conn, !empty);
             completions.push(completion);
-            if leading && failed {
-                // Nothing else ran in this transaction yet: undo it and begin afresh.
+            if empty && failed {
+                // Nothing else ran in this transaction: undo it and begin afresh.
                 let restarted =
                     control(&conn, "ROLLBACK").and_then(|()| control(&conn, "BEGIN IMMEDIATE"));
                 if let Err(e) = restarted {
                     tracing::error!(error = %e, "cannot begin write transaction");
                     break;
                 }
+            } else {
+                empty = false;
             }
         }
         let commit = control(&conn, "COMMIT").map_err(StorageError::from);
@@ -476,12 +455,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_leading_write_leaves_nothing_first_in_its_batch_or_later() {
+    async fn a_failing_write_leaves_nothing_first_in_its_batch_or_later() {
         let (_dir, db) = open_temp();
         // Alone, it opens its transaction without a savepoint; the rollback must undo it and
         // leave the writer able to go on.
         let alone = db
-            .write_leading("half_then_fail", |txn| {
+            .write("half_then_fail", |txn| {
                 insert("alone")(txn)?;
                 Err::<(), _>(StorageError::Aborted("refused".into()))
             })
@@ -494,13 +473,13 @@ mod tests {
             tokio::spawn(async move {
                 match i % 3 {
                     0 => {
-                        db.write_leading("half_then_fail", move |txn| {
+                        db.write("half_then_fail", move |txn| {
                             insert(&format!("partial{i}"))(txn)?;
                             Err::<(), _>(StorageError::Aborted("refused".into()))
                         })
                         .await
                     }
-                    1 => db.write_leading("insert", insert(&format!("l{i}"))).await,
+                    1 => db.write("insert", insert(&format!("l{i}"))).await,
                     _ => db.write("insert", insert(&format!("t{i}"))).await,
                 }
             })
