@@ -198,23 +198,28 @@ pub fn unread_counts(conn: &Connection, user_id: &str, room_id: &str) -> Result<
 }
 
 /// Counts a user's unread notifications in a room afresh, after one of their read receipts moved.
+/// Only the actions after the unthreaded receipt are read (none before it is unread), so the
+/// cost follows what is unread, not the room's history.
 pub fn recount_txn(txn: &Connection, user_id: &str, room_id: &str) -> Result<()> {
     txn.prepare_cached("DELETE FROM push_summary WHERE user_id = ?1 AND room_id = ?2")?
         .execute(params![user_id, room_id])?;
-    txn.prepare_cached(
-        "INSERT INTO push_summary (user_id, room_id, thread_id, notify, highlight)
+    txn.prepare_cached(RECOUNT)?
+        .execute(params![user_id, room_id])?;
+    Ok(())
+}
+
+const RECOUNT: &str = "INSERT INTO push_summary (user_id, room_id, thread_id, notify, highlight)
          SELECT p.user_id, p.room_id, p.thread_id, COUNT(*), SUM(p.highlight)
          FROM event_push_actions p
          WHERE p.user_id = ?1 AND p.room_id = ?2
            AND p.event_nid > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r
                 WHERE r.room_id = ?2 AND r.user_id = ?1
+                  AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id = ''), 0)
+           AND p.event_nid > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r
+                WHERE r.room_id = ?2 AND r.user_id = ?1
                   AND r.receipt_type IN ('m.read', 'm.read.private')
                   AND r.thread_id IN ('', p.thread_id)), 0)
-         GROUP BY p.thread_id",
-    )?
-    .execute(params![user_id, room_id])?;
-    Ok(())
-}
+         GROUP BY p.thread_id";
 
 /// The rooms where push actions were recorded for a user at event positions in (`after`,
 /// `upto`]: their counts changed, perhaps after the events themselves were synced.
@@ -342,5 +347,27 @@ mod tests {
         .unwrap();
         assert_eq!(unread_counts(&conn, "@bob:x", "!a:x").unwrap().main, (2, 1));
         assert_eq!(progress(&conn).unwrap(), 31);
+    }
+
+    #[test]
+    fn a_recount_seeks_past_the_unthreaded_receipt_instead_of_reading_the_rooms_history() {
+        let conn = with_room();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {RECOUNT}"))
+            .unwrap()
+            .query_map(params!["@bob:x", "!a:x"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.starts_with("SEARCH p ")
+                && step.contains("user_id=? AND room_id=? AND event_nid>?")),
+            "{plan:#?}"
+        );
+        // Thread receipts still count: an old event in a thread read past stays read.
+        record_batch_txn(&conn, &[action(5, "$t", false), action(6, "main", false)], 6).unwrap();
+        read(&conn, "$t", 5);
+        let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
+        assert_eq!((counts.main, counts.threads.len()), ((1, 0), 0));
     }
 }
