@@ -217,12 +217,28 @@ mod tests {
         let index = index_of(&[]);
         let base = key("t");
         let others = [
-            TxnKey { room_id: "!s:x", ..base },
-            TxnKey { sender: "@b:x", ..base },
-            TxnKey { device_id: "OTHER", ..base },
-            TxnKey { txn_id: "u", ..base },
+            TxnKey {
+                room_id: "!s:x",
+                ..base
+            },
+            TxnKey {
+                sender: "@b:x",
+                ..base
+            },
+            TxnKey {
+                device_id: "OTHER",
+                ..base
+            },
+            TxnKey {
+                txn_id: "u",
+                ..base
+            },
             // Boundaries between the parts count: "DEV"+"t" is not "DE"+"Vt".
-            TxnKey { device_id: "DE", txn_id: "Vt", ..base },
+            TxnKey {
+                device_id: "DE",
+                txn_id: "Vt",
+                ..base
+            },
         ];
         for other in others {
             assert_ne!(index.hash(base), index.hash(other), "{other:?}");

@@ -91,18 +91,8 @@ mod tests {
 
     fn event<'a>(id: &'a str, prev: &'a [String], json: &'a str) -> NewEvent<'a> {
         NewEvent {
-            event_id: id,
-            room_id: "!r:x",
-            sender: "@a:x",
-            kind: "m.room.message",
-            state_key: None,
-            membership: None,
             depth: 5,
-            origin_server_ts: 0,
-            json,
-            prev_events: prev,
-            state_before: None,
-            txn: None,
+            ..crate::storage::test_message(id, prev, json)
         }
     }
 

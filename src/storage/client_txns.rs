@@ -80,24 +80,11 @@ mod tests {
     use crate::storage::events::{NewEvent, insert_event_txn, insert_room_txn};
 
     fn send(conn: &Connection, id: &str, txn: Option<(&str, &str)>) -> EventNid {
-        insert_event_txn(
-            conn,
-            &NewEvent {
-                event_id: id,
-                room_id: "!r:x",
-                sender: "@a:x",
-                kind: "m.room.message",
-                state_key: None,
-                membership: None,
-                depth: 1,
-                origin_server_ts: 0,
-                json: "{}",
-                prev_events: &[],
-                state_before: None,
-                txn,
-            },
-        )
-        .unwrap()
+        let event = NewEvent {
+            txn,
+            ..crate::storage::test_message(id, &[], "{}")
+        };
+        insert_event_txn(conn, &event).unwrap()
     }
 
     #[test]
@@ -110,7 +97,10 @@ mod tests {
 
         let listed = sent_since(&conn, 0).unwrap();
         assert_eq!(
-            listed.iter().map(|s| (s.nid, s.txn_id.as_str())).collect::<Vec<_>>(),
+            listed
+                .iter()
+                .map(|s| (s.nid, s.txn_id.as_str()))
+                .collect::<Vec<_>>(),
             [(first, "t1"), (second, "t2")]
         );
         assert_eq!(listed[0].device_id, "DEV");

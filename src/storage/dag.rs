@@ -77,30 +77,13 @@ pub fn prev_events(conn: &Connection, nid: EventNid) -> Result<Vec<DagEvent>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::events::{NewEvent, insert_event_txn, insert_room_txn};
+    use crate::storage::events::{insert_event_txn, insert_room_txn};
 
     /// Inserts an event with the given edges and returns its stream ordering.
     fn insert(conn: &Connection, id: &str, prev: &[&str], auth: &[&str]) -> EventNid {
         let prev: Vec<String> = prev.iter().map(|s| s.to_string()).collect();
         let json = crate::storage::json_with_edges(&prev, auth);
-        insert_event_txn(
-            conn,
-            &NewEvent {
-                event_id: id,
-                room_id: "!r:x",
-                sender: "@a:x",
-                kind: "m.room.message",
-                state_key: None,
-                membership: None,
-                depth: 1,
-                origin_server_ts: 0,
-                json: &json,
-                prev_events: &prev,
-                state_before: None,
-                txn: None,
-            },
-        )
-        .unwrap()
+        insert_event_txn(conn, &crate::storage::test_message(id, &prev, &json)).unwrap()
     }
 
     #[test]

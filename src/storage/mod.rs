@@ -389,6 +389,30 @@ pub(crate) fn json_with_edges(prev_events: &[String], auth_events: &[&str]) -> S
     serde_json::json!({ "prev_events": prev_events, "auth_events": auth_events }).to_string()
 }
 
+/// A test message `id` from `@a:x` in `!r:x` at depth 1 and time 0, on `prev` and stored as
+/// `json`; tests change any other field with `NewEvent { depth: 5, ..test_message(…) }`.
+#[cfg(test)]
+pub(crate) fn test_message<'a>(
+    id: &'a str,
+    prev: &'a [String],
+    json: &'a str,
+) -> events::NewEvent<'a> {
+    events::NewEvent {
+        event_id: id,
+        room_id: "!r:x",
+        sender: "@a:x",
+        kind: "m.room.message",
+        state_key: None,
+        membership: None,
+        depth: 1,
+        origin_server_ts: 0,
+        json,
+        prev_events: prev,
+        state_before: None,
+        txn: None,
+    }
+}
+
 /// Milliseconds since the Unix epoch, the unit every timestamp column uses.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -365,7 +365,12 @@ mod tests {
             "{plan:#?}"
         );
         // Thread receipts still count: an old event in a thread read past stays read.
-        record_batch_txn(&conn, &[action(5, "$t", false), action(6, "main", false)], 6).unwrap();
+        record_batch_txn(
+            &conn,
+            &[action(5, "$t", false), action(6, "main", false)],
+            6,
+        )
+        .unwrap();
         read(&conn, "$t", 5);
         let counts = unread_counts(&conn, "@bob:x", "!a:x").unwrap();
         assert_eq!((counts.main, counts.threads.len()), ((1, 0), 0));

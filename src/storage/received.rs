@@ -239,20 +239,7 @@ mod tests {
     use crate::storage::events::insert_room_txn;
 
     fn event<'a>(id: &'a str, prev: &'a [String]) -> NewEvent<'a> {
-        NewEvent {
-            event_id: id,
-            room_id: "!r:x",
-            sender: "@a:x",
-            kind: "m.room.message",
-            state_key: None,
-            membership: None,
-            depth: 1,
-            origin_server_ts: 0,
-            json: "{}",
-            prev_events: prev,
-            state_before: None,
-            txn: None,
-        }
+        crate::storage::test_message(id, prev, "{}")
     }
 
     #[test]

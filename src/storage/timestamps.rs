@@ -72,18 +72,8 @@ mod tests {
         insert_event_txn(
             conn,
             &NewEvent {
-                event_id: id,
-                room_id: "!r:x",
-                sender: "@a:x",
-                kind: "m.room.message",
-                state_key: None,
-                membership: None,
-                depth: 1,
                 origin_server_ts: ts,
-                json: "{}",
-                prev_events: &[],
-                state_before: None,
-                txn: None,
+                ..crate::storage::test_message(id, &[], "{}")
             },
         )
         .unwrap()

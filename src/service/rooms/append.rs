@@ -90,7 +90,9 @@ impl Services {
                 drop(guard);
                 return self.pdu_by_id(&event_id).await;
             }
-            let committed = self.client_txns.find(txn_key(room_id, sender, device, txn_id));
+            let committed = self
+                .client_txns
+                .find(txn_key(room_id, sender, device, txn_id));
             if let Some(event_id) = committed.await? {
                 drop(guard);
                 return self.pdu_by_id(&event_id).await;
@@ -545,7 +547,6 @@ impl PendingWrite {
     }
 }
 
-/// `content.membership` of a member event.
 /// The key a local user's send with a transaction id is remembered under.
 pub(super) fn txn_key<'a>(
     room_id: &'a RoomId,
@@ -561,6 +562,7 @@ pub(super) fn txn_key<'a>(
     }
 }
 
+/// `content.membership` of a member event.
 pub fn membership_of(pdu: &Pdu) -> Option<String> {
     if pdu.kind != TimelineEventType::RoomMember {
         return None;

@@ -143,7 +143,12 @@ impl Services {
         room_id: &RoomId,
         txn_id: &str,
     ) -> Result<Option<OwnedEventId>> {
-        let key = txn_key(room_id, &session.user_id, session.device_id.as_str(), txn_id);
+        let key = txn_key(
+            room_id,
+            &session.user_id,
+            session.device_id.as_str(),
+            txn_id,
+        );
         self.client_txns.find(key).await
     }
 
