@@ -128,8 +128,10 @@ impl Db {
         let mut conn = open_connection(path, OpenFlags::default(), config)?;
         migrate::apply(&mut conn)?;
         let mut log = wal::LogLength::watch(&mut conn)?;
-        let checkpointer =
-            wal::Checkpointer::start(open_connection(path, OpenFlags::default(), config)?)?;
+        let checkpointer = wal::Checkpointer::start(
+            open_connection(path, OpenFlags::default(), config)?,
+            log.commits(),
+        )?;
         let readers = pool::ReaderPool::open(path, config)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let observer = std::sync::Arc::new(std::sync::OnceLock::<CommitObserver>::new());
