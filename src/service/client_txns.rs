@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
-use ruma::{EventId, OwnedEventId};
+use ruma::{EventId, OwnedEventId, RoomId, UserId};
 
 use super::Result;
 use crate::storage::state::EventNid;
@@ -34,6 +34,23 @@ pub struct TxnKey<'a> {
     pub sender: &'a str,
     pub device_id: &'a str,
     pub txn_id: &'a str,
+}
+
+impl<'a> TxnKey<'a> {
+    /// The key of a local user's send with a transaction id.
+    pub fn new(
+        room_id: &'a RoomId,
+        sender: &'a UserId,
+        device_id: &'a str,
+        txn_id: &'a str,
+    ) -> Self {
+        TxnKey {
+            room_id: room_id.as_str(),
+            sender: sender.as_str(),
+            device_id,
+            txn_id,
+        }
+    }
 }
 
 pub struct ClientTxns {

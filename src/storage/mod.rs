@@ -96,15 +96,11 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-/// What the writer thread runs: the closure, run inside the open transaction (in a savepoint of
-/// its own when `guarded`), returns how to report its result once the batch's commit has
-/// succeeded or failed, and whether it failed.
-struct Job {
-    run: JobRun,
-}
+/// What the writer thread runs: given whether to use a savepoint of its own (`guarded`), it runs
+/// the closure inside the open transaction and returns how to report its result once the batch's
+/// commit has succeeded or failed, and whether it failed.
+type Job = Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-/// Runs a job: given whether to use a savepoint, returns its completion and whether it failed.
-type JobRun = Box<dyn FnOnce(&Connection, bool) -> (Completion, bool) + Send>;
 
 /// A handle on the database. Cloning is cheap; the writer thread stops when the last handle is
 /// dropped, after committing everything queued before.
@@ -181,7 +177,7 @@ impl Db {
     {
         let (tx, rx) = oneshot::channel();
         let span = tracing::debug_span!("db.write", write.name = name);
-        let run = Box::new(move |conn: &Connection, guarded: bool| {
+        let job: Job = Box::new(move |conn: &Connection, guarded: bool| {
             let _entered = span.enter();
             let outcome = if guarded {
                 run_in_savepoint(conn, f)
@@ -199,7 +195,6 @@ impl Db {
             });
             (completion, failed)
         });
-        let job = Job { run };
         let sent = self
             .writer
             .send(job)
@@ -335,7 +330,7 @@ fn writer_loop(
         // Whether the transaction holds no write yet: the next job then runs without a savepoint.
         let mut empty = true;
         for job in batch {
-            let (completion, failed) = (job.run)(&conn, !empty);
+            let (completion, failed) = job(&conn, !empty);
             completions.push(completion);
             if empty && failed {
                 // Nothing else ran in this transaction: undo it and begin afresh.

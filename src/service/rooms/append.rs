@@ -90,10 +90,8 @@ impl Services {
                 drop(guard);
                 return self.pdu_by_id(&event_id).await;
             }
-            let committed = self
-                .client_txns
-                .find(txn_key(room_id, sender, device, txn_id));
-            if let Some(event_id) = committed.await? {
+            let committed = TxnKey::new(room_id, sender, device, txn_id);
+            if let Some(event_id) = self.client_txns.find(committed).await? {
                 drop(guard);
                 return self.pdu_by_id(&event_id).await;
             }
@@ -151,7 +149,7 @@ impl Services {
         if let (Ok((nid, _)), Some((device, txn_id))) = (&committed, options.txn) {
             // Before the head may be dropped, so a retry always finds the send in one or the
             // other.
-            let key = txn_key(room_id, sender, device, txn_id);
+            let key = TxnKey::new(room_id, sender, device, txn_id);
             if let Err(e) = self.client_txns.remember(key, *nid).await {
                 tracing::warn!(error = %e, "a send's transaction id is not remembered");
             }
@@ -544,21 +542,6 @@ impl PendingWrite {
             storage::events::redact_event_txn(c, target, redacted_json, pdu.event_id.as_str())?;
         }
         Ok((nid, state_after))
-    }
-}
-
-/// The key a local user's send with a transaction id is remembered under.
-pub(super) fn txn_key<'a>(
-    room_id: &'a RoomId,
-    sender: &'a UserId,
-    device_id: &'a str,
-    txn_id: &'a str,
-) -> TxnKey<'a> {
-    TxnKey {
-        room_id: room_id.as_str(),
-        sender: sender.as_str(),
-        device_id,
-        txn_id,
     }
 }
 

@@ -4,9 +4,10 @@
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomAliasId, RoomId};
 use serde_json::{Value as JsonValue, json};
 
+use super::super::client_txns::TxnKey;
 use super::super::rate_limit::Action;
 use super::super::{Error, Result, Services, UserSession};
-use super::append::{AppendOptions, pdu_from_row, txn_key};
+use super::append::{AppendOptions, pdu_from_row};
 use crate::room::PduTemplate;
 use crate::storage;
 
@@ -143,7 +144,7 @@ impl Services {
         room_id: &RoomId,
         txn_id: &str,
     ) -> Result<Option<OwnedEventId>> {
-        let key = txn_key(
+        let key = TxnKey::new(
             room_id,
             &session.user_id,
             session.device_id.as_str(),
