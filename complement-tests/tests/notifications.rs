@@ -180,3 +180,44 @@ async fn notifications_survive_a_crash() {
     let listed: Value = bob.get("/_matrix/client/v3/notifications").await.ok();
     assert_eq!(listed["notifications"].as_array().map(Vec::len), Some(5));
 }
+
+#[tokio::test]
+async fn a_burst_into_a_large_room_counts_every_message_for_every_member() {
+    // Sixteen members and forty messages sent at once: the evaluator takes many events in one
+    // batch, hundreds of actions, and records them in several writes. None may be lost or
+    // counted twice.
+    const MEMBERS: usize = 16;
+    const MESSAGES: u64 = 40;
+    let server = Server::start().await;
+    let alice = server.register_user("alice").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    let mut members = Vec::new();
+    for i in 1..MEMBERS {
+        let member = server.register_user(&format!("member{i}")).await;
+        member.join(&room).await;
+        members.push(member);
+    }
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..MESSAGES {
+        let (alice, room) = (alice.clone(), room.clone());
+        sends.spawn(async move { alice.send_message(&room, &format!("round {i}")).await });
+    }
+    sends.join_all().await;
+
+    for member in &members {
+        wait_for_counts(member, &room, (MESSAGES, 0)).await;
+    }
+    let listed: Value = members[0]
+        .get("/_matrix/client/v3/notifications?limit=100")
+        .await
+        .ok();
+    assert_eq!(
+        listed["notifications"].as_array().map(Vec::len),
+        Some(MESSAGES as usize)
+    );
+    assert_eq!(
+        counts(&alice, &room).await,
+        (0, 0),
+        "own messages never notify"
+    );
+}

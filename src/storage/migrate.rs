@@ -88,6 +88,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0020_client_txns_and_edges_from_json",
         include_str!("../../migrations/0020_client_txns_and_edges_from_json.sql"),
     ),
+    (
+        "0021_push_actions_keyed_by_user_and_event",
+        include_str!("../../migrations/0021_push_actions_keyed_by_user_and_event.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -115,6 +119,7 @@ pub(super) fn apply(conn: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
 
     #[test]
     fn migrations_apply_once_and_record_their_version() {
@@ -125,6 +130,50 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn push_actions_recorded_before_0021_are_kept_under_the_new_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (version, (_, sql)) in MIGRATIONS.iter().enumerate().take(20) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO event_push_actions
+               (user_id, room_id, event_nid, highlight, actions, thread_id)
+             VALUES ('@bob:x', '!a:x', 7, 1, '[\"notify\"]', '$root'),
+                    ('@bob:x', '!b:x', 9, 0, '[\"notify\"]', 'main')",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let rows: Vec<(i64, String, bool, String)> = conn
+            .prepare(
+                "SELECT event_nid, room_id, highlight, thread_id FROM event_push_actions
+                 WHERE user_id = '@bob:x' ORDER BY event_nid",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (7, "!a:x".to_owned(), true, "$root".to_owned()),
+                (9, "!b:x".to_owned(), false, "main".to_owned())
+            ]
+        );
+        let index: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE name = 'event_push_actions_by_user'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        assert_eq!(index, None, "the second b-tree is gone");
     }
 
     #[test]

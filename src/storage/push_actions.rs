@@ -45,12 +45,18 @@ pub fn events_after(conn: &Connection, position: i64, limit: usize) -> Result<Ve
 /// Actions recorded before (the same user and event) are left as they are and not counted again,
 /// so recording is idempotent.
 pub fn record_batch_txn(txn: &Connection, actions: &[PushAction], position: i64) -> Result<()> {
-    record_txn(txn, actions, true)?;
+    record_evaluated_txn(txn, actions)?;
     txn.execute(
         "UPDATE push_progress SET position = ?1 WHERE id = 1",
         [position],
     )?;
     Ok(())
+}
+
+/// Stores part of a batch without moving the evaluator, which [`record_batch_txn`] does with the
+/// batch's last part; recording is idempotent, so a batch cut short is recorded again whole.
+pub fn record_evaluated_txn(txn: &Connection, actions: &[PushAction]) -> Result<()> {
+    record_txn(txn, actions, true)
 }
 
 /// Stores the actions of an event being written in the same transaction, and counts them: it
@@ -64,7 +70,7 @@ fn record_txn(txn: &Connection, actions: &[PushAction], check_receipts: bool) ->
         "INSERT INTO event_push_actions
            (user_id, room_id, event_nid, highlight, actions, thread_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (user_id, room_id, event_nid) DO NOTHING",
+         ON CONFLICT (user_id, event_nid) DO NOTHING",
     )?;
     let mut count = txn.prepare_cached(
         "INSERT INTO push_summary (user_id, room_id, thread_id, notify, highlight)
@@ -198,8 +204,8 @@ pub fn unread_counts(conn: &Connection, user_id: &str, room_id: &str) -> Result<
 }
 
 /// Counts a user's unread notifications in a room afresh, after one of their read receipts moved.
-/// Only the actions after the unthreaded receipt are read (none before it is unread), so the
-/// cost follows what is unread, not the room's history.
+/// Only the user's actions after the unthreaded receipt are read (none before it is unread), so
+/// the cost follows what came since, not the room's history.
 pub fn recount_txn(txn: &Connection, user_id: &str, room_id: &str) -> Result<()> {
     txn.prepare_cached("DELETE FROM push_summary WHERE user_id = ?1 AND room_id = ?2")?
         .execute(params![user_id, room_id])?;
@@ -360,8 +366,9 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert!(
-            plan.iter().any(|step| step.starts_with("SEARCH p ")
-                && step.contains("user_id=? AND room_id=? AND event_nid>?")),
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH p ")
+                    && step.contains("user_id=? AND event_nid>?")),
             "{plan:#?}"
         );
         // Thread receipts still count: an old event in a thread read past stays read.
