@@ -139,7 +139,7 @@ impl Services {
             if let Err(e) = recorded {
                 // What was written is unknown until read again.
                 cache.position = None;
-                return Err(e.into());
+                return Err(e);
             }
             cache.persisted = last;
         }
