@@ -36,6 +36,8 @@ const MAX_CACHED_ROOMS: usize = 1_000;
 const PERSIST_EVERY: i64 = 1_000;
 /// Users whose push rules are kept in memory.
 const MAX_CACHED_RULES: usize = 10_000;
+/// Events evaluated between two yields to the runtime's other tasks.
+const YIELD_EVERY: usize = 16;
 /// Actions per write of the evaluator (see `record_actions`).
 const WRITE_CHUNK: usize = 128;
 /// Events recorded with their actions that the evaluator has not passed yet, at most.
@@ -106,7 +108,12 @@ impl Services {
             return Ok(0);
         };
         let mut actions = Vec::new();
-        for row in &rows {
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 && index % YIELD_EVERY == 0 {
+                // A batch of a busy room takes milliseconds to evaluate; the requests this worker
+                // also serves get their turn in between.
+                tokio::task::yield_now().await;
+            }
             if self.counted_inline(row.nid) {
                 // A message whose actions were recorded with it (`rooms/append.rs`).
                 continue;
